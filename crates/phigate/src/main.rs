@@ -1,22 +1,73 @@
-//! The phigate command line: one binary for the simulator, the Kipu client and exporter, the
-//! gateway, keys, the store and the audit log.
+//! The phigate command line: one binary for the Kipu simulator, the Kipu client and exporter,
+//! encryption keys, the encrypted store, the audit log and (later) the gateway.
+//!
+//! Each subcommand lives in its own `cmd_*` module with an `Args` type and a `run` function;
+//! this file only wires them together, sets up logging and maps errors to exit codes:
+//! 0 success, 1 runtime failure, 2 bad usage or configuration (clap's convention).
 
 #![forbid(unsafe_code)]
 
+use std::process::ExitCode;
+
 use clap::{Parser, Subcommand};
+
+mod cmd_audit;
+mod cmd_keys;
+mod cmd_kipu;
+mod cmd_phi;
+mod cmd_sim;
+mod cmd_store;
+mod context;
+mod exit;
 
 /// phigate: get PHI out of the EHR and serve it to exactly who is allowed, with every access proven.
 #[derive(Debug, Parser)]
 #[command(name = "phigate", version, about, propagate_version = true)]
 struct Cli {
+    #[command(flatten)]
+    global: context::GlobalArgs,
     #[command(subcommand)]
     command: Command,
 }
 
 #[derive(Debug, Subcommand)]
-enum Command {}
+enum Command {
+    /// Run the Kipu API simulator (synthetic data, signature-verifying).
+    Sim(cmd_sim::Args),
+    /// Call the Kipu API: fetch endpoints, debug signatures.
+    Kipu(cmd_kipu::Args),
+    /// Manage key-encryption keys (init, status, rotate, rewrap, retire).
+    Keys(cmd_keys::Args),
+    /// Inspect and maintain the encrypted store (stats, invalidate, purge, backup, restore).
+    Store(cmd_store::Args),
+    /// Verify, prove and export the tamper-evident audit log.
+    Audit(cmd_audit::Args),
+    /// PHI detection: evaluate the detectors on labelled synthetic notes.
+    Phi(cmd_phi::Args),
+}
 
-fn main() -> anyhow::Result<()> {
+fn main() -> ExitCode {
     let cli = Cli::parse();
-    match cli.command {}
+    init_logging();
+    exit::report(dispatch(cli))
+}
+
+fn dispatch(cli: Cli) -> anyhow::Result<()> {
+    let ctx = cli.global.resolve()?;
+    match cli.command {
+        Command::Sim(args) => cmd_sim::run(args, &ctx),
+        Command::Kipu(args) => cmd_kipu::run(args, &ctx),
+        Command::Keys(args) => cmd_keys::run(args, &ctx),
+        Command::Store(args) => cmd_store::run(args, &ctx),
+        Command::Audit(args) => cmd_audit::run(args, &ctx),
+        Command::Phi(args) => cmd_phi::run(args, &ctx),
+    }
+}
+
+/// Logs go to stderr, filtered by `PHIGATE_LOG` (default `info`). stdout is reserved for
+/// command output so that scripts can parse it.
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("PHIGATE_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
 }
