@@ -65,7 +65,10 @@ impl ApiVersion {
 
     /// The exact `Accept` header value: `application/vnd.kipusystems+json; version=N`.
     pub fn accept_header(self) -> String {
-        format!("application/vnd.kipusystems+json; version={}", self.number())
+        format!(
+            "application/vnd.kipusystems+json; version={}",
+            self.number()
+        )
     }
 
     fn algorithm(self) -> hmac::Algorithm {
@@ -101,10 +104,14 @@ pub enum SigningError {
     #[error("unsupported Kipu API version: only 3 and 4 are supported")]
     UnsupportedVersion,
     /// The `Authorization` header is missing or not `SCHEME access_id:signature`.
-    #[error("malformed Authorization header: expected `APIAuth id:sig` or `APIAuth-HMAC-SHA256 id:sig`")]
+    #[error(
+        "malformed Authorization header: expected `APIAuth id:sig` or `APIAuth-HMAC-SHA256 id:sig`"
+    )]
     MalformedAuthorization,
     /// The `Date` header is missing or not an RFC 1123 date.
-    #[error("missing or malformed Date header: expected an RFC 1123 date such as `Wed, 06 Nov 2019 15:38:34 GMT`")]
+    #[error(
+        "missing or malformed Date header: expected an RFC 1123 date such as `Wed, 06 Nov 2019 15:38:34 GMT`"
+    )]
     MalformedDate,
     /// The request's date is further from the verifier's clock than the allowed skew.
     #[error("request Date is outside the allowed clock skew of {allowed_secs} s")]
@@ -119,7 +126,9 @@ pub enum SigningError {
     #[error("signature does not match")]
     BadSignature,
     /// The Authorization scheme is for a different API version than the credentials.
-    #[error("Authorization scheme {got} does not match the API version {expected} of these credentials")]
+    #[error(
+        "Authorization scheme {got} does not match the API version {expected} of these credentials"
+    )]
     VersionMismatch {
         /// The version the credentials are configured for.
         expected: ApiVersion,
@@ -147,7 +156,12 @@ impl Credentials {
         app_id: impl Into<String>,
         version: ApiVersion,
     ) -> Self {
-        Self { access_id: access_id.into(), secret_key, app_id: app_id.into(), version }
+        Self {
+            access_id: access_id.into(),
+            secret_key,
+            app_id: app_id.into(),
+            version,
+        }
     }
 
     /// The access id (sent in clear in every `Authorization` header).
@@ -172,7 +186,12 @@ impl Credentials {
 
     /// The full `Authorization` header value for a canonical string.
     pub fn authorization(&self, canonical: &CanonicalString) -> String {
-        format!("{} {}:{}", self.version.scheme(), self.access_id, self.sign(canonical))
+        format!(
+            "{} {}:{}",
+            self.version.scheme(),
+            self.access_id,
+            self.sign(canonical)
+        )
     }
 }
 
@@ -200,7 +219,9 @@ pub fn verify(
     canonical: &CanonicalString,
     signature_b64: &str,
 ) -> Result<(), SigningError> {
-    let provided = BASE64.decode(signature_b64).map_err(|_| SigningError::BadSignature)?;
+    let provided = BASE64
+        .decode(signature_b64)
+        .map_err(|_| SigningError::BadSignature)?;
     let key = hmac::Key::new(version.algorithm(), secret.expose_secret().as_bytes());
     hmac::verify(&key, canonical.0.as_bytes(), &provided).map_err(|_| SigningError::BadSignature)
 }
@@ -231,7 +252,9 @@ pub fn check_clock_skew(
         Err(ahead) => ahead.duration(),
     };
     if skew > allowed {
-        return Err(SigningError::ClockSkew { allowed_secs: allowed.as_secs() });
+        return Err(SigningError::ClockSkew {
+            allowed_secs: allowed.as_secs(),
+        });
     }
     Ok(())
 }
@@ -250,8 +273,15 @@ impl CanonicalString {
 
     /// The form for every other method: `{content_type},{content_md5},{request_target},{date}`,
     /// either of the first two possibly empty.
-    pub fn for_body(content_type: &str, content_md5: &str, request_target: &str, date: &str) -> Self {
-        Self(format!("{content_type},{content_md5},{request_target},{date}"))
+    pub fn for_body(
+        content_type: &str,
+        content_md5: &str,
+        request_target: &str,
+        date: &str,
+    ) -> Self {
+        Self(format!(
+            "{content_type},{content_md5},{request_target},{date}"
+        ))
     }
 
     /// Builds the form that fits `method` (GET or anything else).
@@ -296,18 +326,25 @@ pub struct AuthorizationHeader<'a> {
 impl<'a> AuthorizationHeader<'a> {
     /// Parses the header value. The scheme is matched exactly (case-sensitive, one space).
     pub fn parse(value: &'a str) -> Result<Self, SigningError> {
-        let (scheme, rest) = value.split_once(' ').ok_or(SigningError::MalformedAuthorization)?;
+        let (scheme, rest) = value
+            .split_once(' ')
+            .ok_or(SigningError::MalformedAuthorization)?;
         let version = match scheme {
             "APIAuth" => ApiVersion::V3,
             "APIAuth-HMAC-SHA256" => ApiVersion::V4,
             _ => return Err(SigningError::MalformedAuthorization),
         };
-        let (access_id, signature) =
-            rest.rsplit_once(':').ok_or(SigningError::MalformedAuthorization)?;
+        let (access_id, signature) = rest
+            .rsplit_once(':')
+            .ok_or(SigningError::MalformedAuthorization)?;
         if access_id.is_empty() || signature.is_empty() || access_id.contains(' ') {
             return Err(SigningError::MalformedAuthorization);
         }
-        Ok(Self { version, access_id, signature })
+        Ok(Self {
+            version,
+            access_id,
+            signature,
+        })
     }
 }
 
@@ -398,7 +435,11 @@ impl RequestTarget {
     ) -> Result<Self, PathArityError> {
         let expected = template.matches('{').count();
         if expected != ids.len() {
-            return Err(PathArityError { template: template.to_string(), expected, got: ids.len() });
+            return Err(PathArityError {
+                template: template.to_string(),
+                expected,
+                got: ids.len(),
+            });
         }
         let mut path = String::with_capacity(template.len() + 32);
         let mut ids = ids.iter();
@@ -414,7 +455,11 @@ impl RequestTarget {
         }
         path.push_str(rest);
         let query = encode_query(
-            query.iter().copied().filter(|(k, _)| *k != "app_id").chain([("app_id", app_id)]),
+            query
+                .iter()
+                .copied()
+                .filter(|(k, _)| *k != "app_id")
+                .chain([("app_id", app_id)]),
         );
         Ok(Self(format!("{path}?{query}")))
     }
@@ -452,14 +497,20 @@ mod tests {
     }
 
     fn both(canonical: &CanonicalString) -> (String, String) {
-        (sign(ApiVersion::V3, &secret(), canonical), sign(ApiVersion::V4, &secret(), canonical))
+        (
+            sign(ApiVersion::V3, &secret(), canonical),
+            sign(ApiVersion::V4, &secret(), canonical),
+        )
     }
 
     // Golden vectors of kipu-api.md §1.6, computed with kipu-python 0.0.2.
     #[test]
     fn golden_get_census() {
         let c = CanonicalString::for_get("/api/patients/census?app_id=test_app", DATE);
-        assert_eq!(c.as_str(), ",,/api/patients/census?app_id=test_app,Wed, 06 Nov 2019 15:38:34 GMT");
+        assert_eq!(
+            c.as_str(),
+            ",,/api/patients/census?app_id=test_app,Wed, 06 Nov 2019 15:38:34 GMT"
+        );
         assert_eq!(
             both(&c),
             (
@@ -504,7 +555,8 @@ mod tests {
         let md5 = content_md5(body);
         assert_eq!(md5, "p9r4jtQp5glFy0hl6r/oxg==");
         let target = RequestTarget::new("/api/patients", &[], &[], "test_app").unwrap();
-        let c = CanonicalString::for_method("POST", "application/json", &md5, target.as_str(), DATE);
+        let c =
+            CanonicalString::for_method("POST", "application/json", &md5, target.as_str(), DATE);
         assert_eq!(
             c.as_str(),
             "application/json,p9r4jtQp5glFy0hl6r/oxg==,/api/patients?app_id=test_app,Wed, 06 Nov 2019 15:38:34 GMT"
@@ -520,9 +572,13 @@ mod tests {
 
     #[test]
     fn golden_patch_with_empty_body_signs_like_a_get() {
-        let target = RequestTarget::new("/api/patients/{patient_id}", &["42"], &[], "test_app").unwrap();
+        let target =
+            RequestTarget::new("/api/patients/{patient_id}", &["42"], &[], "test_app").unwrap();
         let c = CanonicalString::for_method("PATCH", "", "", target.as_str(), DATE);
-        assert_eq!(c, CanonicalString::for_get("/api/patients/42?app_id=test_app", DATE));
+        assert_eq!(
+            c,
+            CanonicalString::for_get("/api/patients/42?app_id=test_app", DATE)
+        );
         assert_eq!(
             both(&c),
             (
@@ -534,7 +590,10 @@ mod tests {
 
     #[test]
     fn content_md5_of_the_test_suite_body() {
-        assert_eq!(content_md5(br#"{"test": "data"}"#), "b+p0ihjehLY2Na8siridQQ==");
+        assert_eq!(
+            content_md5(br#"{"test": "data"}"#),
+            "b+p0ihjehLY2Na8siridQQ=="
+        );
     }
 
     #[test]
@@ -542,20 +601,32 @@ mod tests {
         let c = CanonicalString::for_get("/api/test", DATE);
         let v3 = Credentials::new("id1", secret(), "app", ApiVersion::V3);
         let v4 = Credentials::new("id1", secret(), "app", ApiVersion::V4);
-        assert_eq!(v3.authorization(&c), "APIAuth id1:6HLRhEj+GtC6K99/2XuB+M/9TD4=");
+        assert_eq!(
+            v3.authorization(&c),
+            "APIAuth id1:6HLRhEj+GtC6K99/2XuB+M/9TD4="
+        );
         assert_eq!(
             v4.authorization(&c),
             "APIAuth-HMAC-SHA256 id1:0PhwBlIP7PRRE5lwcPZgktJbP9t+GQhPALBVWgNUC/w="
         );
-        assert_eq!(ApiVersion::V3.accept_header(), "application/vnd.kipusystems+json; version=3");
-        assert_eq!(ApiVersion::V4.accept_header(), "application/vnd.kipusystems+json; version=4");
+        assert_eq!(
+            ApiVersion::V3.accept_header(),
+            "application/vnd.kipusystems+json; version=3"
+        );
+        assert_eq!(
+            ApiVersion::V4.accept_header(),
+            "application/vnd.kipusystems+json; version=4"
+        );
     }
 
     #[test]
     fn http_date_is_rfc1123_gmt_and_round_trips() {
         let t = parse_http_date(DATE).unwrap();
         assert_eq!(http_date(t), DATE);
-        assert_eq!(parse_http_date("yesterday"), Err(SigningError::MalformedDate));
+        assert_eq!(
+            parse_http_date("yesterday"),
+            Err(SigningError::MalformedDate)
+        );
     }
 
     #[test]
@@ -573,7 +644,10 @@ mod tests {
         assert_eq!("3".parse::<ApiVersion>(), Ok(ApiVersion::V3));
         assert_eq!("4".parse::<ApiVersion>(), Ok(ApiVersion::V4));
         for bad in ["2", "5", "", "v3", "33"] {
-            assert_eq!(bad.parse::<ApiVersion>(), Err(SigningError::UnsupportedVersion));
+            assert_eq!(
+                bad.parse::<ApiVersion>(),
+                Err(SigningError::UnsupportedVersion)
+            );
         }
     }
 
@@ -621,30 +695,71 @@ mod tests {
     #[test]
     fn authorization_header_parses_both_schemes_and_rejects_others() {
         let h = AuthorizationHeader::parse("APIAuth id:sig=").unwrap();
-        assert_eq!((h.version, h.access_id, h.signature), (ApiVersion::V3, "id", "sig="));
+        assert_eq!(
+            (h.version, h.access_id, h.signature),
+            (ApiVersion::V3, "id", "sig=")
+        );
         let h = AuthorizationHeader::parse("APIAuth-HMAC-SHA256 id:sig").unwrap();
         assert_eq!(h.version, ApiVersion::V4);
-        for bad in ["", "APIAuth", "APIAuth id", "Bearer id:sig", "apiauth id:sig", "APIAuth :sig", "APIAuth id:"] {
-            assert_eq!(AuthorizationHeader::parse(bad), Err(SigningError::MalformedAuthorization), "{bad}");
+        for bad in [
+            "",
+            "APIAuth",
+            "APIAuth id",
+            "Bearer id:sig",
+            "apiauth id:sig",
+            "APIAuth :sig",
+            "APIAuth id:",
+        ] {
+            assert_eq!(
+                AuthorizationHeader::parse(bad),
+                Err(SigningError::MalformedAuthorization),
+                "{bad}"
+            );
         }
     }
 
     #[test]
     fn verify_accepts_the_right_signature_and_rejects_tampering() {
         let c = CanonicalString::for_get("/api/test", DATE);
-        assert!(verify(ApiVersion::V3, &secret(), &c, "6HLRhEj+GtC6K99/2XuB+M/9TD4=").is_ok());
+        assert!(
+            verify(
+                ApiVersion::V3,
+                &secret(),
+                &c,
+                "6HLRhEj+GtC6K99/2XuB+M/9TD4="
+            )
+            .is_ok()
+        );
         assert_eq!(
-            verify(ApiVersion::V3, &secret(), &c, "7HLRhEj+GtC6K99/2XuB+M/9TD4="),
+            verify(
+                ApiVersion::V3,
+                &secret(),
+                &c,
+                "7HLRhEj+GtC6K99/2XuB+M/9TD4="
+            ),
             Err(SigningError::BadSignature)
         );
         // The v3 signature is not valid under v4 and vice versa.
-        assert!(verify(ApiVersion::V4, &secret(), &c, "6HLRhEj+GtC6K99/2XuB+M/9TD4=").is_err());
+        assert!(
+            verify(
+                ApiVersion::V4,
+                &secret(),
+                &c,
+                "6HLRhEj+GtC6K99/2XuB+M/9TD4="
+            )
+            .is_err()
+        );
         assert!(verify(ApiVersion::V3, &secret(), &c, "not base64!").is_err());
     }
 
     #[test]
     fn debug_output_hides_secret_and_request_data() {
-        let creds = Credentials::new("id1", SecretString::from("s3cr3t-CANARY"), "app", ApiVersion::V3);
+        let creds = Credentials::new(
+            "id1",
+            SecretString::from("s3cr3t-CANARY"),
+            "app",
+            ApiVersion::V3,
+        );
         let c = CanonicalString::for_get("/api/patients/CANARY-ID?app_id=a", DATE);
         let t = RequestTarget::new("/api/patients/{id}", &["CANARY-ID"], &[], "a").unwrap();
         let out = format!("{creds:?} {c:?} {t:?}");
