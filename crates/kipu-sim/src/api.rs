@@ -180,12 +180,19 @@ async fn truncate(response: Response) -> Response {
         return reset_response();
     };
     let half = full.slice(..full.len() / 2);
-    let items: Vec<Result<Bytes, std::io::Error>> =
-        vec![Ok(half), Err(std::io::Error::other("injected truncation"))];
+    use futures::StreamExt as _;
+    // Returning Pending after the first half makes hyper flush the headers and those bytes
+    // before the stream fails and the connection is dropped.
+    let stream = futures::stream::iter([Ok::<Bytes, std::io::Error>(half)]).chain(
+        futures::stream::once(async {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+            Err(std::io::Error::other("injected truncation"))
+        }),
+    );
     parts
         .headers
         .insert(header::CONTENT_LENGTH, HeaderValue::from(full.len()));
-    Response::from_parts(parts, Body::from_stream(futures::stream::iter(items)))
+    Response::from_parts(parts, Body::from_stream(stream))
 }
 
 impl Simulator {
@@ -843,7 +850,16 @@ impl Simulator {
     }
 
     fn write(&self, e: &Endpoint, ids: &[String], doc: WriteDoc) -> ApiResult {
-        let WriteDoc { data, attachments } = doc;
+        let WriteDoc {
+            mut data,
+            attachments,
+        } = doc;
+        // A contact names the patient it belongs to; everywhere else the path does.
+        let contact_patient = if e.name == "create_contact" {
+            data.remove("patient_id")
+        } else {
+            None
+        };
         check_writable(&data)?;
         let key = e.shape.key();
         let id0 = ids.first().map_or("", String::as_str);
@@ -917,9 +933,19 @@ impl Simulator {
                 Ok((status, json!({ key: r })))
             }
             "create_contact" => {
+                if let Some(pid) = &contact_patient {
+                    let pid = pid.as_str().ok_or_else(|| {
+                        unprocessable("document.data.patient_id must be a casefile id")
+                    })?;
+                    self.patient_by_id(&w, pid)
+                        .ok_or_else(|| not_found("patient"))?;
+                }
                 let id = w.new_id();
                 let mut r = Map::new();
                 r.insert("id".into(), id.into());
+                if let Some(pid) = contact_patient {
+                    r.insert("patient_id".into(), pid);
+                }
                 r.extend(data);
                 w.appended.entry(Kind::Contact).or_default().push(r.clone());
                 Ok((status, json!({ key: r })))

@@ -729,17 +729,18 @@ impl Dataset {
         }
     }
 
+    /// "First Last-token", drawn from the same stream as [`Dataset::patient`] without building
+    /// the whole patient (which itself embeds insurance records that name the subscriber).
     fn patient_name(&self, index: u64) -> String {
-        let p = self.patient(index);
-        format!(
-            "{} {}",
-            p.get("first_name")
-                .and_then(Value::as_str)
-                .unwrap_or_default(),
-            p.get("last_name")
-                .and_then(Value::as_str)
-                .unwrap_or_default()
-        )
+        let mut rng = Rng::new(self.seed, PATIENT_STREAM, index, 0);
+        let female = rng.chance(52);
+        let first = if female {
+            *rng.pick(dict::FEMALE_FIRST)
+        } else {
+            *rng.pick(dict::MALE_FIRST)
+        };
+        let surname = *rng.pick(dict::LAST);
+        format!("{first} {surname}-{}", self.canaries(index).name)
     }
 
     pub(crate) fn appointment_provider(&self, index: u64, slot: u64) -> u64 {
