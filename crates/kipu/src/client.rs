@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::{Bytes, BytesMut};
-use futures::Stream;
+use futures::StreamExt as _;
+use futures::stream::BoxStream;
 use phi::Sensitive;
 use rand::Rng as _;
 use serde::de::DeserializeOwned;
@@ -15,6 +16,7 @@ use tokio::sync::Semaphore;
 use crate::config::{ClientConfig, RetryPolicy};
 use crate::endpoints::{self, ENDPOINTS, Endpoint, Method};
 use crate::error::{Error, Route};
+use crate::models::Record;
 use crate::multipart::{Attachment, MultipartBody};
 use crate::query::Query;
 use crate::signing::{CanonicalString, RequestTarget, content_md5, http_date};
@@ -189,6 +191,21 @@ impl Client {
             |s, b| parse_value(route, s, b),
         )
         .await
+    }
+
+    /// Raw escape hatch for lists: any list endpoint of the catalogue, paged and streamed like
+    /// the typed methods, each record kept whole as a redacted [`Record`].
+    pub fn raw_list(
+        &self,
+        endpoint: &'static Endpoint,
+        ids: &[&str],
+        query: &[(&str, &str)],
+    ) -> List<Record> {
+        let pairs: Vec<(String, String)> = query
+            .iter()
+            .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
+            .collect();
+        self.list(endpoint, ids, &pairs)
     }
 
     /// One record of an object endpoint (`{"<key>": {...}}`).
@@ -698,7 +715,7 @@ impl<T: DeserializeOwned + Send + 'static> List<T> {
     /// Every record of every page, in order. Stops after the last page (by the pagination
     /// block), on a short page (fewer than `per`) or on an empty page. The first error ends
     /// the stream (after the retries of that page are spent).
-    pub fn stream(self) -> impl Stream<Item = Result<T, Error>> + Send + 'static {
+    pub fn stream(self) -> BoxStream<'static, Result<T, Error>> {
         struct State<T> {
             list: List<T>,
             next_page: Option<u32>,
@@ -710,7 +727,7 @@ impl<T: DeserializeOwned + Send + 'static> List<T> {
             next_page,
             buffer: VecDeque::new(),
         };
-        futures::stream::unfold(state, |mut st| async move {
+        let stream = futures::stream::unfold(state, |mut st| async move {
             loop {
                 if let Some(record) = st.buffer.pop_front() {
                     return Some((Ok(record), st));
@@ -727,7 +744,8 @@ impl<T: DeserializeOwned + Send + 'static> List<T> {
                     }
                 }
             }
-        })
+        });
+        stream.boxed()
     }
 
     /// Collects [`List::stream`] into a vector.

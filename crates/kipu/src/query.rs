@@ -32,6 +32,13 @@ impl Query for [(&str, &str)] {
     }
 }
 
+/// Owned raw pairs.
+impl Query for Vec<(String, String)> {
+    fn pairs(&self) -> Vec<(String, String)> {
+        self.clone()
+    }
+}
+
 /// How much PHI the census returns (`phi_level`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum PhiLevel {
