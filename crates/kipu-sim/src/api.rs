@@ -133,9 +133,8 @@ pub(crate) async fn handle(State(sim): State<Arc<Simulator>>, request: Request) 
                 "injected fault: the simulator was asked to fail this request",
             );
             if code == 429 {
-                if let Ok(v) = HeaderValue::from_str(&sim.faults.retry_after_secs().to_string()) {
-                    r.headers_mut().insert(header::RETRY_AFTER, v);
-                }
+                let secs = HeaderValue::from(sim.faults.retry_after_secs());
+                r.headers_mut().insert(header::RETRY_AFTER, secs);
             }
             r
         }
@@ -546,12 +545,11 @@ impl Simulator {
         }
         if let Some(Value::Array(ins)) = p.get_mut("insurances") {
             for i in ins.iter_mut() {
-                if let Some(id) = i.get("id").and_then(Value::as_u64) {
-                    if let (Some(o), Value::Object(m)) =
-                        (w.record_overrides.get(&(Kind::Insurance, id)), i)
-                    {
-                        m.extend(o.clone());
-                    }
+                let id = i.get("id").and_then(Value::as_u64).unwrap_or(0);
+                if let (Some(o), Value::Object(m)) =
+                    (w.record_overrides.get(&(Kind::Insurance, id)), i)
+                {
+                    m.extend(o.clone());
                 }
             }
         }
@@ -871,10 +869,11 @@ impl Simulator {
         match e.name {
             "create_patient" => {
                 for required in ["first_name", "last_name"] {
-                    if !data
+                    let present = data
                         .get(required)
-                        .is_some_and(|v| v.as_str().is_some_and(|s| !s.trim().is_empty()))
-                    {
+                        .and_then(Value::as_str)
+                        .is_some_and(|s| !s.trim().is_empty());
+                    if !present {
                         return Err(unprocessable(format!(
                             "document.data.{required} is required"
                         )));

@@ -817,7 +817,7 @@ impl Dataset {
             "email": format!("{}.{}@staff.example.org", first.to_ascii_lowercase(), last.to_ascii_lowercase().replace('\'', "")),
             "title": title,
             "npi": if user <= PROVIDERS { Value::from(format!("1{:09}", self.seed.wrapping_add(user * 7919) % 1_000_000_000)) } else { Value::Null },
-            "enabled": user % 13 != 0,
+            "enabled": !user.is_multiple_of(13),
             "role_ids": self.user_roles(user),
             "created_at": ts(Self::at(self.days_ago(rng.range(400, 2000)), &mut rng)),
         }))
