@@ -761,10 +761,10 @@ fn next_page_after<T>(page: u32, fetched: &Page<T>, per: Option<u32>) -> Option<
         return None;
     }
     if let Some(p) = fetched.pagination {
-        if let (Some(current), Some(total)) = (p.current_page, p.total_pages) {
-            if current >= total {
-                return None;
-            }
+        if let (Some(current), Some(total)) = (p.current_page, p.total_pages)
+            && current >= total
+        {
+            return None;
         }
         let page_size = per.map(u64::from).or(p.records_per_page);
         if page_size.is_some_and(|size| (n as u64) < size) {

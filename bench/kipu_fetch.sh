@@ -1,0 +1,85 @@
+#!/usr/bin/env bash
+# Benchmark: census plus every patient's vital signs for 5,000 simulated patients, pulled by
+# phigate's kipu client and by kipu-python 0.0.2 from the same simulator on loopback, in one
+# run. Prints records/s and peak RSS (GNU time -v) for each, and the ratios.
+#
+# Usage: bench/kipu_fetch.sh            (env: PATIENTS=5000 BENCH_CONCURRENCY=8 BENCH_PER=100)
+# Needs: cargo, python3 with venv, GNU time at /usr/bin/time, network access to PyPI once.
+#
+# Same work on both sides: same simulator process, same page size, same number of requests in
+# flight (kipu-python has no limit of its own; the Python driver uses an asyncio.Semaphore).
+# kipu-python is used with flatten=False (raw JSON, no pandas), and pages by hand since it
+# cannot. Its base_url is the simulator's http://127.0.0.1 URL: kipu-python accepts plain http
+# to any host; phigate accepts it only for loopback.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+PATIENTS="${PATIENTS:-5000}"
+export BENCH_CONCURRENCY="${BENCH_CONCURRENCY:-8}"
+export BENCH_PER="${BENCH_PER:-100}"
+VENV="$ROOT/bench/.venv-kipu"
+WORK="$(mktemp -d)"
+SIM_PID=""
+cleanup() {
+    if [[ -n "$SIM_PID" ]]; then kill "$SIM_PID" 2>/dev/null || true; wait "$SIM_PID" 2>/dev/null || true; fi
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+[[ -x /usr/bin/time ]] || { echo "GNU time is required at /usr/bin/time (apt-get install time)" >&2; exit 2; }
+
+echo "== building phigate and the benchmark client (release)" >&2
+cargo build --release -p phigate -p kipu --example fetch_census_vitals >&2
+
+if [[ ! -x "$VENV/bin/python" ]]; then
+    echo "== creating $VENV with kipu-python 0.0.2" >&2
+    python3 -m venv "$VENV"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "kipu-python==0.0.2" >&2
+fi
+"$VENV/bin/python" -c 'import kipu; assert kipu.__version__ == "0.0.2", kipu.__version__'
+
+echo "== starting the simulator with $PATIENTS patients" >&2
+PHIGATE_LOG=warn ./target/release/phigate sim --patients "$PATIENTS" --addr 127.0.0.1:0 >"$WORK/sim.out" 2>"$WORK/sim.err" &
+SIM_PID=$!
+for _ in $(seq 1 100); do
+    grep -q '^export KIPU_BASE_URL=' "$WORK/sim.out" 2>/dev/null && break
+    kill -0 "$SIM_PID" 2>/dev/null || { cat "$WORK/sim.err" >&2; exit 1; }
+    sleep 0.1
+done
+grep -q '^export KIPU_BASE_URL=' "$WORK/sim.out" || { echo "simulator did not start" >&2; exit 1; }
+# shellcheck disable=SC1090
+source <(grep '^export KIPU_' "$WORK/sim.out")
+
+run() { # name, command...: prints "records seconds rss_kib"
+    local name="$1"; shift
+    /usr/bin/time -v -o "$WORK/$name.time" "$@" >"$WORK/$name.json"
+    local records seconds rss
+    records=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["records"])' "$WORK/$name.json")
+    seconds=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$WORK/$name.json")
+    rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/$name.time")
+    echo "$records $seconds $rss"
+}
+
+echo "== phigate (concurrency $BENCH_CONCURRENCY, per $BENCH_PER)" >&2
+read -r P_REC P_SEC P_RSS < <(run phigate ./target/release/examples/fetch_census_vitals)
+echo "== kipu-python 0.0.2 (concurrency $BENCH_CONCURRENCY, per $BENCH_PER)" >&2
+read -r K_REC K_SEC K_RSS < <(run kipu-python "$VENV/bin/python" bench/kipu_fetch/fetch_kipu_python.py)
+
+if [[ "$P_REC" != "$K_REC" ]]; then
+    echo "record counts differ: phigate $P_REC, kipu-python $K_REC" >&2
+    exit 1
+fi
+
+python3 - "$P_REC" "$P_SEC" "$P_RSS" "$K_REC" "$K_SEC" "$K_RSS" "$PATIENTS" <<'PY'
+import sys
+p_rec, p_sec, p_rss, k_rec, k_sec, k_rss, patients = sys.argv[1:]
+p_rate, k_rate = int(p_rec) / float(p_sec), int(k_rec) / float(k_sec)
+p_mib, k_mib = int(p_rss) / 1024, int(k_rss) / 1024
+print(f"patients: {patients}, records per client: {p_rec}")
+print(f"{'client':<14}{'seconds':>10}{'records/s':>14}{'peak RSS MiB':>15}")
+print(f"{'phigate':<14}{float(p_sec):>10.2f}{p_rate:>14.0f}{p_mib:>15.1f}")
+print(f"{'kipu-python':<14}{float(k_sec):>10.2f}{k_rate:>14.0f}{k_mib:>15.1f}")
+print(f"throughput ratio (phigate / kipu-python): {p_rate / k_rate:.1f}x  (target >= 20x)")
+print(f"peak memory ratio (phigate / kipu-python): {p_mib / k_mib:.3f}  (target <= 0.2)")
+PY
