@@ -30,7 +30,8 @@ trap cleanup EXIT
 [[ -x /usr/bin/time ]] || { echo "GNU time is required at /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
 echo "== building phigate and the benchmark client (release)" >&2
-cargo build --release -p phigate -p kipu --example fetch_census_vitals >&2
+cargo build --release -p phigate --bin phigate >&2
+cargo build --release -p kipu --example fetch_census_vitals >&2
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "== creating $VENV with kipu-python 0.0.2" >&2
