@@ -15,7 +15,9 @@ pub enum SealError {
     UnsupportedVersion(u8),
     /// Authentication failed: wrong key, or the ciphertext, nonce, tag, wrapped key or the bound
     /// context (key id, version, kind, object id) was changed.
-    #[error("authentication failed: the data was modified, belongs to another record, or the key is wrong")]
+    #[error(
+        "authentication failed: the data was modified, belongs to another record, or the key is wrong"
+    )]
     AuthenticationFailed,
     /// The object was sealed under a key ring other than the configured one.
     #[error("object was sealed with key {found:?} but the configured key is {configured:?}")]
@@ -36,7 +38,9 @@ pub enum SealError {
     #[error("KEK version {0} is the active version; rotate to a new version before retiring it")]
     RetireActive(u32),
     /// Refused: the version still wraps data keys.
-    #[error("KEK version {version} still wraps {count} data key(s); run `phigate keys rewrap` first")]
+    #[error(
+        "KEK version {version} still wraps {count} data key(s); run `phigate keys rewrap` first"
+    )]
     VersionInUse { version: u32, count: u64 },
     /// The stored key ring state is inconsistent (for example two active versions).
     #[error("key ring state is inconsistent: {0}")]

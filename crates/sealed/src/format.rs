@@ -53,7 +53,9 @@ pub struct ObjectContext<'a> {
 impl std::fmt::Debug for ObjectContext<'_> {
     // The id may be derived from PHI: show only the kind.
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ObjectContext").field("kind", &self.kind).finish_non_exhaustive()
+        f.debug_struct("ObjectContext")
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -113,9 +115,16 @@ impl<'a> Envelope<'a> {
         }
         let key_id = std::str::from_utf8(take(&mut rest, key_id_len)?)
             .map_err(|_| SealError::Malformed("key id is not UTF-8"))?;
-        let kek_version = u32::from_be_bytes(take(&mut rest, 4)?.try_into().map_err(|_| SealError::Malformed("version"))?);
-        let wrapped_len =
-            usize::from(u16::from_be_bytes(take(&mut rest, 2)?.try_into().map_err(|_| SealError::Malformed("length"))?));
+        let kek_version = u32::from_be_bytes(
+            take(&mut rest, 4)?
+                .try_into()
+                .map_err(|_| SealError::Malformed("version"))?,
+        );
+        let wrapped_len = usize::from(u16::from_be_bytes(
+            take(&mut rest, 2)?
+                .try_into()
+                .map_err(|_| SealError::Malformed("length"))?,
+        ));
         if wrapped_len == 0 || wrapped_len > MAX_WRAPPED_LEN {
             return Err(SealError::Malformed("wrapped key length out of range"));
         }
@@ -123,16 +132,31 @@ impl<'a> Envelope<'a> {
         if rest.len() < NONCE_LEN + TAG_LEN {
             return Err(SealError::Malformed("payload shorter than nonce and tag"));
         }
-        Ok(Self { key_id, kek_version, wrapped_key, payload: rest })
+        Ok(Self {
+            key_id,
+            kek_version,
+            wrapped_key,
+            payload: rest,
+        })
     }
 
     /// Serialises an envelope.
     pub fn to_bytes(&self) -> Result<Vec<u8>> {
-        encode(self.key_id, self.kek_version, self.wrapped_key, self.payload)
+        encode(
+            self.key_id,
+            self.kek_version,
+            self.wrapped_key,
+            self.payload,
+        )
     }
 }
 
-pub(crate) fn encode(key_id: &str, kek_version: u32, wrapped_key: &[u8], payload: &[u8]) -> Result<Vec<u8>> {
+pub(crate) fn encode(
+    key_id: &str,
+    kek_version: u32,
+    wrapped_key: &[u8],
+    payload: &[u8],
+) -> Result<Vec<u8>> {
     let key_id_len = u8::try_from(key_id.len())
         .ok()
         .filter(|l| *l > 0)

@@ -71,7 +71,9 @@ pub struct Keyring {
 
 impl fmt::Debug for Keyring {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Keyring").field("provider", &self.provider).finish_non_exhaustive()
+        f.debug_struct("Keyring")
+            .field("provider", &self.provider)
+            .finish_non_exhaustive()
     }
 }
 
@@ -92,9 +94,14 @@ impl Keyring {
             }
         }
         if !versions.is_empty() && active != 1 {
-            return Err(SealError::InconsistentKeyring("exactly one version must be active"));
+            return Err(SealError::InconsistentKeyring(
+                "exactly one version must be active",
+            ));
         }
-        Ok(Self { provider, versions: Arc::new(RwLock::new(versions)) })
+        Ok(Self {
+            provider,
+            versions: Arc::new(RwLock::new(versions)),
+        })
     }
 
     /// The key ring id of the provider.
@@ -108,11 +115,15 @@ impl Keyring {
     }
 
     fn read(&self) -> std::sync::RwLockReadGuard<'_, BTreeMap<u32, KeyVersionRecord>> {
-        self.versions.read().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.versions
+            .read()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     fn write(&self) -> std::sync::RwLockWriteGuard<'_, BTreeMap<u32, KeyVersionRecord>> {
-        self.versions.write().unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.versions
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// All version records, oldest first.
@@ -136,10 +147,16 @@ impl Keyring {
             return Err(SealError::AlreadyInitialized(active.version));
         }
         if !versions.is_empty() {
-            return Err(SealError::InconsistentKeyring("versions exist but none is active"));
+            return Err(SealError::InconsistentKeyring(
+                "versions exist but none is active",
+            ));
         }
         let material = self.provider.create_version(1)?;
-        let record = KeyVersionRecord { version: 1, state: KeyState::Active, material };
+        let record = KeyVersionRecord {
+            version: 1,
+            state: KeyState::Active,
+            material,
+        };
         versions.insert(1, record.clone());
         Ok(record)
     }
@@ -153,9 +170,19 @@ impl Keyring {
             .find(|r| r.state == KeyState::Active)
             .map(|r| r.version)
             .ok_or(SealError::NotInitialized)?;
-        let next = versions.keys().next_back().copied().unwrap_or(0).checked_add(1).ok_or(SealError::Crypto("version overflow"))?;
+        let next = versions
+            .keys()
+            .next_back()
+            .copied()
+            .unwrap_or(0)
+            .checked_add(1)
+            .ok_or(SealError::Crypto("version overflow"))?;
         let material = self.provider.create_version(next)?;
-        let new_record = KeyVersionRecord { version: next, state: KeyState::Active, material };
+        let new_record = KeyVersionRecord {
+            version: next,
+            state: KeyState::Active,
+            material,
+        };
         let mut changed = Vec::with_capacity(2);
         if let Some(old_record) = versions.get_mut(&old) {
             old_record.state = KeyState::DecryptOnly;
@@ -170,14 +197,19 @@ impl Keyring {
     /// `wrapped_in_use` data keys (the caller counts them in its storage).
     pub fn retire(&self, version: u32, wrapped_in_use: u64) -> Result<KeyVersionRecord> {
         let mut versions = self.write();
-        let record = versions.get_mut(&version).ok_or(SealError::UnknownVersion(version))?;
+        let record = versions
+            .get_mut(&version)
+            .ok_or(SealError::UnknownVersion(version))?;
         match record.state {
             KeyState::Active => return Err(SealError::RetireActive(version)),
             KeyState::Retired => return Err(SealError::RetiredVersion(version)),
             KeyState::DecryptOnly => {}
         }
         if wrapped_in_use > 0 {
-            return Err(SealError::VersionInUse { version, count: wrapped_in_use });
+            return Err(SealError::VersionInUse {
+                version,
+                count: wrapped_in_use,
+            });
         }
         self.provider.destroy_version(version, &record.material)?;
         record.state = KeyState::Retired;
@@ -187,7 +219,9 @@ impl Keyring {
 
     fn usable_material(&self, version: u32) -> Result<Vec<u8>> {
         let versions = self.read();
-        let record = versions.get(&version).ok_or(SealError::UnknownVersion(version))?;
+        let record = versions
+            .get(&version)
+            .ok_or(SealError::UnknownVersion(version))?;
         if record.state == KeyState::Retired {
             return Err(SealError::RetiredVersion(version));
         }
@@ -200,7 +234,12 @@ impl Keyring {
         let material = self.usable_material(version)?;
         let key_id = self.provider.key_id();
         let data_key = DataKey::generate()?;
-        let wrapped = self.provider.wrap_data_key(version, &material, &data_key, &ctx.wrap_aad(key_id, version))?;
+        let wrapped = self.provider.wrap_data_key(
+            version,
+            &material,
+            &data_key,
+            &ctx.wrap_aad(key_id, version),
+        )?;
         let payload = data_key.encrypt(&ctx.payload_aad(key_id), plaintext)?;
         format::encode(key_id, version, &wrapped, &payload)
     }
@@ -208,7 +247,10 @@ impl Keyring {
     fn unwrap_for(&self, ctx: &ObjectContext<'_>, envelope: &Envelope<'_>) -> Result<DataKey> {
         let key_id = self.provider.key_id();
         if envelope.key_id != key_id {
-            return Err(SealError::WrongKey { configured: key_id.to_string(), found: envelope.key_id.to_string() });
+            return Err(SealError::WrongKey {
+                configured: key_id.to_string(),
+                found: envelope.key_id.to_string(),
+            });
         }
         let material = self.usable_material(envelope.kek_version)?;
         self.provider.unwrap_data_key(
@@ -237,22 +279,50 @@ impl Keyring {
         let data_key = self.unwrap_for(ctx, &envelope)?;
         let material = self.usable_material(active)?;
         let key_id = self.provider.key_id();
-        let wrapped = self.provider.wrap_data_key(active, &material, &data_key, &ctx.wrap_aad(key_id, active))?;
-        Ok(Some(format::encode(key_id, active, &wrapped, envelope.payload)?))
+        let wrapped = self.provider.wrap_data_key(
+            active,
+            &material,
+            &data_key,
+            &ctx.wrap_aad(key_id, active),
+        )?;
+        Ok(Some(format::encode(
+            key_id,
+            active,
+            &wrapped,
+            envelope.payload,
+        )?))
     }
 
     /// Seals a fresh data key (for a stream) and returns it with its envelope header bytes.
-    pub(crate) fn new_stream_key(&self, ctx: &ObjectContext<'_>) -> Result<(DataKey, u32, Vec<u8>)> {
+    pub(crate) fn new_stream_key(
+        &self,
+        ctx: &ObjectContext<'_>,
+    ) -> Result<(DataKey, u32, Vec<u8>)> {
         let version = self.active_version()?;
         let material = self.usable_material(version)?;
         let data_key = DataKey::generate()?;
-        let wrapped =
-            self.provider.wrap_data_key(version, &material, &data_key, &ctx.wrap_aad(self.provider.key_id(), version))?;
+        let wrapped = self.provider.wrap_data_key(
+            version,
+            &material,
+            &data_key,
+            &ctx.wrap_aad(self.provider.key_id(), version),
+        )?;
         Ok((data_key, version, wrapped))
     }
 
-    pub(crate) fn open_stream_key(&self, ctx: &ObjectContext<'_>, key_id: &str, version: u32, wrapped: &[u8]) -> Result<DataKey> {
-        let envelope = Envelope { key_id, kek_version: version, wrapped_key: wrapped, payload: &[] };
+    pub(crate) fn open_stream_key(
+        &self,
+        ctx: &ObjectContext<'_>,
+        key_id: &str,
+        version: u32,
+        wrapped: &[u8],
+    ) -> Result<DataKey> {
+        let envelope = Envelope {
+            key_id,
+            kek_version: version,
+            wrapped_key: wrapped,
+            payload: &[],
+        };
         self.unwrap_for(ctx, &envelope)
     }
 }

@@ -42,8 +42,8 @@ impl DataKey {
     }
 
     fn aead(&self) -> Result<LessSafeKey> {
-        let unbound =
-            UnboundKey::new(&AES_256_GCM, self.0.as_ref()).map_err(|_| SealError::Crypto("AES-256-GCM key"))?;
+        let unbound = UnboundKey::new(&AES_256_GCM, self.0.as_ref())
+            .map_err(|_| SealError::Crypto("AES-256-GCM key"))?;
         Ok(LessSafeKey::new(unbound))
     }
 
@@ -56,7 +56,11 @@ impl DataKey {
         out.extend_from_slice(&nonce);
         out.extend_from_slice(plaintext);
         let tag = key
-            .seal_in_place_separate_tag(Nonce::assume_unique_for_key(nonce), Aad::from(aad), &mut out[NONCE_LEN..])
+            .seal_in_place_separate_tag(
+                Nonce::assume_unique_for_key(nonce),
+                Aad::from(aad),
+                &mut out[NONCE_LEN..],
+            )
             .map_err(|_| SealError::Crypto("AES-256-GCM seal"))?;
         out.extend_from_slice(tag.as_ref());
         Ok(out)
@@ -65,11 +69,14 @@ impl DataKey {
     /// Opens `nonce || ciphertext || tag` produced by [`DataKey::encrypt`].
     pub fn decrypt(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
         if sealed.len() < NONCE_LEN + TAG_LEN {
-            return Err(SealError::Malformed("ciphertext shorter than nonce and tag"));
+            return Err(SealError::Malformed(
+                "ciphertext shorter than nonce and tag",
+            ));
         }
         let key = self.aead()?;
         let (nonce, body) = sealed.split_at(NONCE_LEN);
-        let nonce = Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed("nonce"))?;
+        let nonce =
+            Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed("nonce"))?;
         let mut buf = Zeroizing::new(body.to_vec());
         let len = key
             .open_in_place(nonce, Aad::from(aad), buf.as_mut_slice())

@@ -38,10 +38,22 @@ pub trait KeyProvider: Send + Sync + fmt::Debug {
     fn create_version(&self, version: u32) -> Result<Vec<u8>>;
 
     /// Wraps (encrypts and authenticates) a data key under KEK `version`.
-    fn wrap_data_key(&self, version: u32, material: &[u8], data_key: &DataKey, aad: &[u8]) -> Result<Vec<u8>>;
+    fn wrap_data_key(
+        &self,
+        version: u32,
+        material: &[u8],
+        data_key: &DataKey,
+        aad: &[u8],
+    ) -> Result<Vec<u8>>;
 
     /// Unwraps a data key wrapped by [`KeyProvider::wrap_data_key`].
-    fn unwrap_data_key(&self, version: u32, material: &[u8], wrapped: &[u8], aad: &[u8]) -> Result<DataKey>;
+    fn unwrap_data_key(
+        &self,
+        version: u32,
+        material: &[u8],
+        wrapped: &[u8],
+        aad: &[u8],
+    ) -> Result<DataKey>;
 
     /// Destroys KEK `version` irrevocably (after this, nothing wrapped under it opens).
     fn destroy_version(&self, version: u32, material: &[u8]) -> Result<()>;

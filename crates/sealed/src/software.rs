@@ -42,7 +42,10 @@ impl SoftwareKeyProvider {
             reason: format!("cannot read it: {}", io_reason(&e)),
         })?;
         if !meta.is_file() {
-            return Err(SealError::KeyFile { path: shown, reason: "is not a regular file".into() });
+            return Err(SealError::KeyFile {
+                path: shown,
+                reason: "is not a regular file".into(),
+            });
         }
         check_private_mode(&meta, &shown)?;
         let bytes = Zeroizing::new(std::fs::read(path).map_err(|e| SealError::KeyFile {
@@ -56,7 +59,10 @@ impl SoftwareKeyProvider {
                 path: shown.clone(),
                 reason: format!("must hold {KEY_LEN} raw bytes or their base64"),
             })?;
-            decode_base64_key(text).map_err(|e| SealError::KeyFile { path: shown.clone(), reason: e.to_string() })?
+            decode_base64_key(text).map_err(|e| SealError::KeyFile {
+                path: shown.clone(),
+                reason: e.to_string(),
+            })?
         };
         Self::from_root(root, "file")
     }
@@ -89,7 +95,10 @@ impl SoftwareKeyProvider {
 
 impl fmt::Debug for SoftwareKeyProvider {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("SoftwareKeyProvider").field("key_id", &self.key_id).field("kind", &self.kind).finish_non_exhaustive()
+        f.debug_struct("SoftwareKeyProvider")
+            .field("key_id", &self.key_id)
+            .field("kind", &self.kind)
+            .finish_non_exhaustive()
     }
 }
 
@@ -107,11 +116,24 @@ impl KeyProvider for SoftwareKeyProvider {
         self.root.encrypt(&self.version_aad(version), kek.expose())
     }
 
-    fn wrap_data_key(&self, version: u32, material: &[u8], data_key: &DataKey, aad: &[u8]) -> Result<Vec<u8>> {
-        self.version_key(version, material)?.encrypt(aad, data_key.expose())
+    fn wrap_data_key(
+        &self,
+        version: u32,
+        material: &[u8],
+        data_key: &DataKey,
+        aad: &[u8],
+    ) -> Result<Vec<u8>> {
+        self.version_key(version, material)?
+            .encrypt(aad, data_key.expose())
     }
 
-    fn unwrap_data_key(&self, version: u32, material: &[u8], wrapped: &[u8], aad: &[u8]) -> Result<DataKey> {
+    fn unwrap_data_key(
+        &self,
+        version: u32,
+        material: &[u8],
+        wrapped: &[u8],
+        aad: &[u8],
+    ) -> Result<DataKey> {
         let plain = self.version_key(version, material)?.decrypt(aad, wrapped)?;
         DataKey::from_plaintext(plain)
     }
@@ -129,11 +151,11 @@ fn decode_base64_key(text: &str) -> Result<DataKey> {
     } else {
         base64::engine::general_purpose::STANDARD_NO_PAD
     };
-    let bytes = Zeroizing::new(
-        engine
-            .decode(trimmed)
-            .map_err(|_| SealError::InvalidKey(format!("not valid base64 (expected the base64 of {KEY_LEN} random bytes)")))?,
-    );
+    let bytes = Zeroizing::new(engine.decode(trimmed).map_err(|_| {
+        SealError::InvalidKey(format!(
+            "not valid base64 (expected the base64 of {KEY_LEN} random bytes)"
+        ))
+    })?);
     if bytes.len() != KEY_LEN {
         return Err(SealError::InvalidKey(format!(
             "decodes to {} bytes; a KEK must be exactly {KEY_LEN} bytes (e.g. `openssl rand -base64 32`)",

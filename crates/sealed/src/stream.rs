@@ -52,7 +52,9 @@ pub struct StreamWriter<W: Write> {
 
 impl<W: Write> std::fmt::Debug for StreamWriter<W> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamWriter").field("chunks_written", &self.index).finish_non_exhaustive()
+        f.debug_struct("StreamWriter")
+            .field("chunks_written", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -69,12 +71,19 @@ impl<W: Write> StreamWriter<W> {
         header.extend_from_slice(&stream_id);
         push_field8(&mut header, keyring.key_id().as_bytes())?;
         header.extend_from_slice(&version.to_be_bytes());
-        let wrapped_len = u16::try_from(wrapped.len()).map_err(|_| SealError::Malformed("wrapped key too long"))?;
+        let wrapped_len = u16::try_from(wrapped.len())
+            .map_err(|_| SealError::Malformed("wrapped key too long"))?;
         header.extend_from_slice(&wrapped_len.to_be_bytes());
         header.extend_from_slice(&wrapped);
         inner.write_all(&header)?;
         let header_hash = digest::digest(&digest::SHA256, &header).as_ref().to_vec();
-        Ok(Self { inner, key, header_hash, index: 0, buffer: Zeroizing::new(Vec::with_capacity(CHUNK_LEN)) })
+        Ok(Self {
+            inner,
+            key,
+            header_hash,
+            index: 0,
+            buffer: Zeroizing::new(Vec::with_capacity(CHUNK_LEN)),
+        })
     }
 
     /// Appends plaintext.
@@ -92,8 +101,12 @@ impl<W: Write> StreamWriter<W> {
     }
 
     fn emit(&mut self, last: bool) -> Result<()> {
-        let sealed = self.key.encrypt(&chunk_aad(&self.header_hash, self.index, last), &self.buffer)?;
-        let len = u32::try_from(sealed.len()).map_err(|_| SealError::Malformed("chunk too long"))?;
+        let sealed = self.key.encrypt(
+            &chunk_aad(&self.header_hash, self.index, last),
+            &self.buffer,
+        )?;
+        let len =
+            u32::try_from(sealed.len()).map_err(|_| SealError::Malformed("chunk too long"))?;
         self.inner.write_all(&[u8::from(last)])?;
         self.inner.write_all(&len.to_be_bytes())?;
         self.inner.write_all(&sealed)?;
@@ -121,7 +134,9 @@ pub struct StreamReader<R: Read> {
 
 impl<R: Read> std::fmt::Debug for StreamReader<R> {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("StreamReader").field("chunks_read", &self.index).finish_non_exhaustive()
+        f.debug_struct("StreamReader")
+            .field("chunks_read", &self.index)
+            .finish_non_exhaustive()
     }
 }
 
@@ -131,7 +146,9 @@ impl<R: Read> StreamReader<R> {
         let mut header = Vec::new();
         let magic = read_exact_vec(&mut inner, 4)?;
         if magic != STREAM_MAGIC {
-            return Err(SealError::Malformed("not a phigate sealed stream (bad magic)"));
+            return Err(SealError::Malformed(
+                "not a phigate sealed stream (bad magic)",
+            ));
         }
         header.extend_from_slice(&magic);
         let version = read_exact_vec(&mut inner, 1)?[0];
@@ -146,10 +163,15 @@ impl<R: Read> StreamReader<R> {
         let stream_id = read_exact_vec(&mut inner, 16)?;
         header.extend_from_slice(&stream_id);
         let key_id = read_field8(&mut inner, &mut header)?;
-        let key_id = String::from_utf8(key_id).map_err(|_| SealError::Malformed("key id is not UTF-8"))?;
+        let key_id =
+            String::from_utf8(key_id).map_err(|_| SealError::Malformed("key id is not UTF-8"))?;
         let version_bytes = read_exact_vec(&mut inner, 4)?;
         header.extend_from_slice(&version_bytes);
-        let kek_version = u32::from_be_bytes(version_bytes.try_into().map_err(|_| SealError::Malformed("version"))?);
+        let kek_version = u32::from_be_bytes(
+            version_bytes
+                .try_into()
+                .map_err(|_| SealError::Malformed("version"))?,
+        );
         let len_bytes = read_exact_vec(&mut inner, 2)?;
         header.extend_from_slice(&len_bytes);
         let wrapped_len = usize::from(u16::from_be_bytes([len_bytes[0], len_bytes[1]]));
@@ -158,7 +180,13 @@ impl<R: Read> StreamReader<R> {
         let ctx = ObjectContext::new(expected_kind, &stream_id);
         let key = keyring.open_stream_key(&ctx, &key_id, kek_version, &wrapped)?;
         let header_hash = digest::digest(&digest::SHA256, &header).as_ref().to_vec();
-        Ok(Self { inner, key, header_hash, index: 0, finished: false })
+        Ok(Self {
+            inner,
+            key,
+            header_hash,
+            index: 0,
+            finished: false,
+        })
     }
 
     /// The next verified chunk of plaintext, or `None` after the final chunk.
@@ -169,7 +197,9 @@ impl<R: Read> StreamReader<R> {
         let mut flag = [0u8; 1];
         match self.inner.read_exact(&mut flag) {
             Ok(()) => {}
-            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Err(SealError::Truncated),
+            Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => {
+                return Err(SealError::Truncated);
+            }
             Err(e) => return Err(e.into()),
         }
         let last = match flag[0] {
@@ -178,13 +208,20 @@ impl<R: Read> StreamReader<R> {
             _ => return Err(SealError::Malformed("bad chunk flag")),
         };
         let len_bytes = read_exact_vec(&mut self.inner, 4)?;
-        let len = usize::try_from(u32::from_be_bytes([len_bytes[0], len_bytes[1], len_bytes[2], len_bytes[3]]))
-            .map_err(|_| SealError::Malformed("chunk length"))?;
+        let len = usize::try_from(u32::from_be_bytes([
+            len_bytes[0],
+            len_bytes[1],
+            len_bytes[2],
+            len_bytes[3],
+        ]))
+        .map_err(|_| SealError::Malformed("chunk length"))?;
         if len > MAX_SEALED_CHUNK {
             return Err(SealError::Malformed("chunk length out of range"));
         }
         let sealed = read_exact_vec(&mut self.inner, len)?;
-        let plain = self.key.decrypt(&chunk_aad(&self.header_hash, self.index, last), &sealed)?;
+        let plain = self
+            .key
+            .decrypt(&chunk_aad(&self.header_hash, self.index, last), &sealed)?;
         self.index += 1;
         if last {
             self.finished = true;
@@ -207,7 +244,8 @@ impl<R: Read> StreamReader<R> {
 }
 
 fn push_field8(out: &mut Vec<u8>, field: &[u8]) -> Result<()> {
-    let len = u8::try_from(field.len()).map_err(|_| SealError::Malformed("field longer than 255 bytes"))?;
+    let len = u8::try_from(field.len())
+        .map_err(|_| SealError::Malformed("field longer than 255 bytes"))?;
     out.push(len);
     out.extend_from_slice(field);
     Ok(())
