@@ -595,7 +595,7 @@ fn valid_dea(s: &[u8]) -> bool {
 }
 
 /// ISO 3779 / 49 CFR 565 check digit (position 9) of a North American VIN.
-fn valid_vin(s: &[u8]) -> bool {
+pub(crate) fn valid_vin(s: &[u8]) -> bool {
     const WEIGHTS: [u32; 17] = [8, 7, 6, 5, 4, 3, 2, 10, 0, 9, 8, 7, 6, 5, 4, 3, 2];
     fn value(c: u8) -> Option<u32> {
         Some(match c {
