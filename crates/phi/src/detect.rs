@@ -197,7 +197,9 @@ const TIME: &str = r"(?:,?\s{1,3}(?:at\s{1,3})?(?:[01]?[0-9]|2[0-3]):[0-5][0-9](
 const STATES: &str = r"(?:A[KLRZ]|C[AOT]|D[CE]|FL|GA|HI|I[ADLN]|K[SY]|LA|M[ADEINOST]|N[CDEHJMVY]|O[HKR]|PA|RI|S[CD]|T[NX]|UT|V[AT]|W[AIVY])";
 const STATE_NAMES: &str = r"(?:Alabama|Alaska|Arizona|Arkansas|California|Colorado|Connecticut|Delaware|Florida|Georgia|Hawaii|Idaho|Illinois|Indiana|Iowa|Kansas|Kentucky|Louisiana|Maine|Maryland|Massachusetts|Michigan|Minnesota|Mississippi|Missouri|Montana|Nebraska|Nevada|New Hampshire|New Jersey|New Mexico|New York|North Carolina|North Dakota|Ohio|Oklahoma|Oregon|Pennsylvania|Rhode Island|South Carolina|South Dakota|Tennessee|Texas|Utah|Vermont|Virginia|Washington|West Virginia|Wisconsin|Wyoming)";
 /// An identifier value after a cue word: letters, digits, dashes; validated to hold a digit.
-const ID_VALUE: &str = r"([A-Za-z0-9][A-Za-z0-9\-]{2,24}[A-Za-z0-9])";
+/// The digit is required by the pattern itself, so a cue followed by a word ("Insurance
+/// Member ID: W123") lets the automaton start again at the next cue instead of consuming it.
+const ID_VALUE: &str = r"((?:[A-Za-z0-9][A-Za-z0-9\-]{0,24})?[0-9](?:[A-Za-z0-9\-]{0,24}[A-Za-z0-9])?)";
 const CUE_SEP: &str = r"(?-u:\b)\s{0,3}(?i:no\.?|number|num|#|id)?\s{0,3}[:#]?\s{0,3}";
 
 fn build(pattern: &str) -> Regex {
@@ -730,6 +732,9 @@ static NEVER_NAMES: &[&str] = &[
     "virchow", "beck", "beck's", "hamilton", "ciwa", "cows", "phq", "gad", "audit", "dast",
     "mini", "mental", "folstein", "snellen", "weber", "rinne", "allen", "allen's", "tinel",
     "phalen", "lachman", "mcmurray", "thompson's", "hoffman", "hoffmann", "clonus",
+    // titles (the cue list uses them; the words themselves are not names)
+    "dr", "mr", "mrs", "ms", "miss", "prof", "mx", "sr", "jr", "rev", "sgt",
+    "driver", "drivers", "driver's",
     // clinical and document vocabulary
     "patient", "pt", "name", "doctor", "nurse", "client", "provider", "history", "physical",
     "assessment", "plan", "diagnosis", "allergies", "medications", "vitals", "labs", "impression",
@@ -849,19 +854,26 @@ impl NameDetector {
             .find_iter(bytes)
             .map(|m| Token { start: m.start(), end: m.end(), initial: m.as_bytes().ends_with(b".") })
             .collect();
-        // Cue ends: a name starting right after one of these is a name whatever the dictionary says.
-        let mut cue_ends: Vec<usize> = Vec::new();
+        // Cue ends: a name starting right after one of these is a name whatever the dictionary
+        // says. The first TITLE_CUES entries of CUES are titles, which also override the
+        // never-a-name list ("Dr. Cross", "Ms. Driver").
+        let mut cue_ends: Vec<(usize, Cue)> = Vec::new();
         for m in self.cues.find_iter(bytes) {
             let at_word_start = m.start() == 0 || !bytes[m.start() - 1].is_ascii_alphanumeric();
             if at_word_start {
-                cue_ends.push(m.end());
+                let kind = if m.pattern().as_usize() < TITLE_CUES { Cue::Title } else { Cue::Word };
+                cue_ends.push((m.end(), kind));
             }
         }
+        let is_title = |t: &Token| {
+            matches!(&text[t.start..t.end], "Mr" | "Mrs" | "Ms" | "Dr" | "Miss" | "Prof" | "Mx" | "MR" | "MRS" | "MS" | "DR")
+        };
         let mut i = 0;
         while i < tokens.len() {
-            // Group tokens into runs separated only by single spaces (or ", " for "Last, First").
+            // Group tokens into runs separated only by single spaces (or ", " for "Last, First");
+            // a title ends a run so that the name after it starts one.
             let mut j = i + 1;
-            while j < tokens.len() && j - i < 4 {
+            while j < tokens.len() && j - i < 4 && !is_title(&tokens[j - 1]) {
                 let gap = &bytes[tokens[j - 1].end..tokens[j].start];
                 if gap == b" " || (gap == b", " && j == i + 1 && !tokens[i].initial) {
                     j += 1;
@@ -870,19 +882,48 @@ impl NameDetector {
                 }
             }
             let run = &tokens[i..j];
-            let gap_before = bytes[..run[0].start].iter().rev().take_while(|b| **b == b' ').count();
-            let cued = cue_ends.iter().any(|&e| e == run[0].start || e + gap_before == run[0].start)
-                || cue_ends.iter().any(|&e| e <= run[0].start && run[0].start - e <= 1);
+            let start = run[0].start;
+            let cue = cue_ends
+                .iter()
+                .filter(|(e, _)| *e <= start && bytes[*e..start].iter().all(|b| *b == b' ') && start - e <= 2)
+                .map(|(_, k)| *k)
+                .max()
+                .unwrap_or(Cue::None);
             let classes: Vec<Class> =
                 run.iter().map(|t| if t.initial { Class::Initial } else { self.classify(&text[t.start..t.end]) }).collect();
-            if let Some(span) = self.score_run(text, run, &classes, cued) {
+            if let Some(span) = self.score_cued(run, &classes, cue).or_else(|| self.score_run(text, run, &classes)) {
                 out.push(span);
             }
             i = j;
         }
     }
 
-    fn score_run(&self, text: &str, run: &[Token], classes: &[Class], cued: bool) -> Option<Span> {
+    /// A run right after a cue is a name if any word in it could be one; after a title, always.
+    fn score_cued(&self, run: &[Token], classes: &[Class], cue: Cue) -> Option<Span> {
+        if cue == Cue::None {
+            return None;
+        }
+        let mut hi = run.len();
+        while hi > 0 && matches!(classes[hi - 1], Class::Never | Class::Initial) {
+            hi -= 1;
+        }
+        if hi == 0 && cue == Cue::Title && !matches!(classes[0], Class::Initial) {
+            hi = 1;
+        }
+        let name_like = classes[..hi].iter().any(|c| !matches!(c, Class::Never));
+        if hi == 0 || !(cue == Cue::Title || name_like) {
+            return None;
+        }
+        Some(Span {
+            start: run[0].start,
+            end: run[hi - 1].end,
+            kind: PhiKind::Name,
+            confidence: 0.9,
+            detector: if cue == Cue::Title { "name.title" } else { "name.cue" },
+        })
+    }
+
+    fn score_run(&self, text: &str, run: &[Token], classes: &[Class]) -> Option<Span> {
         // Trim words that can never be names from both ends.
         let mut lo = 0;
         let mut hi = run.len();
@@ -893,17 +934,8 @@ impl NameDetector {
             hi -= 1;
         }
         if lo >= hi || classes[lo..hi].iter().any(|c| matches!(c, Class::Never)) {
-            // A run with a clinical word in the middle ("Parkinson Disease Smith") is split:
-            // keep the longest name-like prefix when cued, else give up on it.
-            if lo < hi && cued {
-                let end = (lo..hi).find(|&k| matches!(classes[k], Class::Never)).unwrap_or(hi);
-                if end > lo {
-                    return self.score_run(text, &run[..end], &classes[..end], cued);
-                }
-            }
             return None;
         }
-        let cued = cued && lo == 0;
         let strong = classes[lo..hi].iter().filter(|c| matches!(c, Class::Name)).count();
         let named = classes[lo..hi]
             .iter()
@@ -913,9 +945,7 @@ impl NameDetector {
         let all_caps_run = run[lo..hi]
             .iter()
             .all(|t| text[t.start..t.end].bytes().all(|b| !b.is_ascii_lowercase()));
-        let (confidence, detector) = if cued {
-            (0.9, "name.cue")
-        } else if strong >= 1 && named >= 2 {
+        let (confidence, detector) = if strong >= 1 && named >= 2 {
             (0.9, "name.dictionary_pair")
         } else if strong >= 1 && words >= 2 && named >= 1 {
             (0.75, "name.dictionary_pair")
@@ -935,6 +965,17 @@ impl NameDetector {
         })
     }
 }
+
+/// What precedes a run of capitalised words.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+enum Cue {
+    None,
+    Word,
+    Title,
+}
+
+/// How many entries at the start of [`CUES`] are titles.
+const TITLE_CUES: usize = 11;
 
 #[derive(Clone, Copy, Debug)]
 enum Class {

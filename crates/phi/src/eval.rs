@@ -165,7 +165,7 @@ impl Gen<'_> {
         let mi = self.n(0, 59);
         match self.n(0, 10) {
             0 => format!("{m:02}/{d:02}/{y}"),
-            1 => format!("{m}/{d}/{}", y % 100),
+            1 => format!("{m}/{d}/{:02}", y % 100),
             2 => format!("{y}-{m:02}-{d:02}"),
             3 => format!("{} {d}, {y}", MONTHS[m - 1]),
             4 => format!("{}. {d}{} {y}", MONTH_ABBR[m - 1], ordinal(d)),
@@ -368,7 +368,7 @@ impl Gen<'_> {
             }
             _ => {
                 let d1 = self.date();
-                b.t("Discharge planned for ").phi(PhiKind::Date, &d1).t("; follow-up with ").phi(PhiKind::Name, &format!("Dr. {}", self.surname())).t(".");
+                b.t("Discharge planned for ").phi(PhiKind::Date, &d1).t("; follow-up with Dr. ").phi(PhiKind::Name, &self.surname()).t(".");
             }
         }
     }
