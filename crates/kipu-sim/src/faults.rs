@@ -15,6 +15,10 @@
 //!
 //! Each name may appear once; the probabilities must sum to at most 1.
 //!
+//! A faulted request has no effect: it is not processed, so a write that got a 503 or a reset
+//! was not stored. (A truncated write would otherwise have to be stored to have a body to cut,
+//! so on POST and PATCH `truncate` behaves as `reset`.)
+//!
 //! # Determinism
 //!
 //! The fault for a request is a pure function of the seed, the method, the request target with
@@ -324,5 +328,36 @@ mod tests {
     fn display_round_trips() {
         let spec = FaultSpec::parse("429=0.1,reset=0.05,latency=5ms..50ms,retry-after=3").unwrap();
         assert_eq!(FaultSpec::parse(&spec.to_string()).unwrap(), spec);
+    }
+
+    mod properties {
+        use super::*;
+        use proptest::prelude::*;
+
+        proptest! {
+            #[test]
+            fn parsing_arbitrary_text_never_panics(spec in ".{0,80}") {
+                let _ = FaultSpec::parse(&spec);
+            }
+
+            #[test]
+            fn valid_specs_round_trip_and_decide_within_their_total(
+                p429 in 0u32..=20, p503 in 0u32..=20, reset in 0u32..=20, truncate in 0u32..=20,
+                lo in 0u64..100, extra in 0u64..100, draw in any::<u64>(),
+            ) {
+                let text = format!(
+                    "429={},503={},reset={},truncate={},latency={lo}ms..{}ms",
+                    f64::from(p429) / 100.0, f64::from(p503) / 100.0,
+                    f64::from(reset) / 100.0, f64::from(truncate) / 100.0, lo + extra,
+                );
+                let spec = FaultSpec::parse(&text).unwrap();
+                prop_assert_eq!(FaultSpec::parse(&spec.to_string()).unwrap(), spec.clone());
+                if spec.total_probability() == 0.0 {
+                    prop_assert_eq!(spec.decide(draw), None);
+                }
+                let latency = spec.latency(draw).unwrap();
+                prop_assert!(latency >= Duration::from_millis(lo) && latency <= Duration::from_millis(lo + extra));
+            }
+        }
     }
 }
