@@ -73,7 +73,10 @@ impl Store {
             if expires.is_some_and(|e| e <= now) {
                 continue;
             }
-            let plain = self.inner.keyring.open(&ObjectContext::new(&kind, &key_hmac), &sealed)?;
+            let plain = self
+                .inner
+                .keyring
+                .open(&ObjectContext::new(&kind, &key_hmac), &sealed)?;
             let payload = codec::decode_payload(&plain)?;
             let mut buf = Zeroizing::new(Vec::with_capacity(payload.value.len() + 64));
             buf.push(1);
@@ -139,7 +142,16 @@ impl Store {
                 }
                 _ => {}
             }
-            self.write_record(&r.kind, &r.id, r.patient.as_deref(), &r.value, r.created, r.updated, r.expires).await?;
+            self.write_record(
+                &r.kind,
+                &r.id,
+                r.patient.as_deref(),
+                &r.value,
+                r.created,
+                r.updated,
+                r.expires,
+            )
+            .await?;
             report.restored += 1;
         }
         Ok(report)
@@ -155,7 +167,11 @@ fn parse_records(plain: &[u8]) -> Result<Vec<BackupRecord>> {
     loop {
         match r.u8()? {
             0 => {
-                let count = u64::from_be_bytes(r.take(8)?.try_into().map_err(|_| StoreError::Corrupt("count"))?);
+                let count = u64::from_be_bytes(
+                    r.take(8)?
+                        .try_into()
+                        .map_err(|_| StoreError::Corrupt("count"))?,
+                );
                 if count != out.len() as u64 || !r.is_empty() {
                     return Err(StoreError::Corrupt("backup record count does not match"));
                 }
@@ -177,7 +193,15 @@ fn parse_records(plain: &[u8]) -> Result<Vec<BackupRecord>> {
                     _ => return Err(StoreError::Corrupt("bad expiry flag in backup")),
                 };
                 let value = Zeroizing::new(r.field()?.to_vec());
-                out.push(BackupRecord { kind, id, patient, created, updated, expires, value });
+                out.push(BackupRecord {
+                    kind,
+                    id,
+                    patient,
+                    created,
+                    updated,
+                    expires,
+                    value,
+                });
             }
             _ => return Err(StoreError::Corrupt("bad record tag in backup")),
         }

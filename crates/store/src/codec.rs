@@ -10,13 +10,20 @@ impl<'a> Reader<'a> {
         Self(bytes)
     }
     pub(crate) fn u8(&mut self) -> Result<u8> {
-        let (b, rest) = self.0.split_first().ok_or(StoreError::Corrupt("record ends early"))?;
+        let (b, rest) = self
+            .0
+            .split_first()
+            .ok_or(StoreError::Corrupt("record ends early"))?;
         self.0 = rest;
         Ok(*b)
     }
     pub(crate) fn i64(&mut self) -> Result<i64> {
         let bytes = self.take(8)?;
-        Ok(i64::from_be_bytes(bytes.try_into().map_err(|_| StoreError::Corrupt("integer"))?))
+        Ok(i64::from_be_bytes(
+            bytes
+                .try_into()
+                .map_err(|_| StoreError::Corrupt("integer"))?,
+        ))
     }
     pub(crate) fn take(&mut self, n: usize) -> Result<&'a [u8]> {
         if self.0.len() < n {
@@ -32,7 +39,8 @@ impl<'a> Reader<'a> {
         self.take(usize::try_from(len).map_err(|_| StoreError::Corrupt("length"))?)
     }
     pub(crate) fn string(&mut self) -> Result<String> {
-        String::from_utf8(self.field()?.to_vec()).map_err(|_| StoreError::Corrupt("text is not UTF-8"))
+        String::from_utf8(self.field()?.to_vec())
+            .map_err(|_| StoreError::Corrupt("text is not UTF-8"))
     }
     pub(crate) fn rest(self) -> &'a [u8] {
         self.0
@@ -43,7 +51,8 @@ impl<'a> Reader<'a> {
 }
 
 pub(crate) fn push_field(out: &mut Vec<u8>, field: &[u8]) -> Result<()> {
-    let len = u32::try_from(field.len()).map_err(|_| StoreError::InvalidArgument("field larger than 4 GiB".into()))?;
+    let len = u32::try_from(field.len())
+        .map_err(|_| StoreError::InvalidArgument("field larger than 4 GiB".into()))?;
     out.extend_from_slice(&len.to_be_bytes());
     out.extend_from_slice(field);
     Ok(())
@@ -84,5 +93,9 @@ pub(crate) fn decode_payload(bytes: &[u8]) -> Result<Payload> {
         1 => Some(r.string()?),
         _ => return Err(StoreError::Corrupt("bad patient flag")),
     };
-    Ok(Payload { id, patient, value: r.rest().to_vec() })
+    Ok(Payload {
+        id,
+        patient,
+        value: r.rest().to_vec(),
+    })
 }

@@ -6,7 +6,9 @@ use std::time::Duration;
 
 use secrecy::{ExposeSecret, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
 
 use crate::error::{Result, StoreError};
 
@@ -30,7 +32,10 @@ impl std::fmt::Debug for BackendConfig {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
             Self::Sqlite { path } => f.debug_struct("Sqlite").field("path", path).finish(),
-            Self::Postgres { schema, .. } => f.debug_struct("Postgres").field("schema", schema).finish_non_exhaustive(),
+            Self::Postgres { schema, .. } => f
+                .debug_struct("Postgres")
+                .field("schema", schema)
+                .finish_non_exhaustive(),
         }
     }
 }
@@ -97,8 +102,14 @@ impl Pool {
                 let mut options = PgConnectOptions::from_str(url.expose_secret())
                     .map_err(|_| StoreError::Database("invalid PostgreSQL URL".into()))?;
                 if let Some(schema) = schema {
-                    if !schema.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') || schema.is_empty() {
-                        return Err(StoreError::InvalidArgument("schema names are limited to [A-Za-z0-9_]".into()));
+                    if !schema
+                        .chars()
+                        .all(|c| c.is_ascii_alphanumeric() || c == '_')
+                        || schema.is_empty()
+                    {
+                        return Err(StoreError::InvalidArgument(
+                            "schema names are limited to [A-Za-z0-9_]".into(),
+                        ));
                     }
                     options = options.options([("search_path", schema.as_str())]);
                 }
@@ -192,19 +203,31 @@ fn ensure_private_file(path: &Path) -> Result<()> {
     #[cfg(unix)]
     {
         use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-        match std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(path) {
+        match std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(path)
+        {
             Ok(_) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
             Err(e) => return Err(e.into()),
         }
         let mode = std::fs::metadata(path)?.permissions().mode() & 0o777;
         if mode & 0o077 != 0 {
-            return Err(StoreError::InsecureFile { path: path.display().to_string(), mode });
+            return Err(StoreError::InsecureFile {
+                path: path.display().to_string(),
+                mode,
+            });
         }
     }
     #[cfg(not(unix))]
     {
-        std::fs::OpenOptions::new().write(true).create(true).truncate(false).open(path)?;
+        std::fs::OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(path)?;
     }
     Ok(())
 }

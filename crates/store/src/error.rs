@@ -12,19 +12,25 @@ pub enum StoreError {
     #[error(transparent)]
     Seal(#[from] sealed::SealError),
     /// The database was written by a newer phigate.
-    #[error("the store schema is version {found}, newer than this build supports ({supported}); upgrade phigate")]
+    #[error(
+        "the store schema is version {found}, newer than this build supports ({supported}); upgrade phigate"
+    )]
     NewerSchema { found: i64, supported: i64 },
     /// The key ring has not been initialised for this store.
     #[error("the store has no encryption keys yet; run `phigate keys init` first")]
     NotInitialized,
     /// The store was initialised under a different key ring.
-    #[error("the store was initialised with key {store}, but the configured key is {configured}; configure the original key")]
+    #[error(
+        "the store was initialised with key {store}, but the configured key is {configured}; configure the original key"
+    )]
     KeyMismatch { store: String, configured: String },
     /// Stored data failed an integrity or format check.
     #[error("stored data is corrupt: {0}")]
     Corrupt(&'static str),
     /// A database file has unsafe permissions.
-    #[error("{path} has permissions {mode:03o}, readable by group or others; run `chmod 600 {path}`")]
+    #[error(
+        "{path} has permissions {mode:03o}, readable by group or others; run `chmod 600 {path}`"
+    )]
     InsecureFile { path: String, mode: u32 },
     /// A file could not be created or read.
     #[error("I/O error: {0}")]
@@ -38,13 +44,21 @@ impl From<sqlx::Error> for StoreError {
     fn from(e: sqlx::Error) -> Self {
         // Database errors can carry row values in their detail; keep only code and message.
         match e {
-            sqlx::Error::Database(db) => {
-                StoreError::Database(format!("{} ({})", db.message(), db.code().as_deref().unwrap_or("no code")))
+            sqlx::Error::Database(db) => StoreError::Database(format!(
+                "{} ({})",
+                db.message(),
+                db.code().as_deref().unwrap_or("no code")
+            )),
+            sqlx::Error::PoolTimedOut => {
+                StoreError::Database("timed out waiting for a connection".into())
             }
-            sqlx::Error::PoolTimedOut => StoreError::Database("timed out waiting for a connection".into()),
             sqlx::Error::Io(io) => StoreError::Database(format!("connection failed: {io}")),
-            sqlx::Error::Tls(_) => StoreError::Database("TLS failure talking to the database".into()),
-            sqlx::Error::Configuration(_) => StoreError::Database("invalid database URL or options".into()),
+            sqlx::Error::Tls(_) => {
+                StoreError::Database("TLS failure talking to the database".into())
+            }
+            sqlx::Error::Configuration(_) => {
+                StoreError::Database("invalid database URL or options".into())
+            }
             other => StoreError::Database(other.to_string()),
         }
     }

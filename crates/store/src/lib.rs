@@ -80,7 +80,9 @@ pub struct SystemClock;
 
 impl Clock for SystemClock {
     fn now_ms(&self) -> i64 {
-        let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap_or_default();
+        let since = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap_or_default();
         i64::try_from(since.as_millis()).unwrap_or(i64::MAX)
     }
 }
@@ -95,7 +97,10 @@ pub struct TtlPolicy {
 impl Default for TtlPolicy {
     /// Cached API responses live 15 minutes; other kinds do not expire unless configured.
     fn default() -> Self {
-        Self { per_kind: HashMap::from([(CACHED_RESPONSE_KIND.to_string(), CACHED_RESPONSE_TTL)]), default: None }
+        Self {
+            per_kind: HashMap::from([(CACHED_RESPONSE_KIND.to_string(), CACHED_RESPONSE_TTL)]),
+            default: None,
+        }
     }
 }
 
@@ -170,6 +175,11 @@ pub struct KeyStatus {
     pub versions: Vec<KeyVersionStatus>,
 }
 
+/// Live counts per kind, expired count, counts per KEK version.
+type StatsRows = (Vec<(String, i64)>, i64, Vec<(i64, i64)>);
+/// kind, key_hmac, created, updated, expires, sealed.
+type RecordRow = (String, Vec<u8>, i64, i64, Option<i64>, Vec<u8>);
+
 fn now_from(clock: &dyn Clock) -> i64 {
     clock.now_ms()
 }
@@ -191,7 +201,9 @@ pub struct Database {
 impl Database {
     /// Connects and migrates.
     pub async fn connect(config: &BackendConfig) -> Result<Self> {
-        Ok(Self { pool: Pool::connect(config).await? })
+        Ok(Self {
+            pool: Pool::connect(config).await?,
+        })
     }
 
     /// Backend name.
@@ -213,12 +225,19 @@ impl Database {
     async fn load_keyring(&self, provider: Arc<dyn KeyProvider>) -> Result<Keyring> {
         let rows = self.keyring_rows().await?;
         if let Some((other, ..)) = rows.iter().find(|(id, ..)| id != provider.key_id()) {
-            return Err(StoreError::KeyMismatch { store: other.clone(), configured: provider.key_id().to_string() });
+            return Err(StoreError::KeyMismatch {
+                store: other.clone(),
+                configured: provider.key_id().to_string(),
+            });
         }
         let records = rows
             .into_iter()
             .map(|(_, version, state, material)| {
-                Ok(KeyVersionRecord { version: version_u32(version)?, state: KeyState::parse(&state)?, material })
+                Ok(KeyVersionRecord {
+                    version: version_u32(version)?,
+                    state: KeyState::parse(&state)?,
+                    material,
+                })
             })
             .collect::<Result<Vec<_>>>()?;
         Ok(Keyring::new(provider, records)?)
@@ -229,8 +248,12 @@ impl Database {
         let keyring = self.load_keyring(provider).await?;
         let record = keyring.initialize()?;
         let mut hmac_key = Zeroizing::new([0u8; 32]);
-        aws_lc_rs::rand::fill(hmac_key.as_mut()).map_err(|_| StoreError::Corrupt("random generator failed"))?;
-        let sealed_hmac = keyring.seal(&ObjectContext::new(HMAC_KEY_KIND, HMAC_KEY_ID), hmac_key.as_ref())?;
+        aws_lc_rs::rand::fill(hmac_key.as_mut())
+            .map_err(|_| StoreError::Corrupt("random generator failed"))?;
+        let sealed_hmac = keyring.seal(
+            &ObjectContext::new(HMAC_KEY_KIND, HMAC_KEY_ID),
+            hmac_key.as_ref(),
+        )?;
         let now = SystemClock.now_ms();
         with_pool!(&self.pool, p => {
             let mut tx = p.begin().await?;
@@ -273,7 +296,11 @@ impl Database {
                 .map(|r| KeyVersionStatus {
                     version: r.version,
                     state: r.state,
-                    wraps: counts.get(&version_i64(r.version)).copied().unwrap_or(0).unsigned_abs(),
+                    wraps: counts
+                        .get(&version_i64(r.version))
+                        .copied()
+                        .unwrap_or(0)
+                        .unsigned_abs(),
                 })
                 .collect(),
         })
@@ -310,13 +337,27 @@ impl Database {
         let sealed_hmac: Option<Vec<u8>> = with_pool!(&self.pool, p => {
             sqlx::query_scalar("SELECT sealed FROM store_meta WHERE name = $1").bind(HMAC_KEY_KIND).fetch_optional(p).await?
         });
-        let sealed_hmac = sealed_hmac.ok_or(StoreError::Corrupt("the store's index key is missing"))?;
-        let hmac_bytes = keyring.open(&ObjectContext::new(HMAC_KEY_KIND, HMAC_KEY_ID), &sealed_hmac)?;
+        let sealed_hmac =
+            sealed_hmac.ok_or(StoreError::Corrupt("the store's index key is missing"))?;
+        let hmac_bytes = keyring.open(
+            &ObjectContext::new(HMAC_KEY_KIND, HMAC_KEY_ID),
+            &sealed_hmac,
+        )?;
         if hmac_bytes.len() != 32 {
-            return Err(StoreError::Corrupt("the store's index key has the wrong length"));
+            return Err(StoreError::Corrupt(
+                "the store's index key has the wrong length",
+            ));
         }
         let index_key = hmac::Key::new(hmac::HMAC_SHA256, &hmac_bytes);
-        Ok(Store { inner: Arc::new(Inner { db: self.clone(), keyring, index_key, ttl, clock: Arc::new(SystemClock) }) })
+        Ok(Store {
+            inner: Arc::new(Inner {
+                db: self.clone(),
+                keyring,
+                index_key,
+                ttl,
+                clock: Arc::new(SystemClock),
+            }),
+        })
     }
 }
 
@@ -362,7 +403,9 @@ impl Store {
             ttl: self.inner.ttl.clone(),
             clock,
         };
-        Self { inner: Arc::new(inner) }
+        Self {
+            inner: Arc::new(inner),
+        }
     }
 
     fn pool(&self) -> &Pool {
@@ -391,7 +434,13 @@ impl Store {
     }
 
     /// Stores `value` under `(kind, id)` with the kind's TTL, replacing any previous value.
-    pub async fn put(&self, kind: &str, id: &str, patient: Option<&str>, value: &[u8]) -> Result<()> {
+    pub async fn put(
+        &self,
+        kind: &str,
+        id: &str,
+        patient: Option<&str>,
+        value: &[u8],
+    ) -> Result<()> {
         let ttl = self.inner.ttl.ttl_for(kind);
         self.put_with_ttl(kind, id, patient, value, ttl).await
     }
@@ -406,8 +455,10 @@ impl Store {
         ttl: Option<Duration>,
     ) -> Result<()> {
         let now = self.now();
-        let expires = ttl.map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
-        self.write_record(kind, id, patient, value, now, now, expires).await
+        let expires =
+            ttl.map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
+        self.write_record(kind, id, patient, value, now, now, expires)
+            .await
     }
 
     #[allow(clippy::too_many_arguments)]
@@ -425,7 +476,10 @@ impl Store {
         let key_hmac = self.key_hmac(kind, id);
         let patient_hmac = patient.map(|p| self.patient_hmac(p));
         let payload = Zeroizing::new(codec::encode_payload(id, patient, value)?);
-        let sealed = self.inner.keyring.seal(&ObjectContext::new(kind, &key_hmac), &payload)?;
+        let sealed = self
+            .inner
+            .keyring
+            .seal(&ObjectContext::new(kind, &key_hmac), &payload)?;
         let version = version_i64(self.inner.keyring.active_version()?);
         with_pool!(self.pool(), p => {
             sqlx::query(
@@ -463,12 +517,17 @@ impl Store {
             .fetch_optional(p)
             .await?
         });
-        let Some((created, updated, expires, sealed)) = row else { return Ok(None) };
+        let Some((created, updated, expires, sealed)) = row else {
+            return Ok(None);
+        };
         if expires.is_some_and(|e| e <= now) {
             // Expired: never returned, whether or not the sweeper has run.
             return Ok(None);
         }
-        let plain = self.inner.keyring.open(&ObjectContext::new(kind, &key_hmac), &sealed)?;
+        let plain = self
+            .inner
+            .keyring
+            .open(&ObjectContext::new(kind, &key_hmac), &sealed)?;
         let payload = codec::decode_payload(&plain)?;
         if payload.id != id {
             return Err(StoreError::Corrupt("record id does not match its index"));
@@ -530,7 +589,9 @@ impl Store {
     pub async fn compact(&self) -> Result<()> {
         match self.pool() {
             Pool::Sqlite(p) => {
-                sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)").execute(p).await?;
+                sqlx::raw_sql("PRAGMA wal_checkpoint(TRUNCATE)")
+                    .execute(p)
+                    .await?;
                 sqlx::raw_sql("VACUUM").execute(p).await?;
             }
             Pool::Postgres(p) => {
@@ -560,7 +621,7 @@ impl Store {
     /// Counts by kind, expiry and KEK version.
     pub async fn stats(&self) -> Result<Stats> {
         let now = self.now();
-        let (live, expired, versions): (Vec<(String, i64)>, i64, Vec<(i64, i64)>) = with_pool!(self.pool(), p => {
+        let (live, expired, versions): StatsRows = with_pool!(self.pool(), p => {
             let live = sqlx::query_as::<_, (String, i64)>(
                 "SELECT kind, COUNT(*) FROM records WHERE expires_at IS NULL OR expires_at > $1 GROUP BY kind ORDER BY kind",
             )
@@ -578,7 +639,10 @@ impl Store {
         });
         Ok(Stats {
             backend: self.inner.db.backend_name(),
-            live_by_kind: live.into_iter().map(|(k, n)| (k, n.unsigned_abs())).collect(),
+            live_by_kind: live
+                .into_iter()
+                .map(|(k, n)| (k, n.unsigned_abs()))
+                .collect(),
             expired: expired.unsigned_abs(),
             by_kek_version: versions
                 .into_iter()
@@ -599,7 +663,9 @@ impl Store {
                 .keyring
                 .open(&ObjectContext::new(&kind, &key_hmac), &sealed)
                 .map_err(StoreError::from)
-                .and_then(|plain| codec::decode_payload(&plain).map(|p| self.key_hmac(&kind, &p.id) == key_hmac));
+                .and_then(|plain| {
+                    codec::decode_payload(&plain).map(|p| self.key_hmac(&kind, &p.id) == key_hmac)
+                });
             match opened {
                 Ok(true) => ok += 1,
                 _ => bad += 1,
@@ -608,9 +674,9 @@ impl Store {
         Ok((ok, bad))
     }
 
-    async fn all_rows(&self) -> Result<Vec<(String, Vec<u8>, i64, i64, Option<i64>, Vec<u8>)>> {
+    async fn all_rows(&self) -> Result<Vec<RecordRow>> {
         Ok(with_pool!(self.pool(), p => {
-            sqlx::query_as::<_, (String, Vec<u8>, i64, i64, Option<i64>, Vec<u8>)>(
+            sqlx::query_as::<_, RecordRow>(
                 "SELECT kind, key_hmac, created_at, updated_at, expires_at, sealed FROM records ORDER BY kind, key_hmac",
             )
             .fetch_all(p)
@@ -627,7 +693,10 @@ impl Store {
     /// [`Store::rewrap_all`] to move it to the new version.
     pub async fn rotate_kek(&self) -> Result<u32> {
         let changed = self.inner.keyring.rotate()?;
-        self.inner.db.persist_key_records(self.inner.keyring.key_id(), &changed).await?;
+        self.inner
+            .db
+            .persist_key_records(self.inner.keyring.key_id(), &changed)
+            .await?;
         Ok(self.inner.keyring.active_version()?)
     }
 
@@ -649,7 +718,11 @@ impl Store {
                 break;
             }
             for (kind, key_hmac, sealed) in batch {
-                let Some(rewrapped) = self.inner.keyring.rewrap(&ObjectContext::new(&kind, &key_hmac), &sealed)? else {
+                let Some(rewrapped) = self
+                    .inner
+                    .keyring
+                    .rewrap(&ObjectContext::new(&kind, &key_hmac), &sealed)?
+                else {
                     continue;
                 };
                 // Compare-and-swap on the old ciphertext so a concurrent write is never lost.
@@ -698,8 +771,15 @@ impl Store {
     /// is the active version.
     pub async fn retire_kek(&self, version: u32) -> Result<()> {
         let status = self.key_status().await?;
-        let in_use = status.versions.iter().find(|v| v.version == version).map_or(0, |v| v.wraps);
+        let in_use = status
+            .versions
+            .iter()
+            .find(|v| v.version == version)
+            .map_or(0, |v| v.wraps);
         let record = self.inner.keyring.retire(version, in_use)?;
-        self.inner.db.persist_key_records(self.inner.keyring.key_id(), &[record]).await
+        self.inner
+            .db
+            .persist_key_records(self.inner.keyring.key_id(), &[record])
+            .await
     }
 }

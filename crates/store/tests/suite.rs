@@ -53,17 +53,40 @@ on_both_backends!(
 
 async fn put_then_get_returns_the_value_and_metadata(h: &Harness) {
     let store = h.store().await;
-    store.put("patient", "P-1001", Some("P-1001"), b"{\"name\":\"Ada\"}").await.unwrap();
-    let rec = store.get("patient", "P-1001").await.unwrap().expect("present");
+    store
+        .put("patient", "P-1001", Some("P-1001"), b"{\"name\":\"Ada\"}")
+        .await
+        .unwrap();
+    let rec = store
+        .get("patient", "P-1001")
+        .await
+        .unwrap()
+        .expect("present");
     assert_eq!(rec.value.expose().as_slice(), b"{\"name\":\"Ada\"}");
     assert_eq!(rec.id.expose(), "P-1001");
-    assert_eq!(rec.patient.as_ref().map(|p| p.expose().as_str()), Some("P-1001"));
+    assert_eq!(
+        rec.patient.as_ref().map(|p| p.expose().as_str()),
+        Some("P-1001")
+    );
     assert_eq!(rec.expires_at_ms, None, "kind without TTL does not expire");
     assert!(store.get("patient", "P-1002").await.unwrap().is_none());
     assert!(store.get("other-kind", "P-1001").await.unwrap().is_none());
     store.put("patient", "P-1001", None, b"v2").await.unwrap();
-    assert_eq!(store.get("patient", "P-1001").await.unwrap().unwrap().value.expose().as_slice(), b"v2");
-    assert!(!format!("{rec:?}").contains("Ada"), "Debug of a record hides PHI");
+    assert_eq!(
+        store
+            .get("patient", "P-1001")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .expose()
+            .as_slice(),
+        b"v2"
+    );
+    assert!(
+        !format!("{rec:?}").contains("Ada"),
+        "Debug of a record hides PHI"
+    );
     let bad = store.put("", "x", None, b"").await.unwrap_err();
     assert!(matches!(bad, StoreError::InvalidArgument(_)));
 }
@@ -73,12 +96,27 @@ async fn values_ids_and_patients_are_not_stored_in_clear(h: &Harness) {
     let canary_id = "CANARY-ID-8c1f";
     let canary_patient = "CANARY-PATIENT-77aa";
     let canary_value = b"CANARY-VALUE-0d3e";
-    store.put(CACHED_RESPONSE_KIND, canary_id, Some(canary_patient), canary_value).await.unwrap();
+    store
+        .put(
+            CACHED_RESPONSE_KIND,
+            canary_id,
+            Some(canary_patient),
+            canary_value,
+        )
+        .await
+        .unwrap();
     let db = h.database().await;
     drop(db);
     let dump = dump_all_bytes(h).await;
-    for canary in [canary_id.as_bytes(), canary_patient.as_bytes(), canary_value.as_slice()] {
-        assert!(!dump.windows(canary.len()).any(|w| w == canary), "a canary reached the database in clear");
+    for canary in [
+        canary_id.as_bytes(),
+        canary_patient.as_bytes(),
+        canary_value.as_slice(),
+    ] {
+        assert!(
+            !dump.windows(canary.len()).any(|w| w == canary),
+            "a canary reached the database in clear"
+        );
     }
 }
 
@@ -93,8 +131,11 @@ async fn dump_all_bytes(h: &Harness) -> Vec<u8> {
             all
         }
         common::Place::Postgres { url, schema } => {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
-            let rows: Vec<(String, Vec<u8>, Option<Vec<u8>>, Vec<u8>)> = sqlx::query_as(&format!(
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+                .await
+                .unwrap();
+            type Row = (String, Vec<u8>, Option<Vec<u8>>, Vec<u8>);
+            let rows: Vec<Row> = sqlx::query_as(&format!(
                 "SELECT kind, key_hmac, patient_hmac, sealed FROM {schema}.records"
             ))
             .fetch_all(&mut conn)
@@ -115,19 +156,41 @@ async fn dump_all_bytes(h: &Harness) -> Vec<u8> {
 async fn cached_responses_expire_after_15_minutes_by_default(h: &Harness) {
     let clock = ManualClock::new();
     let store = h.store_with(7, TtlPolicy::default(), clock.clone()).await;
-    store.put(CACHED_RESPONSE_KIND, "/api/patients/1", Some("1"), b"resp").await.unwrap();
-    let rec = store.get(CACHED_RESPONSE_KIND, "/api/patients/1").await.unwrap().unwrap();
+    store
+        .put(CACHED_RESPONSE_KIND, "/api/patients/1", Some("1"), b"resp")
+        .await
+        .unwrap();
+    let rec = store
+        .get(CACHED_RESPONSE_KIND, "/api/patients/1")
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(rec.expires_at_ms, Some(rec.created_at_ms + 15 * 60 * 1000));
     clock.advance_ms(15 * 60 * 1000 - 1);
-    assert!(store.get(CACHED_RESPONSE_KIND, "/api/patients/1").await.unwrap().is_some());
+    assert!(
+        store
+            .get(CACHED_RESPONSE_KIND, "/api/patients/1")
+            .await
+            .unwrap()
+            .is_some()
+    );
     clock.advance_ms(1);
-    assert!(store.get(CACHED_RESPONSE_KIND, "/api/patients/1").await.unwrap().is_none());
+    assert!(
+        store
+            .get(CACHED_RESPONSE_KIND, "/api/patients/1")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn expired_record_is_never_returned_even_before_the_sweeper_runs(h: &Harness) {
     let clock = ManualClock::new();
     let store = h.store_with(7, TtlPolicy::default(), clock.clone()).await;
-    store.put_with_ttl("note", "n1", None, b"secret", Some(Duration::from_secs(1))).await.unwrap();
+    store
+        .put_with_ttl("note", "n1", None, b"secret", Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
     clock.advance_ms(1_000);
     assert!(store.get("note", "n1").await.unwrap().is_none());
     let stats = store.stats().await.unwrap();
@@ -138,7 +201,10 @@ async fn expired_record_is_never_returned_even_before_the_sweeper_runs(h: &Harne
 async fn sweeper_task_purges_expired_records(h: &Harness) {
     let clock = ManualClock::new();
     let store = h.store_with(7, TtlPolicy::default(), clock.clone()).await;
-    store.put_with_ttl("note", "old", None, b"x", Some(Duration::from_secs(1))).await.unwrap();
+    store
+        .put_with_ttl("note", "old", None, b"x", Some(Duration::from_secs(1)))
+        .await
+        .unwrap();
     store.put("note", "keep", None, b"y").await.unwrap();
     clock.advance_ms(2_000);
     let sweeper = store.spawn_sweeper(Duration::from_millis(20));
@@ -159,15 +225,32 @@ async fn sweeper_task_purges_expired_records(h: &Harness) {
 
 async fn ttl_is_configurable_per_kind(h: &Harness) {
     let clock = ManualClock::new();
-    let ttl = TtlPolicy::default().with_kind(CACHED_RESPONSE_KIND, Duration::from_secs(60)).with_kind("short", Duration::from_secs(5));
+    let ttl = TtlPolicy::default()
+        .with_kind(CACHED_RESPONSE_KIND, Duration::from_secs(60))
+        .with_kind("short", Duration::from_secs(5));
     let store = h.store_with(7, ttl, clock.clone()).await;
-    store.put(CACHED_RESPONSE_KIND, "a", None, b"1").await.unwrap();
+    store
+        .put(CACHED_RESPONSE_KIND, "a", None, b"1")
+        .await
+        .unwrap();
     store.put("short", "b", None, b"2").await.unwrap();
     clock.advance_ms(5_000);
     assert!(store.get("short", "b").await.unwrap().is_none());
-    assert!(store.get(CACHED_RESPONSE_KIND, "a").await.unwrap().is_some());
+    assert!(
+        store
+            .get(CACHED_RESPONSE_KIND, "a")
+            .await
+            .unwrap()
+            .is_some()
+    );
     clock.advance_ms(55_000);
-    assert!(store.get(CACHED_RESPONSE_KIND, "a").await.unwrap().is_none());
+    assert!(
+        store
+            .get(CACHED_RESPONSE_KIND, "a")
+            .await
+            .unwrap()
+            .is_none()
+    );
 }
 
 async fn invalidation_by_key_kind_patient_and_all(h: &Harness) {
@@ -192,8 +275,14 @@ async fn invalidation_by_key_kind_patient_and_all(h: &Harness) {
 
 async fn ciphertext_moved_to_another_row_does_not_open(h: &Harness) {
     let store = h.store().await;
-    store.put("patient", "victim", None, b"victim data").await.unwrap();
-    store.put("patient", "attacker", None, b"attacker data").await.unwrap();
+    store
+        .put("patient", "victim", None, b"victim data")
+        .await
+        .unwrap();
+    store
+        .put("patient", "attacker", None, b"attacker data")
+        .await
+        .unwrap();
     // Copy the victim's ciphertext into the attacker's row, as someone with database access could.
     // Snapshot first so both backends swap the two ciphertexts (SQLite evaluates row by row).
     let sql = "CREATE TEMP TABLE snap AS SELECT key_hmac, sealed FROM records WHERE kind = 'patient';
@@ -208,12 +297,22 @@ async fn ciphertext_moved_to_another_row_does_not_open(h: &Harness) {
 async fn exec_raw(h: &Harness, sql: &str) {
     match &h.place {
         common::Place::Sqlite { path, .. } => {
-            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+            let mut conn = <sqlx::SqliteConnection as sqlx::Connection>::connect(&format!(
+                "sqlite://{}",
+                path.display()
+            ))
+            .await
+            .unwrap();
             sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
         }
         common::Place::Postgres { url, schema } => {
-            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url).await.unwrap();
-            sqlx::raw_sql(&format!("SET search_path TO {schema}; {sql}")).execute(&mut conn).await.unwrap();
+            let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+                .await
+                .unwrap();
+            sqlx::raw_sql(&format!("SET search_path TO {schema}; {sql}"))
+                .execute(&mut conn)
+                .await
+                .unwrap();
         }
     }
 }
@@ -221,22 +320,41 @@ async fn exec_raw(h: &Harness, sql: &str) {
 async fn rotation_rewrap_and_retire_round_trip(h: &Harness) {
     let store = h.store().await;
     for i in 0..20 {
-        store.put("k", &format!("id-{i}"), None, format!("value-{i}").as_bytes()).await.unwrap();
+        store
+            .put(
+                "k",
+                &format!("id-{i}"),
+                None,
+                format!("value-{i}").as_bytes(),
+            )
+            .await
+            .unwrap();
     }
     assert_eq!(store.rotate_kek().await.unwrap(), 2);
     store.put("k", "new", None, b"new").await.unwrap();
     let status = store.key_status().await.unwrap();
-    assert_eq!(status.versions[0].wraps, 21, "20 records + the index key still under v1");
+    assert_eq!(
+        status.versions[0].wraps, 21,
+        "20 records + the index key still under v1"
+    );
     assert_eq!(status.versions[1].wraps, 1);
     assert_eq!(store.rewrap_all().await.unwrap(), 21);
     assert_eq!(store.rewrap_all().await.unwrap(), 0, "rewrap is idempotent");
     store.retire_kek(1).await.unwrap();
     for i in 0..20 {
         let rec = store.get("k", &format!("id-{i}")).await.unwrap().unwrap();
-        assert_eq!(rec.value.expose().as_slice(), format!("value-{i}").as_bytes());
+        assert_eq!(
+            rec.value.expose().as_slice(),
+            format!("value-{i}").as_bytes()
+        );
     }
     // Reopen from the database: the retired state and the rewrapped index key persist.
-    let reopened = h.database().await.open(provider(7), TtlPolicy::default()).await.unwrap();
+    let reopened = h
+        .database()
+        .await
+        .open(provider(7), TtlPolicy::default())
+        .await
+        .unwrap();
     assert!(reopened.get("k", "id-3").await.unwrap().is_some());
     let status = reopened.key_status().await.unwrap();
     assert_eq!(status.versions[0].state, sealed::KeyState::Retired);
@@ -250,23 +368,59 @@ async fn retiring_a_version_in_use_is_refused_and_changes_nothing(h: &Harness) {
     store.rotate_kek().await.unwrap();
     let err = store.retire_kek(1).await.unwrap_err();
     assert!(err.to_string().contains("rewrap"), "{err}");
-    assert_eq!(store.get("k", "a").await.unwrap().unwrap().value.expose().as_slice(), b"a");
-    let reopened = h.database().await.open(provider(7), TtlPolicy::default()).await.unwrap();
-    assert_eq!(reopened.get("k", "a").await.unwrap().unwrap().value.expose().as_slice(), b"a");
+    assert_eq!(
+        store
+            .get("k", "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .expose()
+            .as_slice(),
+        b"a"
+    );
+    let reopened = h
+        .database()
+        .await
+        .open(provider(7), TtlPolicy::default())
+        .await
+        .unwrap();
+    assert_eq!(
+        reopened
+            .get("k", "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .expose()
+            .as_slice(),
+        b"a"
+    );
 }
 
 async fn wrong_key_is_refused_with_a_clear_error(h: &Harness) {
     let store = h.store().await;
     store.put("k", "a", None, b"a").await.unwrap();
-    let err = h.database().await.open(provider(9), TtlPolicy::default()).await.unwrap_err();
+    let err = h
+        .database()
+        .await
+        .open(provider(9), TtlPolicy::default())
+        .await
+        .unwrap_err();
     assert!(matches!(err, StoreError::KeyMismatch { .. }), "{err}");
     assert!(err.to_string().contains("configure the original key"));
-    assert!(store.get("k", "a").await.unwrap().is_some(), "nothing was changed");
+    assert!(
+        store.get("k", "a").await.unwrap().is_some(),
+        "nothing was changed"
+    );
 }
 
 async fn opening_before_init_says_to_run_keys_init(h: &Harness) {
     let db = h.database().await;
-    let err = db.open(provider(7), TtlPolicy::default()).await.unwrap_err();
+    let err = db
+        .open(provider(7), TtlPolicy::default())
+        .await
+        .unwrap_err();
     assert!(err.to_string().contains("phigate keys init"), "{err}");
     db.init_keys(provider(7)).await.unwrap();
     let again = db.init_keys(provider(7)).await.unwrap_err();
@@ -281,7 +435,9 @@ async fn concurrent_writers_and_readers_all_succeed(h: &Harness) {
         tasks.push(tokio::spawn(async move {
             for i in 0..25 {
                 let id = format!("t{t}-{i}");
-                s.put("conc", &id, Some("shared-patient"), id.as_bytes()).await.unwrap();
+                s.put("conc", &id, Some("shared-patient"), id.as_bytes())
+                    .await
+                    .unwrap();
                 let back = s.get("conc", &id).await.unwrap().unwrap();
                 assert_eq!(back.value.expose().as_slice(), id.as_bytes());
                 // Everyone also hammers one shared key.
@@ -293,7 +449,10 @@ async fn concurrent_writers_and_readers_all_succeed(h: &Harness) {
     for t in tasks {
         t.await.unwrap();
     }
-    assert_eq!(store.stats().await.unwrap().live_by_kind.get("conc"), Some(&151));
+    assert_eq!(
+        store.stats().await.unwrap().live_by_kind.get("conc"),
+        Some(&151)
+    );
     assert_eq!(store.verify_all().await.unwrap(), (151, 0));
 }
 
@@ -301,25 +460,62 @@ async fn backup_restore_round_trip_into_an_empty_store(h: &Harness) {
     let clock = ManualClock::new();
     let store = h.store_with(7, TtlPolicy::default(), clock.clone()).await;
     for i in 0..50 {
-        store.put("rec", &format!("r{i}"), Some(&format!("p{}", i % 5)), &vec![i as u8; 3000]).await.unwrap();
+        store
+            .put(
+                "rec",
+                &format!("r{i}"),
+                Some(&format!("p{}", i % 5)),
+                &vec![i as u8; 3000],
+            )
+            .await
+            .unwrap();
     }
-    store.put_with_ttl("rec", "expired", None, b"gone", Some(Duration::from_secs(1))).await.unwrap();
+    store
+        .put_with_ttl(
+            "rec",
+            "expired",
+            None,
+            b"gone",
+            Some(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
     clock.advance_ms(1_000);
     let mut file = Vec::new();
     assert_eq!(store.backup(&mut file).await.unwrap().records, 50);
-    assert!(!file.windows(3000).any(|w| w == vec![7u8; 3000].as_slice()), "backup is encrypted");
+    assert!(
+        !file.windows(3000).any(|w| w == vec![7u8; 3000].as_slice()),
+        "backup is encrypted"
+    );
     assert_eq!(store.invalidate_all().await.unwrap(), 51);
     let report = store.restore(file.as_slice(), false).await.unwrap();
     assert_eq!(report.restored, 50);
-    assert_eq!(store.get("rec", "r7").await.unwrap().unwrap().value.expose().as_slice(), vec![7u8; 3000].as_slice());
-    assert_eq!(store.invalidate_patient("p2").await.unwrap(), 10, "patient index rebuilt");
+    assert_eq!(
+        store
+            .get("rec", "r7")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .expose()
+            .as_slice(),
+        vec![7u8; 3000].as_slice()
+    );
+    assert_eq!(
+        store.invalidate_patient("p2").await.unwrap(),
+        10,
+        "patient index rebuilt"
+    );
     assert!(store.get("rec", "expired").await.unwrap().is_none());
 }
 
 async fn modified_or_truncated_backup_is_rejected_and_changes_nothing(h: &Harness) {
     let store = h.store().await;
     for i in 0..10 {
-        store.put("rec", &format!("r{i}"), None, &vec![1u8; 10_000]).await.unwrap();
+        store
+            .put("rec", &format!("r{i}"), None, &vec![1u8; 10_000])
+            .await
+            .unwrap();
     }
     let mut file = Vec::new();
     store.backup(&mut file).await.unwrap();
@@ -330,10 +526,23 @@ async fn modified_or_truncated_backup_is_rejected_and_changes_nothing(h: &Harnes
     assert!(store.restore(modified.as_slice(), false).await.is_err());
     let truncated = &file[..file.len() - 20];
     let err = store.restore(truncated, false).await.unwrap_err();
-    assert!(err.to_string().contains("truncated") || err.to_string().contains("authentication"), "{err}");
+    assert!(
+        err.to_string().contains("truncated") || err.to_string().contains("authentication"),
+        "{err}"
+    );
     assert!(store.restore(&file[..file.len() / 3], false).await.is_err());
-    assert!(store.stats().await.unwrap().live_by_kind.is_empty(), "a rejected backup wrote nothing");
-    assert_eq!(store.restore(file.as_slice(), false).await.unwrap().restored, 10);
+    assert!(
+        store.stats().await.unwrap().live_by_kind.is_empty(),
+        "a rejected backup wrote nothing"
+    );
+    assert_eq!(
+        store
+            .restore(file.as_slice(), false)
+            .await
+            .unwrap()
+            .restored,
+        10
+    );
 }
 
 async fn restore_never_overwrites_newer_records_without_force(h: &Harness) {
@@ -348,12 +557,35 @@ async fn restore_never_overwrites_newer_records_without_force(h: &Harness) {
     store.invalidate_key("rec", "b").await.unwrap();
     let report = store.restore(file.as_slice(), false).await.unwrap();
     assert_eq!((report.restored, report.conflicts), (1, 1));
-    assert_eq!(store.get("rec", "a").await.unwrap().unwrap().value.expose().as_slice(), b"newer");
+    assert_eq!(
+        store
+            .get("rec", "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .expose()
+            .as_slice(),
+        b"newer"
+    );
     let again = store.restore(file.as_slice(), false).await.unwrap();
-    assert_eq!((again.restored, again.conflicts, again.unchanged), (0, 1, 1));
+    assert_eq!(
+        (again.restored, again.conflicts, again.unchanged),
+        (0, 1, 1)
+    );
     let forced = store.restore(file.as_slice(), true).await.unwrap();
     assert_eq!(forced.restored, 2);
-    assert_eq!(store.get("rec", "a").await.unwrap().unwrap().value.expose().as_slice(), b"old");
+    assert_eq!(
+        store
+            .get("rec", "a")
+            .await
+            .unwrap()
+            .unwrap()
+            .value
+            .expose()
+            .as_slice(),
+        b"old"
+    );
 }
 
 async fn newer_schema_version_is_refused(h: &Harness) {
@@ -362,7 +594,10 @@ async fn newer_schema_version_is_refused(h: &Harness) {
     drop(store);
     exec_raw(h, "UPDATE phigate_store_schema SET version = 99").await;
     let err = store::Database::connect(&h.config()).await.unwrap_err();
-    assert!(matches!(err, StoreError::NewerSchema { found: 99, .. }), "{err}");
+    assert!(
+        matches!(err, StoreError::NewerSchema { found: 99, .. }),
+        "{err}"
+    );
     assert!(err.to_string().contains("upgrade phigate"));
 }
 
@@ -371,10 +606,18 @@ async fn sqlite_file_is_created_private_and_a_readable_one_is_refused() {
     use std::os::unix::fs::PermissionsExt as _;
     let h = Harness::sqlite().await;
     let _store = h.store().await;
-    let common::Place::Sqlite { path, .. } = &h.place else { unreachable!() };
-    assert_eq!(std::fs::metadata(path).unwrap().permissions().mode() & 0o777, 0o600);
+    let common::Place::Sqlite { path, .. } = &h.place else {
+        unreachable!()
+    };
+    assert_eq!(
+        std::fs::metadata(path).unwrap().permissions().mode() & 0o777,
+        0o600
+    );
     std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = store::Database::connect(&h.config()).await.unwrap_err().to_string();
+    let err = store::Database::connect(&h.config())
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("chmod 600"), "{err}");
 }
 
@@ -386,15 +629,24 @@ async fn corrupt_sqlite_file_gives_a_clear_error_and_is_left_untouched() {
     let garbage = vec![0x5au8; 8192];
     std::fs::write(&path, &garbage).unwrap();
     std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
-    let err = store::Database::connect(&store::BackendConfig::Sqlite { path: path.clone() }).await.unwrap_err().to_string();
+    let err = store::Database::connect(&store::BackendConfig::Sqlite { path: path.clone() })
+        .await
+        .unwrap_err()
+        .to_string();
     assert!(err.contains("not a database"), "{err}");
-    assert_eq!(std::fs::read(&path).unwrap(), garbage, "the corrupt file was not modified");
+    assert_eq!(
+        std::fs::read(&path).unwrap(),
+        garbage,
+        "the corrupt file was not modified"
+    );
 }
 
 #[tokio::test]
 async fn unreachable_postgres_gives_a_clear_error_without_the_password() {
     let err = store::Database::connect(&store::BackendConfig::Postgres {
-        url: secrecy::SecretString::from("postgres://user:hunter2-secret@127.0.0.1:1/db".to_string()),
+        url: secrecy::SecretString::from(
+            "postgres://user:hunter2-secret@127.0.0.1:1/db".to_string(),
+        ),
         schema: None,
     })
     .await
@@ -409,6 +661,9 @@ async fn store_debug_output_names_no_secrets() {
     let h = Harness::sqlite().await;
     let store = h.store().await;
     let shown = format!("{store:?}");
-    assert!(shown.contains("sqlite") && !shown.contains("material"), "{shown}");
+    assert!(
+        shown.contains("sqlite") && !shown.contains("material"),
+        "{shown}"
+    );
     let _ = Arc::new(store);
 }

@@ -30,14 +30,24 @@ impl Clock for ManualClock {
 }
 
 pub fn provider(seed: u8) -> Arc<dyn KeyProvider> {
-    Arc::new(SoftwareKeyProvider::from_root(DataKey::from_slice(&[seed; 32]).unwrap(), "env").unwrap())
+    Arc::new(
+        SoftwareKeyProvider::from_root(DataKey::from_slice(&[seed; 32]).unwrap(), "env").unwrap(),
+    )
 }
 
+#[derive(Debug)]
 pub enum Place {
-    Sqlite { _dir: tempfile::TempDir, path: PathBuf },
-    Postgres { url: String, schema: String },
+    Sqlite {
+        _dir: tempfile::TempDir,
+        path: PathBuf,
+    },
+    Postgres {
+        url: String,
+        schema: String,
+    },
 }
 
+#[derive(Debug)]
 pub struct Harness {
     pub place: Place,
 }
@@ -52,23 +62,33 @@ impl Harness {
     pub async fn sqlite() -> Self {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("store.db");
-        Self { place: Place::Sqlite { _dir: dir, path } }
+        Self {
+            place: Place::Sqlite { _dir: dir, path },
+        }
     }
 
     pub async fn postgres() -> Self {
         let url = pg_url();
         let schema = format!("phigate_t_{}", hex::encode(rand_bytes()));
-        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await.expect("connect to PHIGATE_TEST_DATABASE_URL");
-        sqlx::raw_sql(&format!("CREATE SCHEMA {schema}")).execute(&mut conn).await.unwrap();
-        Self { place: Place::Postgres { url, schema } }
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(&url)
+            .await
+            .expect("connect to PHIGATE_TEST_DATABASE_URL");
+        sqlx::raw_sql(&format!("CREATE SCHEMA {schema}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        Self {
+            place: Place::Postgres { url, schema },
+        }
     }
 
     pub fn config(&self) -> BackendConfig {
         match &self.place {
             Place::Sqlite { path, .. } => BackendConfig::Sqlite { path: path.clone() },
-            Place::Postgres { url, schema } => {
-                BackendConfig::Postgres { url: SecretString::from(url.clone()), schema: Some(schema.clone()) }
-            }
+            Place::Postgres { url, schema } => BackendConfig::Postgres {
+                url: SecretString::from(url.clone()),
+                schema: Some(schema.clone()),
+            },
         }
     }
 
@@ -80,11 +100,15 @@ impl Harness {
     pub async fn store_with(&self, seed: u8, ttl: TtlPolicy, clock: Arc<dyn Clock>) -> Store {
         let db = self.database().await;
         db.init_keys(provider(seed)).await.unwrap();
-        db.open(provider(seed), ttl).await.unwrap().with_clock(clock)
+        db.open(provider(seed), ttl)
+            .await
+            .unwrap()
+            .with_clock(clock)
     }
 
     pub async fn store(&self) -> Store {
-        self.store_with(7, TtlPolicy::default(), ManualClock::new()).await
+        self.store_with(7, TtlPolicy::default(), ManualClock::new())
+            .await
     }
 }
 
@@ -94,10 +118,17 @@ impl Drop for Harness {
             let (url, schema) = (url.clone(), schema.clone());
             // Drop runs inside a runtime; clean up from a separate thread with its own.
             let _ = std::thread::spawn(move || {
-                let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+                let rt = tokio::runtime::Builder::new_current_thread()
+                    .enable_all()
+                    .build()
+                    .unwrap();
                 rt.block_on(async {
-                    if let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await {
-                        let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&mut conn).await;
+                    if let Ok(mut conn) =
+                        <sqlx::PgConnection as sqlx::Connection>::connect(&url).await
+                    {
+                        let _ = sqlx::raw_sql(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+                            .execute(&mut conn)
+                            .await;
                     }
                 });
             })
