@@ -45,7 +45,12 @@ fn reversed(value: &Value) -> Value {
 fn signed_note() -> (String, NoteVerifier) {
     let dir = tempfile::tempdir().unwrap();
     let keys = FileKeys::open_or_create(dir.path(), "phigate-audit").unwrap();
-    let cp = Checkpoint { origin: "phigate-audit/p".into(), size: 42, root: [9; 32], timestamp: chrono::Utc::now() };
+    let cp = Checkpoint {
+        origin: "phigate-audit/p".into(),
+        size: 42,
+        root: [9; 32],
+        timestamp: chrono::Utc::now(),
+    };
     (cp.sign(&keys).unwrap(), keys.note_verifier())
 }
 
