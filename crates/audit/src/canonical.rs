@@ -144,9 +144,18 @@ mod tests {
 
     #[test]
     fn fractions_and_unsafe_integers_are_refused() {
-        assert_eq!(to_canonical_bytes(&json!(1.5)), Err(CanonicalError::UnsupportedNumber));
-        assert_eq!(to_canonical_bytes(&json!(1u64 << 53)), Err(CanonicalError::UnsupportedNumber));
-        assert_eq!(to_canonical_bytes(&json!(-(1i64 << 53))), Err(CanonicalError::UnsupportedNumber));
+        assert_eq!(
+            to_canonical_bytes(&json!(1.5)),
+            Err(CanonicalError::UnsupportedNumber)
+        );
+        assert_eq!(
+            to_canonical_bytes(&json!(1u64 << 53)),
+            Err(CanonicalError::UnsupportedNumber)
+        );
+        assert_eq!(
+            to_canonical_bytes(&json!(-(1i64 << 53))),
+            Err(CanonicalError::UnsupportedNumber)
+        );
         assert_eq!(to_canonical_bytes(&json!(-42)).unwrap(), b"-42");
     }
 }

@@ -87,7 +87,9 @@ impl Checkpoint {
         if note.len() > MAX_NOTE_BYTES {
             return Err(Malformed("note is larger than 16 KiB"));
         }
-        let split = note.find("\n\n").ok_or(Malformed("no blank line before signatures"))?;
+        let split = note
+            .find("\n\n")
+            .ok_or(Malformed("no blank line before signatures"))?;
         let body = &note[..split + 1];
         let sigs = &note[split + 2..];
         let checkpoint = Self::parse_body(body)?;
@@ -97,8 +99,12 @@ impl Checkpoint {
         }
         let mut found_key = false;
         for line in sigs[..sigs.len() - 1].split('\n') {
-            let rest = line.strip_prefix("\u{2014} ").ok_or(Malformed("bad signature line"))?;
-            let (name, b64) = rest.split_once(' ').ok_or(Malformed("bad signature line"))?;
+            let rest = line
+                .strip_prefix("\u{2014} ")
+                .ok_or(Malformed("bad signature line"))?;
+            let (name, b64) = rest
+                .split_once(' ')
+                .ok_or(Malformed("bad signature line"))?;
             let blob = base64::engine::general_purpose::STANDARD
                 .decode(b64)
                 .map_err(|_| Malformed("signature is not base64"))?;
@@ -116,14 +122,19 @@ impl Checkpoint {
         if found_key {
             Err(CheckpointError::BadSignature(verifier.name().to_string()))
         } else {
-            Err(CheckpointError::NoSignatureByKey(verifier.name().to_string()))
+            Err(CheckpointError::NoSignatureByKey(
+                verifier.name().to_string(),
+            ))
         }
     }
 
     fn parse_body(body: &str) -> Result<Self, CheckpointError> {
         use CheckpointError::Malformed;
         let mut lines = body[..body.len() - 1].split('\n');
-        let origin = lines.next().filter(|l| !l.is_empty()).ok_or(Malformed("empty origin"))?;
+        let origin = lines
+            .next()
+            .filter(|l| !l.is_empty())
+            .ok_or(Malformed("empty origin"))?;
         let size_text = lines.next().ok_or(Malformed("missing tree size"))?;
         let canonical_decimal = !size_text.is_empty()
             && size_text.len() <= 20
@@ -132,7 +143,9 @@ impl Checkpoint {
         if !canonical_decimal {
             return Err(Malformed("tree size is not a decimal number"));
         }
-        let size: u64 = size_text.parse().map_err(|_| Malformed("tree size out of range"))?;
+        let size: u64 = size_text
+            .parse()
+            .map_err(|_| Malformed("tree size out of range"))?;
         let root_b64 = lines.next().ok_or(Malformed("missing root hash"))?;
         let root: Hash = base64::engine::general_purpose::STANDARD
             .decode(root_b64)
@@ -156,6 +169,11 @@ impl Checkpoint {
             }
         }
         let timestamp = timestamp.ok_or(Malformed("missing timestamp line"))?;
-        Ok(Self { origin: origin.to_string(), size, root, timestamp })
+        Ok(Self {
+            origin: origin.to_string(),
+            size,
+            root,
+            timestamp,
+        })
     }
 }

@@ -84,5 +84,8 @@ pub(crate) fn sanitize(err: &sqlx::Error) -> String {
 }
 
 pub(crate) fn storage(context: &'static str) -> impl Fn(sqlx::Error) -> AuditError {
-    move |e| AuditError::Storage { context, detail: sanitize(&e) }
+    move |e| AuditError::Storage {
+        context,
+        detail: sanitize(&e),
+    }
 }

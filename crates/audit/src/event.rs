@@ -46,11 +46,14 @@ impl TryFrom<String> for KeyedHash {
         let rest = value
             .strip_prefix("hmac-sha256:")
             .ok_or_else(|| "keyed hash must start with hmac-sha256:".to_string())?;
-        let (key_id, mac) =
-            rest.split_once(':').ok_or_else(|| "keyed hash needs a key id".to_string())?;
+        let (key_id, mac) = rest
+            .split_once(':')
+            .ok_or_else(|| "keyed hash needs a key id".to_string())?;
         let key_id_ok = !key_id.is_empty()
             && key_id.len() <= 32
-            && key_id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && key_id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         let mac_ok = mac.len() == 64 && mac.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
         if key_id_ok && mac_ok {
             Ok(Self(value))
@@ -101,7 +104,9 @@ impl TryFrom<String> for ContentHash {
     type Error = String;
     fn try_from(value: String) -> Result<Self, Self::Error> {
         match value.strip_prefix("sha256:") {
-            Some(h) if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) => {
+            Some(h)
+                if h.len() == 64 && h.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f')) =>
+            {
                 Ok(Self(value))
             }
             _ => Err("content hash is not sha256:<64 hex>".to_string()),
@@ -509,7 +514,12 @@ impl Entry {
     pub fn to_json(&self) -> Result<Value, crate::AuditError> {
         let event = serde_json::to_value(&self.event)
             .map_err(|_| crate::AuditError::InvalidEntry("event cannot be encoded as JSON"))?;
-        Ok(entry_json(self.index, &self.time, event, self.sealed_detail.as_ref()))
+        Ok(entry_json(
+            self.index,
+            &self.time,
+            event,
+            self.sealed_detail.as_ref(),
+        ))
     }
 
     /// The canonical leaf bytes.
@@ -531,7 +541,9 @@ impl Entry {
         let raw: Raw = serde_json::from_slice(bytes)
             .map_err(|_| crate::AuditError::InvalidEntry("entry is not a valid audit entry"))?;
         if raw.v != ENTRY_VERSION {
-            return Err(crate::AuditError::InvalidEntry("entry has an unknown version"));
+            return Err(crate::AuditError::InvalidEntry(
+                "entry has an unknown version",
+            ));
         }
         let sealed_detail = match raw.sealed_detail {
             None => None,
@@ -541,7 +553,12 @@ impl Entry {
                     .map_err(|_| crate::AuditError::InvalidEntry("sealed detail is not base64"))?,
             )?),
         };
-        Ok(Self { index: raw.index, time: raw.time, event: raw.event, sealed_detail })
+        Ok(Self {
+            index: raw.index,
+            time: raw.time,
+            event: raw.event,
+            sealed_detail,
+        })
     }
 }
 
@@ -563,8 +580,18 @@ pub(crate) fn entry_json(
 }
 
 /// Key names whose values are treated as secrets in configuration snapshots.
-const SECRET_MARKERS: &[&str] =
-    &["secret", "password", "passwd", "token", "key", "credential", "private", "salt", "dsn", "url"];
+const SECRET_MARKERS: &[&str] = &[
+    "secret",
+    "password",
+    "passwd",
+    "token",
+    "key",
+    "credential",
+    "private",
+    "salt",
+    "dsn",
+    "url",
+];
 
 impl ConfigChange {
     /// Builds a change record, replacing every string value under a secret-looking key
@@ -593,9 +620,12 @@ fn redact_secrets(value: Value, under_secret: bool, hasher: &dyn crate::PatientH
         Value::Number(_) | Value::Bool(_) if under_secret => {
             Value::String(hasher.keyed_hash(value.to_string().as_bytes()).0)
         }
-        Value::Array(items) => {
-            Value::Array(items.into_iter().map(|v| redact_secrets(v, under_secret, hasher)).collect())
-        }
+        Value::Array(items) => Value::Array(
+            items
+                .into_iter()
+                .map(|v| redact_secrets(v, under_secret, hasher))
+                .collect(),
+        ),
         Value::Object(map) => Value::Object(
             map.into_iter()
                 .map(|(k, v)| {

@@ -32,8 +32,14 @@ pub const MAX_EXPORT_LINE: u64 = 1024 * 1024;
 #[derive(Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
 enum ExportLine {
-    Checkpoint { note: String },
-    Entry { index: u64, entry: Value, proof: Vec<String> },
+    Checkpoint {
+        note: String,
+    },
+    Entry {
+        index: u64,
+        entry: Value,
+        proof: Vec<String>,
+    },
 }
 
 /// What an export held.
@@ -70,13 +76,21 @@ pub async fn export(
 ) -> Result<ExportSummary, AuditError> {
     let note = log.checkpoint_now().await?;
     let size = parse_unverified_size(&note)?;
-    let io = |source| AuditError::Io { context: "writing the export".into(), source };
+    let io = |source| AuditError::Io {
+        context: "writing the export".into(),
+        source,
+    };
     let header = serde_json::to_string(&ExportLine::Checkpoint { note })
         .map_err(|_| AuditError::InvalidEntry("checkpoint cannot be encoded"))?;
     writeln!(out, "{header}").map_err(io)?;
     let mut count = 0;
-    let entries: Vec<Entry> =
-        log.query(filter).await?.into_iter().map(|(e, _)| e).filter(|e| e.index < size).collect();
+    let entries: Vec<Entry> = log
+        .query(filter)
+        .await?
+        .into_iter()
+        .map(|(e, _)| e)
+        .filter(|e| e.index < size)
+        .collect();
     let indices: Vec<u64> = entries.iter().map(|e| e.index).collect();
     let paths = log.inclusion_paths(&indices, size).await?;
     for (entry, path) in entries.into_iter().zip(paths) {
@@ -91,7 +105,11 @@ pub async fn export(
         count += 1;
     }
     out.flush().map_err(io)?;
-    Ok(ExportSummary { entries: count, tree_size: size, origin: log.origin().to_string() })
+    Ok(ExportSummary {
+        entries: count,
+        tree_size: size,
+        origin: log.origin().to_string(),
+    })
 }
 
 fn parse_unverified_size(note: &str) -> Result<u64, AuditError> {
@@ -103,7 +121,10 @@ fn parse_unverified_size(note: &str) -> Result<u64, AuditError> {
 
 /// Verifies an export with only the public key. Any malformed line, bad signature, bad proof,
 /// duplicate or out-of-order index fails with the line number.
-pub fn verify_export(input: &mut dyn BufRead, verifier: &NoteVerifier) -> Result<ExportSummary, ExportError> {
+pub fn verify_export(
+    input: &mut dyn BufRead,
+    verifier: &NoteVerifier,
+) -> Result<ExportSummary, ExportError> {
     let mut line_no = 0u64;
     let mut buf = Vec::new();
     let mut checkpoint: Option<Checkpoint> = None;
@@ -114,16 +135,24 @@ pub fn verify_export(input: &mut dyn BufRead, verifier: &NoteVerifier) -> Result
         let read = (&mut *input)
             .take(MAX_EXPORT_LINE + 1)
             .read_until(b'\n', &mut buf)
-            .map_err(|e| ExportError { line: line_no + 1, reason: format!("read error ({})", e.kind()) })?;
+            .map_err(|e| ExportError {
+                line: line_no + 1,
+                reason: format!("read error ({})", e.kind()),
+            })?;
         if read == 0 {
             break;
         }
         line_no += 1;
-        let fail = |reason: &str| ExportError { line: line_no, reason: reason.to_string() };
+        let fail = |reason: &str| ExportError {
+            line: line_no,
+            reason: reason.to_string(),
+        };
         if buf.len() as u64 > MAX_EXPORT_LINE {
             return Err(fail("line is longer than 1 MiB"));
         }
-        let text = std::str::from_utf8(&buf).map_err(|_| fail("line is not UTF-8"))?.trim_end();
+        let text = std::str::from_utf8(&buf)
+            .map_err(|_| fail("line is not UTF-8"))?
+            .trim_end();
         if text.is_empty() {
             return Err(fail("empty line"));
         }
@@ -136,8 +165,17 @@ pub fn verify_export(input: &mut dyn BufRead, verifier: &NoteVerifier) -> Result
                 checkpoint = Some(cp);
             }
             (ExportLine::Checkpoint { .. }, Some(_)) => return Err(fail("second checkpoint line")),
-            (ExportLine::Entry { .. }, None) => return Err(fail("entry before the checkpoint line")),
-            (ExportLine::Entry { index, entry, proof }, Some(cp)) => {
+            (ExportLine::Entry { .. }, None) => {
+                return Err(fail("entry before the checkpoint line"));
+            }
+            (
+                ExportLine::Entry {
+                    index,
+                    entry,
+                    proof,
+                },
+                Some(cp),
+            ) => {
                 if last_index.is_some_and(|last| index <= last) {
                     return Err(fail("entry indexes are not strictly increasing"));
                 }
@@ -149,7 +187,8 @@ pub fn verify_export(input: &mut dyn BufRead, verifier: &NoteVerifier) -> Result
                 }
                 let leaf = canonical::to_canonical_bytes(&entry)
                     .map_err(|_| fail("entry has a non-integer number"))?;
-                Entry::from_json_bytes(&leaf).map_err(|_| fail("entry is not a valid audit entry"))?;
+                Entry::from_json_bytes(&leaf)
+                    .map_err(|_| fail("entry is not a valid audit entry"))?;
                 let path = proof
                     .iter()
                     .map(|h| {
@@ -160,15 +199,28 @@ pub fn verify_export(input: &mut dyn BufRead, verifier: &NoteVerifier) -> Result
                     })
                     .collect::<Option<Vec<Hash>>>()
                     .ok_or_else(|| fail("proof hash is not 32 bytes of base64"))?;
-                merkle::verify_inclusion(&merkle::leaf_hash(&leaf), index, cp.size, &path, &cp.root)
-                    .map_err(|e| fail(&format!("inclusion proof of entry {index}: {e}")))?;
+                merkle::verify_inclusion(
+                    &merkle::leaf_hash(&leaf),
+                    index,
+                    cp.size,
+                    &path,
+                    &cp.root,
+                )
+                .map_err(|e| fail(&format!("inclusion proof of entry {index}: {e}")))?;
                 last_index = Some(index);
                 entries += 1;
             }
         }
     }
-    let cp = checkpoint.ok_or(ExportError { line: line_no, reason: "no checkpoint line".into() })?;
-    Ok(ExportSummary { entries, tree_size: cp.size, origin: cp.origin })
+    let cp = checkpoint.ok_or(ExportError {
+        line: line_no,
+        reason: "no checkpoint line".into(),
+    })?;
+    Ok(ExportSummary {
+        entries,
+        tree_size: cp.size,
+        origin: cp.origin,
+    })
 }
 
 /// One line of an accounting of disclosures (45 CFR 164.528(b)(2)).
@@ -195,7 +247,11 @@ pub async fn disclosures(
     if patient_refs.is_empty() {
         return Err(AuditError::InvalidEntry("no patient reference given"));
     }
-    let filter = QueryFilter { kind: Some("disclosure".into()), patient: patient_refs, ..Default::default() };
+    let filter = QueryFilter {
+        kind: Some("disclosure".into()),
+        patient: patient_refs,
+        ..Default::default()
+    };
     Ok(log
         .query(&filter)
         .await?
@@ -222,7 +278,13 @@ pub fn disclosures_csv(records: &[DisclosureRecord], out: &mut dyn Write) -> std
             .ok()
             .and_then(|v| v.as_str().map(str::to_owned))
             .unwrap_or_default();
-        let fields = [r.date.clone(), r.recipient.clone(), purpose, r.description.clone(), r.audit_index.to_string()];
+        let fields = [
+            r.date.clone(),
+            r.recipient.clone(),
+            purpose,
+            r.description.clone(),
+            r.audit_index.to_string(),
+        ];
         let line: Vec<String> = fields.iter().map(|f| csv_field(f)).collect();
         out.write_all(line.join(",").as_bytes())?;
         out.write_all(b"\r\n")?;

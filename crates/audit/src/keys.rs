@@ -95,7 +95,11 @@ impl NoteVerifier {
         let digest = ctx.finish();
         let mut key_id = [0u8; 4];
         key_id.copy_from_slice(&digest.as_ref()[..4]);
-        Ok(Self { name: name.to_string(), key_id, public_key })
+        Ok(Self {
+            name: name.to_string(),
+            key_id,
+            public_key,
+        })
     }
 
     /// Parses the `<name>+<hex key id>+<base64>` form, checking the key id.
@@ -104,7 +108,9 @@ impl NoteVerifier {
         let mut parts = text.splitn(3, '+');
         let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next())
         else {
-            return Err(KeyError::BadVerifierKey("expected <name>+<key id>+<base64 key>"));
+            return Err(KeyError::BadVerifierKey(
+                "expected <name>+<key id>+<base64 key>",
+            ));
         };
         let key = base64::engine::general_purpose::STANDARD
             .decode(b64)
@@ -163,7 +169,9 @@ impl fmt::Debug for NoteVerifier {
 fn valid_key_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 128
-        && name.chars().all(|c| !c.is_whitespace() && !c.is_control() && c != '+')
+        && name
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '+')
 }
 
 /// File names under the key directory.
@@ -183,7 +191,9 @@ pub struct FileKeys {
 
 impl fmt::Debug for FileKeys {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("FileKeys").field("verifier", &self.verifier).finish_non_exhaustive()
+        f.debug_struct("FileKeys")
+            .field("verifier", &self.verifier)
+            .finish_non_exhaustive()
     }
 }
 
@@ -191,8 +201,10 @@ impl FileKeys {
     /// Loads the keys from `dir`, creating any that are missing (first run). Refuses key files
     /// that group or others can access. `key_name` names the checkpoint signer.
     pub fn open_or_create(dir: &Path, key_name: &str) -> Result<Self, KeyError> {
-        std::fs::create_dir_all(dir)
-            .map_err(|source| KeyError::Io { path: dir.to_path_buf(), source })?;
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
         let signing_path = dir.join(SIGNING_KEY_FILE);
         if !signing_path.exists() {
             let rng = lc_rand::SystemRandom::new();
@@ -218,25 +230,43 @@ impl FileKeys {
         let hmac_keys = parse_hmac_keys(&hmac_path, &read_secret_file(&hmac_path)?)?;
 
         let public_path = dir.join(PUBLIC_KEY_FILE);
-        std::fs::write(&public_path, format!("{verifier}\n"))
-            .map_err(|source| KeyError::Io { path: public_path, source })?;
-        Ok(Self { signing, verifier, hmac_keys })
+        std::fs::write(&public_path, format!("{verifier}\n")).map_err(|source| KeyError::Io {
+            path: public_path,
+            source,
+        })?;
+        Ok(Self {
+            signing,
+            verifier,
+            hmac_keys,
+        })
     }
 }
 
 fn parse_hmac_keys(path: &Path, text: &[u8]) -> Result<Vec<(String, hmac::Key)>, KeyError> {
-    let malformed = |reason| KeyError::Malformed { path: path.to_path_buf(), reason };
+    let malformed = |reason| KeyError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
     let text = std::str::from_utf8(text).map_err(|_| malformed("not UTF-8"))?;
     let mut keys = Vec::new();
-    for line in text.lines().map(str::trim).filter(|l| !l.is_empty() && !l.starts_with('#')) {
-        let (id, hex_key) = line.split_once(' ').ok_or_else(|| malformed("expected '<id> <hex>'"))?;
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (id, hex_key) = line
+            .split_once(' ')
+            .ok_or_else(|| malformed("expected '<id> <hex>'"))?;
         let valid_id = !id.is_empty()
             && id.len() <= 32
-            && id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
         if !valid_id {
             return Err(malformed("key id must be 1-32 letters, digits, '-' or '_'"));
         }
-        let raw = Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| malformed("key is not hex"))?);
+        let raw =
+            Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| malformed("key is not hex"))?);
         if raw.len() < 32 {
             return Err(malformed("HMAC key must be at least 32 bytes"));
         }
@@ -250,7 +280,10 @@ fn parse_hmac_keys(path: &Path, text: &[u8]) -> Result<Vec<(String, hmac::Key)>,
 
 fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
     use std::os::unix::fs::OpenOptionsExt as _;
-    let io = |source| KeyError::Io { path: path.to_path_buf(), source };
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let mut file = std::fs::OpenOptions::new()
         .write(true)
         .create_new(true)
@@ -263,10 +296,15 @@ fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
 
 fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
     use std::os::unix::fs::PermissionsExt as _;
-    let io = |source| KeyError::Io { path: path.to_path_buf(), source };
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
     let meta = std::fs::metadata(path).map_err(io)?;
     if meta.permissions().mode() & 0o077 != 0 {
-        return Err(KeyError::InsecurePermissions { path: path.to_path_buf() });
+        return Err(KeyError::InsecurePermissions {
+            path: path.to_path_buf(),
+        });
     }
     Ok(Zeroizing::new(std::fs::read(path).map_err(io)?))
 }
@@ -284,7 +322,10 @@ impl CheckpointSigner for FileKeys {
 
 impl PatientHasher for FileKeys {
     fn keyed_hash(&self, value: &[u8]) -> KeyedHash {
-        let (id, key) = self.hmac_keys.last().expect("parse_hmac_keys guarantees one key");
+        let (id, key) = self
+            .hmac_keys
+            .last()
+            .expect("parse_hmac_keys guarantees one key");
         KeyedHash::from_parts(id, hmac::sign(key, value).as_ref())
     }
 

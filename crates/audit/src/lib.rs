@@ -70,7 +70,10 @@ pub use event::{
     ContentHash, Disclosure, EVENT_KINDS, Entry, Event, KeyAction, KeyLifecycle, KeyedHash,
     ModelInference, Outcome, PhiAccess, PolicyDenied, PurposeOfUse, SealedDetail,
 };
-pub use export::{DisclosureRecord, ExportError, ExportSummary, disclosures, disclosures_csv, export, verify_export};
+pub use export::{
+    DisclosureRecord, ExportError, ExportSummary, disclosures, disclosures_csv, export,
+    verify_export,
+};
 pub use keys::{CheckpointSigner, FileKeys, KeyError, NoteVerifier, PatientHasher};
 pub use log::{AuditLog, InclusionProof, LogConfig, QueryFilter, RETENTION_YEARS};
 pub use store::{SCHEMA_VERSION, Storage};

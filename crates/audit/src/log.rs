@@ -110,7 +110,9 @@ pub struct AuditLog {
 
 impl std::fmt::Debug for AuditLog {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("AuditLog").field("origin", &self.inner.origin).finish_non_exhaustive()
+        f.debug_struct("AuditLog")
+            .field("origin", &self.inner.origin)
+            .finish_non_exhaustive()
     }
 }
 
@@ -127,13 +129,22 @@ fn valid_origin(origin: &str) -> bool {
 impl AuditLog {
     /// Opens the log for writing, creating it if missing, and starts the writer task (must be
     /// called inside a Tokio runtime). `signer` signs checkpoints.
-    pub async fn open(config: LogConfig, signer: Arc<dyn CheckpointSigner>) -> Result<Self, AuditError> {
+    pub async fn open(
+        config: LogConfig,
+        signer: Arc<dyn CheckpointSigner>,
+    ) -> Result<Self, AuditError> {
         if config.max_batch == 0 || config.queue_capacity == 0 {
-            return Err(AuditError::Config("max_batch and queue_capacity must be positive"));
+            return Err(AuditError::Config(
+                "max_batch and queue_capacity must be positive",
+            ));
         }
         let new_origin = match &config.origin {
             Some(o) if valid_origin(o) => o.clone(),
-            Some(_) => return Err(AuditError::Config("origin must be 1-256 printable characters")),
+            Some(_) => {
+                return Err(AuditError::Config(
+                    "origin must be 1-256 printable characters",
+                ));
+            }
             None => random_origin()?,
         };
         let (db, origin) = store::connect(&config.storage, true, &new_origin).await?;
@@ -204,7 +215,14 @@ impl AuditLog {
             .map_err(|_| AuditError::InvalidEntry("event has a non-integer number"))?;
         let (reply, wait) = oneshot::channel();
         sender
-            .send(Pending { event: json, kind, principal, patient, detail, reply })
+            .send(Pending {
+                event: json,
+                kind,
+                principal,
+                patient,
+                detail,
+                reply,
+            })
             .await
             .map_err(|_| AuditError::WriterStopped)?;
         wait.await.map_err(|_| AuditError::WriterStopped)?
@@ -230,7 +248,8 @@ impl AuditLog {
                         .await
                         .map_err(storage(ctx))?,
                 )?;
-                let note = sign_checkpoint(&self.inner.origin, &head.compact, now, signer.as_ref())?;
+                let note =
+                    sign_checkpoint(&self.inner.origin, &head.compact, now, signer.as_ref())?;
                 sqlx::query($insert_sql)
                     .bind(to_i64(head.compact.size())?)
                     .bind(now)
@@ -238,14 +257,20 @@ impl AuditLog {
                     .execute(&mut *tx)
                     .await
                     .map_err(storage(ctx))?;
-                sqlx::query($update_sql).bind(now).execute(&mut *tx).await.map_err(storage(ctx))?;
+                sqlx::query($update_sql)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?;
                 tx.commit().await.map_err(storage(ctx))?;
                 note
             }};
         }
         let note = match self.db() {
             Db::Sqlite(pool) => sign_in_tx!(
-                pool.begin_with("BEGIN IMMEDIATE").await.map_err(storage(ctx))?,
+                pool.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(storage(ctx))?,
                 "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1",
                 "INSERT INTO audit_checkpoints (tree_size, time_us, note) VALUES (?, ?, ?) \
                  ON CONFLICT (tree_size) DO NOTHING",
@@ -271,7 +296,10 @@ impl AuditLog {
             Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await,
         }
         .map_err(storage(ctx))?;
-        Ok(rows.into_iter().map(|(s, n)| (s.max(0) as u64, n)).collect())
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (s.max(0) as u64, n))
+            .collect())
     }
 
     /// Brings the in-memory tree up to the stored entries and runs `f` on it.
@@ -281,29 +309,44 @@ impl AuditLog {
         let ctx = "loading leaf hashes";
         macro_rules! load {
             ($pool:expr, $sql:expr) => {{
-                let mut rows = sqlx::query_as::<_, (i64, Vec<u8>)>($sql).bind(from).fetch($pool);
+                let mut rows = sqlx::query_as::<_, (i64, Vec<u8>)>($sql)
+                    .bind(from)
+                    .fetch($pool);
                 while let Some((idx, hash)) = rows.try_next().await.map_err(storage(ctx))? {
                     if idx != to_i64(tree.size())? {
-                        return Err(AuditError::Corrupt(format!("entry {} is missing", tree.size())));
+                        return Err(AuditError::Corrupt(format!(
+                            "entry {} is missing",
+                            tree.size()
+                        )));
                     }
-                    let hash: Hash = hash
-                        .try_into()
-                        .map_err(|_| AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes")))?;
+                    let hash: Hash = hash.try_into().map_err(|_| {
+                        AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes"))
+                    })?;
                     tree.push(hash);
                 }
             }};
         }
         match self.db() {
-            Db::Sqlite(p) => load!(p, "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx"),
+            Db::Sqlite(p) => load!(
+                p,
+                "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx"
+            ),
             Db::Postgres(p) => {
-                load!(p, "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= $1 ORDER BY idx")
+                load!(
+                    p,
+                    "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= $1 ORDER BY idx"
+                )
             }
         }
         Ok(f(&tree))
     }
 
     /// Inclusion proof of entry `index` in the tree of `tree_size` leaves.
-    pub async fn inclusion_proof(&self, index: u64, tree_size: u64) -> Result<InclusionProof, AuditError> {
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<InclusionProof, AuditError> {
         self.with_tree(|tree| {
             let path = tree.inclusion_proof(index, tree_size).ok_or_else(|| {
                 AuditError::OutOfRange(format!(
@@ -311,15 +354,29 @@ impl AuditLog {
                     tree.size()
                 ))
             })?;
-            let leaf_hash = tree.leaf(index).ok_or_else(|| AuditError::OutOfRange("index".into()))?;
-            let root = tree.root_at(tree_size).ok_or_else(|| AuditError::OutOfRange("size".into()))?;
-            Ok(InclusionProof { index, tree_size, leaf_hash, path, root })
+            let leaf_hash = tree
+                .leaf(index)
+                .ok_or_else(|| AuditError::OutOfRange("index".into()))?;
+            let root = tree
+                .root_at(tree_size)
+                .ok_or_else(|| AuditError::OutOfRange("size".into()))?;
+            Ok(InclusionProof {
+                index,
+                tree_size,
+                leaf_hash,
+                path,
+                root,
+            })
         })
         .await?
     }
 
     /// Consistency proof between tree sizes `old` and `new`, with both roots.
-    pub async fn consistency_proof(&self, old: u64, new: u64) -> Result<(Vec<Hash>, Hash, Hash), AuditError> {
+    pub async fn consistency_proof(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<(Vec<Hash>, Hash, Hash), AuditError> {
         self.with_tree(|tree| {
             let proof = tree.consistency_proof(old, new).ok_or_else(|| {
                 AuditError::OutOfRange(format!(
@@ -327,8 +384,12 @@ impl AuditLog {
                     tree.size()
                 ))
             })?;
-            let old_root = tree.root_at(old).ok_or_else(|| AuditError::OutOfRange("old".into()))?;
-            let new_root = tree.root_at(new).ok_or_else(|| AuditError::OutOfRange("new".into()))?;
+            let old_root = tree
+                .root_at(old)
+                .ok_or_else(|| AuditError::OutOfRange("old".into()))?;
+            let new_root = tree
+                .root_at(new)
+                .ok_or_else(|| AuditError::OutOfRange("new".into()))?;
             Ok((proof, old_root, new_root))
         })
         .await?
@@ -344,8 +405,9 @@ impl AuditLog {
             indices
                 .iter()
                 .map(|&i| {
-                    tree.inclusion_proof(i, tree_size)
-                        .ok_or_else(|| AuditError::OutOfRange(format!("no entry {i} in a tree of {tree_size}")))
+                    tree.inclusion_proof(i, tree_size).ok_or_else(|| {
+                        AuditError::OutOfRange(format!("no entry {i} in a tree of {tree_size}"))
+                    })
                 })
                 .collect()
         })
@@ -354,9 +416,9 @@ impl AuditLog {
 
     /// Root of the tree of the first `size` entries, from the stored leaves.
     pub async fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
-        self.with_tree(|tree| tree.root_at(size)).await?.ok_or_else(|| {
-            AuditError::OutOfRange(format!("the log has fewer than {size} entries"))
-        })
+        self.with_tree(|tree| tree.root_at(size))
+            .await?
+            .ok_or_else(|| AuditError::OutOfRange(format!("the log has fewer than {size} entries")))
     }
 
     /// Entries matching `filter`, oldest first. Each entry is decoded from the hashed leaf
@@ -371,7 +433,9 @@ impl AuditLog {
                 .try_into()
                 .map_err(|_| AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes")))?;
             if merkle::leaf_hash(&leaf) != hash || entry.index != idx as u64 {
-                return Err(AuditError::Corrupt(format!("entry {idx} does not match its hash")));
+                return Err(AuditError::Corrupt(format!(
+                    "entry {idx} does not match its hash"
+                )));
             }
             if matches_filter(&entry, filter) {
                 out.push((entry, hash));
@@ -380,7 +444,10 @@ impl AuditLog {
         Ok(out)
     }
 
-    async fn query_rows(&self, filter: &QueryFilter) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, AuditError> {
+    async fn query_rows(
+        &self,
+        filter: &QueryFilter,
+    ) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, AuditError> {
         let ctx = "querying entries";
         macro_rules! build {
             ($db:ty, $pool:expr) => {{
@@ -435,10 +502,19 @@ fn matches_filter(entry: &Entry, filter: &QueryFilter) -> bool {
     let micros = entry.time.timestamp_micros();
     filter.since.is_none_or(|t| micros >= t.timestamp_micros())
         && filter.until.is_none_or(|t| micros < t.timestamp_micros())
-        && filter.kind.as_deref().is_none_or(|k| entry.event.kind() == k)
-        && filter.principal.as_deref().is_none_or(|p| entry.event.principal() == Some(p))
+        && filter
+            .kind
+            .as_deref()
+            .is_none_or(|k| entry.event.kind() == k)
+        && filter
+            .principal
+            .as_deref()
+            .is_none_or(|p| entry.event.principal() == Some(p))
         && (filter.patient.is_empty()
-            || entry.event.patient().is_some_and(|p| filter.patient.contains(p)))
+            || entry
+                .event
+                .patient()
+                .is_some_and(|p| filter.patient.contains(p)))
 }
 
 pub(crate) fn to_i64(v: u64) -> Result<i64, AuditError> {
@@ -458,9 +534,14 @@ fn decode_head((size, compact, last): (i64, Vec<u8>, i64)) -> Result<Head, Audit
     let compact = CompactRange::from_bytes(&compact)
         .ok_or_else(|| AuditError::Corrupt("tree head is malformed".into()))?;
     if to_i64(compact.size())? != size {
-        return Err(AuditError::Corrupt("tree head size disagrees with its hashes".into()));
+        return Err(AuditError::Corrupt(
+            "tree head size disagrees with its hashes".into(),
+        ));
     }
-    Ok(Head { compact, last_checkpoint_us: last })
+    Ok(Head {
+        compact,
+        last_checkpoint_us: last,
+    })
 }
 
 pub(crate) async fn read_head(db: &Db) -> Result<Head, AuditError> {
@@ -483,8 +564,12 @@ fn sign_checkpoint(
         .timestamp_micros(now_us)
         .single()
         .ok_or(AuditError::Config("system clock out of range"))?;
-    let checkpoint =
-        Checkpoint { origin: origin.to_string(), size: compact.size(), root: compact.root(), timestamp };
+    let checkpoint = Checkpoint {
+        origin: origin.to_string(),
+        size: compact.size(),
+        root: compact.root(),
+        timestamp,
+    };
     Ok(checkpoint.sign(signer)?)
 }
 
@@ -596,7 +681,9 @@ impl Writer {
         match &self.db {
             Db::Sqlite(pool) => write_in_tx!(
                 sqlx::Sqlite,
-                pool.begin_with("BEGIN IMMEDIATE").await.map_err(storage(ctx))?,
+                pool.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(storage(ctx))?,
                 "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1",
                 "INSERT INTO audit_checkpoints (tree_size, time_us, note) VALUES (?, ?, ?) \
                  ON CONFLICT (tree_size) DO NOTHING",

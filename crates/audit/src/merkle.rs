@@ -130,7 +130,9 @@ pub struct MemoryTree {
 impl MemoryTree {
     /// An empty tree.
     pub fn new() -> Self {
-        Self { levels: vec![Vec::new()] }
+        Self {
+            levels: vec![Vec::new()],
+        }
     }
 
     /// Number of leaves.
@@ -166,7 +168,10 @@ impl MemoryTree {
             return self.levels[height][(start / n) as usize];
         }
         let k = split_point(n);
-        node_hash(&self.range_hash(start, start + k), &self.range_hash(start + k, end))
+        node_hash(
+            &self.range_hash(start, start + k),
+            &self.range_hash(start + k, end),
+        )
     }
 
     /// The root of the first `size` leaves, or `None` if the tree is smaller.
@@ -307,11 +312,19 @@ pub fn verify_consistency(
         if !proof.is_empty() {
             return Err(ProofError::WrongLength);
         }
-        return if old_root == new_root { Ok(()) } else { Err(ProofError::RootMismatch) };
+        return if old_root == new_root {
+            Ok(())
+        } else {
+            Err(ProofError::RootMismatch)
+        };
     }
     if old_size == 0 {
         // Every tree extends the empty tree; a non-empty proof is malformed.
-        return if proof.is_empty() { Ok(()) } else { Err(ProofError::WrongLength) };
+        return if proof.is_empty() {
+            Ok(())
+        } else {
+            Err(ProofError::WrongLength)
+        };
     }
     if proof.is_empty() {
         return Err(ProofError::WrongLength);

@@ -137,8 +137,13 @@ const MIGRATION_LOCK: i64 = 0x7068_6967_6175_6431;
 fn valid_schema_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 63
-        && name.bytes().next().is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
-        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
 /// Opens (and, if `create`, initializes) the database. Returns the pool and the log origin.
@@ -219,7 +224,10 @@ fn prepare_sqlite_file(path: &Path, create: bool) -> Result<(), AuditError> {
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if !create {
-                return Err(AuditError::NotFound(format!("{} does not exist", path.display())));
+                return Err(AuditError::NotFound(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
             }
             if let Some(parent) = path.parent() {
                 std::fs::create_dir_all(parent).map_err(|e| io("creating the directory of", e))?;
@@ -243,11 +251,16 @@ async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, Audi
     let empty = CompactRange::new().to_bytes();
     match db {
         Db::Sqlite(pool) => {
-            let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.map_err(storage(ctx))?;
-            sqlx::query("CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                .execute(&mut *tx)
+            let mut tx = pool
+                .begin_with("BEGIN IMMEDIATE")
                 .await
                 .map_err(storage(ctx))?;
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(storage(ctx))?;
             let version: Option<(String,)> =
                 sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
                     .fetch_optional(&mut *tx)
@@ -256,7 +269,10 @@ async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, Audi
             match check_version(version.map(|v| v.0), create)? {
                 VersionState::Current => {}
                 VersionState::Fresh => {
-                    sqlx::raw_sql(SQLITE_DDL).execute(&mut *tx).await.map_err(storage(ctx))?;
+                    sqlx::raw_sql(SQLITE_DDL)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?;
                     for (k, v) in [
                         ("schema_version", SCHEMA_VERSION.to_string()),
                         ("origin", new_origin.to_string()),
@@ -310,7 +326,10 @@ async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, Audi
                         .execute(&mut *tx)
                         .await
                         .map_err(storage(ctx))?;
-                    sqlx::raw_sql(POSTGRES_DDL).execute(&mut *tx).await.map_err(storage(ctx))?;
+                    sqlx::raw_sql(POSTGRES_DDL)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?;
                     for (k, v) in [
                         ("schema_version", SCHEMA_VERSION.to_string()),
                         ("origin", new_origin.to_string()),
@@ -349,15 +368,22 @@ enum VersionState {
 fn check_version(found: Option<String>, create: bool) -> Result<VersionState, AuditError> {
     match found {
         None if create => Ok(VersionState::Fresh),
-        None => Err(AuditError::NotFound("the database holds no audit log".into())),
+        None => Err(AuditError::NotFound(
+            "the database holds no audit log".into(),
+        )),
         Some(text) => {
             let found: i64 = text
                 .parse()
                 .map_err(|_| AuditError::Corrupt("schema_version is not a number".into()))?;
             if found > SCHEMA_VERSION {
-                Err(AuditError::NewerSchema { found, supported: SCHEMA_VERSION })
+                Err(AuditError::NewerSchema {
+                    found,
+                    supported: SCHEMA_VERSION,
+                })
             } else if found < SCHEMA_VERSION {
-                Err(AuditError::Corrupt(format!("unknown old schema version {found}")))
+                Err(AuditError::Corrupt(format!(
+                    "unknown old schema version {found}"
+                )))
             } else {
                 Ok(VersionState::Current)
             }

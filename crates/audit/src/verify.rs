@@ -90,17 +90,31 @@ struct EventFields<'a> {
     patient: Option<Cow<'a, str>>,
 }
 
-type EntryRow = (i64, i64, String, Option<String>, Option<String>, Vec<u8>, Vec<u8>);
+type EntryRow = (
+    i64,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    Vec<u8>,
+    Vec<u8>,
+);
 
-const ENTRY_SQL: &str =
-    "SELECT idx, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries ORDER BY idx";
+const ENTRY_SQL: &str = "SELECT idx, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries ORDER BY idx";
 
 fn damage(kind: DamageKind, index: u64, detail: impl Into<String>) -> Option<Damage> {
-    Some(Damage { kind, index, detail: detail.into() })
+    Some(Damage {
+        kind,
+        index,
+        detail: detail.into(),
+    })
 }
 
 /// Verifies the whole log against `verifier` (the checkpoint public key).
-pub async fn verify_log(log: &AuditLog, verifier: &NoteVerifier) -> Result<VerifyReport, AuditError> {
+pub async fn verify_log(
+    log: &AuditLog,
+    verifier: &NoteVerifier,
+) -> Result<VerifyReport, AuditError> {
     let mut report = VerifyReport {
         entries: 0,
         checkpoints_verified: 0,
@@ -130,7 +144,12 @@ pub async fn verify_log(log: &AuditLog, verifier: &NoteVerifier) -> Result<Verif
     report.largest_checkpoint = checkpoints.last().map_or(0, |c| c.size);
     let head = read_head(log.db()).await?.compact;
 
-    let mut scan = Scan { compact: CompactRange::new(), checkpoints: &checkpoints, next_cp: 0, prev_cp_size: 0 };
+    let mut scan = Scan {
+        compact: CompactRange::new(),
+        checkpoints: &checkpoints,
+        next_cp: 0,
+        prev_cp_size: 0,
+    };
     if let Some(d) = scan.check_checkpoints() {
         report.damage = Some(d);
         return Ok(report);
@@ -149,7 +168,8 @@ pub async fn verify_log(log: &AuditLog, verifier: &NoteVerifier) -> Result<Verif
                 let fields = serde_json::from_slice::<LeafFields<'_>>(&leaf).ok();
                 if let Some(m) = missing {
                     if fields.as_ref().is_some_and(|f| f.index == m) {
-                        report.damage = damage(DamageKind::Reordered, m, "entry found at another position");
+                        report.damage =
+                            damage(DamageKind::Reordered, m, "entry found at another position");
                         break;
                     }
                     continue;
@@ -160,7 +180,11 @@ pub async fn verify_log(log: &AuditLog, verifier: &NoteVerifier) -> Result<Verif
                     break;
                 }
                 let Some(fields) = fields else {
-                    report.damage = damage(DamageKind::Modified, position, "entry bytes are not a valid entry");
+                    report.damage = damage(
+                        DamageKind::Modified,
+                        position,
+                        "entry bytes are not a valid entry",
+                    );
                     break;
                 };
                 if fields.index < position {
@@ -177,7 +201,11 @@ pub async fn verify_log(log: &AuditLog, verifier: &NoteVerifier) -> Result<Verif
                 }
                 let hash = merkle::leaf_hash(&leaf);
                 if stored_hash.as_slice() != hash.as_slice() {
-                    report.damage = damage(DamageKind::Modified, position, "entry bytes do not match the stored leaf hash");
+                    report.damage = damage(
+                        DamageKind::Modified,
+                        position,
+                        "entry bytes do not match the stored leaf hash",
+                    );
                     break;
                 }
                 let time_ok = chrono::DateTime::parse_from_rfc3339(&fields.time)
@@ -213,7 +241,11 @@ pub async fn verify_log(log: &AuditLog, verifier: &NoteVerifier) -> Result<Verif
         return Ok(report);
     }
     if let Some(m) = missing {
-        report.damage = damage(DamageKind::Deleted, m, "entry is missing and later entries were renumbered");
+        report.damage = damage(
+            DamageKind::Deleted,
+            m,
+            "entry is missing and later entries were renumbered",
+        );
         return Ok(report);
     }
     if expected < report.largest_checkpoint || expected < head.size() {
@@ -228,8 +260,11 @@ pub async fn verify_log(log: &AuditLog, verifier: &NoteVerifier) -> Result<Verif
         return Ok(report);
     }
     if expected > head.size() {
-        report.damage =
-            damage(DamageKind::Inserted, head.size(), "entries exist beyond the tree head");
+        report.damage = damage(
+            DamageKind::Inserted,
+            head.size(),
+            "entries exist beyond the tree head",
+        );
         return Ok(report);
     }
     if scan.compact.root() != head.root() {

@@ -20,12 +20,16 @@ const CHILD_ENV: &str = "AUDIT_CRASH_CHILD_DIR";
 /// Child mode: append until killed (bounded, in case the parent dies).
 #[test]
 fn crash_child_writer() {
-    let Ok(dir) = std::env::var(CHILD_ENV) else { return };
+    let Ok(dir) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let dir = std::path::PathBuf::from(dir);
     let keys = keys(&dir);
     let rep = std::env::var("AUDIT_CRASH_REP").unwrap();
     runtime().block_on(async {
-        let log = AuditLog::open(sqlite_config(&dir, Duration::from_millis(20)), keys.clone()).await.unwrap();
+        let log = AuditLog::open(sqlite_config(&dir, Duration::from_millis(20)), keys.clone())
+            .await
+            .unwrap();
         let mut tasks = Vec::new();
         for worker in 0..8u64 {
             let log = log.clone();
@@ -34,7 +38,10 @@ fn crash_child_writer() {
             tasks.push(tokio::spawn(async move {
                 for n in 0..20_000u64 {
                     let principal = format!("crash:{rep}:{worker}:{n}");
-                    let index = log.append(phi_read(keys.as_ref(), &principal, "P-1", n)).await.unwrap();
+                    let index = log
+                        .append(phi_read(keys.as_ref(), &principal, "P-1", n))
+                        .await
+                        .unwrap();
                     println!("\naudit-ack:{index}:{principal}");
                 }
             }));
@@ -47,14 +54,22 @@ fn crash_child_writer() {
 
 #[test]
 fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
-    let reps: u64 = std::env::var("AUDIT_CRASH_REPS").ok().and_then(|v| v.parse().ok()).unwrap_or(20);
+    let reps: u64 = std::env::var("AUDIT_CRASH_REPS")
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(20);
     let dir = tempfile::tempdir().unwrap();
     let verifier = keys(dir.path()).note_verifier();
     let exe = std::env::current_exe().unwrap();
     let mut acked: BTreeMap<u64, String> = BTreeMap::new();
     for rep in 0..reps {
         let mut child = Command::new(&exe)
-            .args(["--exact", "crash_child_writer", "--nocapture", "--test-threads=1"])
+            .args([
+                "--exact",
+                "crash_child_writer",
+                "--nocapture",
+                "--test-threads=1",
+            ])
             .env(CHILD_ENV, dir.path())
             .env("AUDIT_CRASH_REP", rep.to_string())
             .stdout(Stdio::piped())
@@ -95,9 +110,11 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
         }
 
         runtime().block_on(async {
-            let log = AuditLog::open_read_only(&Storage::Sqlite { path: dir.path().join("audit.db") })
-                .await
-                .unwrap();
+            let log = AuditLog::open_read_only(&Storage::Sqlite {
+                path: dir.path().join("audit.db"),
+            })
+            .await
+            .unwrap();
             let report = verify_log(&log, &verifier).await.unwrap();
             assert!(report.is_intact(), "rep {rep}: {report:?}");
             let stored: BTreeMap<u64, String> = log
@@ -108,7 +125,11 @@ fn sigkill_during_appends_never_loses_an_acknowledged_entry() {
                 .map(|(e, _)| (e.index, e.event.principal().unwrap().to_string()))
                 .collect();
             for (index, principal) in &acked {
-                assert_eq!(stored.get(index), Some(principal), "rep {rep}: acknowledged entry {index} lost");
+                assert_eq!(
+                    stored.get(index),
+                    Some(principal),
+                    "rep {rep}: acknowledged entry {index} lost"
+                );
             }
             log.close().await;
         });

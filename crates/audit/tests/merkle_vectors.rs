@@ -11,10 +11,19 @@ fn h(hex_str: &str) -> Hash {
 }
 
 fn reference_leaves() -> Vec<Vec<u8>> {
-    ["", "00", "10", "2021", "3031", "40414243", "5051525354555657", "606162636465666768696a6b6c6d6e6f"]
-        .iter()
-        .map(|x| hex::decode(x).unwrap())
-        .collect()
+    [
+        "",
+        "00",
+        "10",
+        "2021",
+        "3031",
+        "40414243",
+        "5051525354555657",
+        "606162636465666768696a6b6c6d6e6f",
+    ]
+    .iter()
+    .map(|x| hex::decode(x).unwrap())
+    .collect()
 }
 
 const ROOTS: [&str; 9] = [
@@ -58,7 +67,13 @@ fn inclusion_vectors() -> Vec<(u64, u64, Vec<Hash>)> {
                 h("d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7"),
             ],
         ),
-        (2, 3, vec![h("fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125")]),
+        (
+            2,
+            3,
+            vec![h(
+                "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+            )],
+        ),
         (
             1,
             5,
@@ -112,10 +127,19 @@ fn roots_match_the_rfc6962_reference_tree_for_every_size_0_to_8() {
     assert_eq!(compact.root(), h(ROOTS[0]));
     for (n, leaf) in reference_leaves().iter().enumerate() {
         compact.push(merkle::leaf_hash(leaf));
-        assert_eq!(compact.root(), h(ROOTS[n + 1]), "compact root at size {}", n + 1);
+        assert_eq!(
+            compact.root(),
+            h(ROOTS[n + 1]),
+            "compact root at size {}",
+            n + 1
+        );
     }
     for (size, root) in ROOTS.iter().enumerate() {
-        assert_eq!(tree.root_at(size as u64).unwrap(), h(root), "root at size {size}");
+        assert_eq!(
+            tree.root_at(size as u64).unwrap(),
+            h(root),
+            "root at size {size}"
+        );
     }
     assert_eq!(merkle::empty_root(), h(ROOTS[0]));
 }
@@ -124,7 +148,11 @@ fn roots_match_the_rfc6962_reference_tree_for_every_size_0_to_8() {
 fn generated_inclusion_proofs_equal_the_published_paths_and_verify() {
     let tree = reference_tree();
     for (index, size, path) in inclusion_vectors() {
-        assert_eq!(tree.inclusion_proof(index, size).unwrap(), path, "path {index}/{size}");
+        assert_eq!(
+            tree.inclusion_proof(index, size).unwrap(),
+            path,
+            "path {index}/{size}"
+        );
         let leaf = tree.leaf(index).unwrap();
         let root = h(ROOTS[size as usize]);
         assert_eq!(verify_inclusion(&leaf, index, size, &path, &root), Ok(()));
@@ -135,7 +163,11 @@ fn generated_inclusion_proofs_equal_the_published_paths_and_verify() {
 fn generated_consistency_proofs_equal_the_published_proofs_and_verify() {
     let tree = reference_tree();
     for (old, new, proof) in consistency_vectors() {
-        assert_eq!(tree.consistency_proof(old, new).unwrap(), proof, "proof {old}->{new}");
+        assert_eq!(
+            tree.consistency_proof(old, new).unwrap(),
+            proof,
+            "proof {old}->{new}"
+        );
         let (r1, r2) = (h(ROOTS[old as usize]), h(ROOTS[new as usize]));
         assert_eq!(verify_consistency(old, new, &r1, &r2, &proof), Ok(()));
     }
@@ -148,7 +180,9 @@ fn corrupted_inclusion_proofs_are_rejected() {
     for (index, size, path) in inclusion_vectors() {
         let leaf = tree.leaf(index).unwrap();
         let root = h(ROOTS[size as usize]);
-        let bad = |i: u64, s: u64, p: &[Hash], l: &Hash, r: &Hash| verify_inclusion(l, i, s, p, r).is_err();
+        let bad = |i: u64, s: u64, p: &[Hash], l: &Hash, r: &Hash| {
+            verify_inclusion(l, i, s, p, r).is_err()
+        };
         assert!(bad(index + 1, size, &path, &leaf, &root), "index+1");
         if index > 0 {
             assert!(bad(index - 1, size, &path, &leaf, &root), "index-1");
@@ -157,15 +191,24 @@ fn corrupted_inclusion_proofs_are_rejected() {
         assert!(bad(index, size / 2, &path, &leaf, &root), "size/2");
         assert!(bad(index, size, &path, &some, &root), "wrong leaf");
         assert!(bad(index, size, &path, &leaf, &some), "wrong root");
-        assert!(bad(index, size, &path, &leaf, &merkle::empty_root()), "empty root");
+        assert!(
+            bad(index, size, &path, &leaf, &merkle::empty_root()),
+            "empty root"
+        );
         let mut extended = path.clone();
         extended.push(root);
         assert!(bad(index, size, &extended, &leaf, &root), "extended proof");
         let mut prepended = vec![root];
         prepended.extend(path.iter().copied());
-        assert!(bad(index, size, &prepended, &leaf, &root), "prepended proof");
+        assert!(
+            bad(index, size, &prepended, &leaf, &root),
+            "prepended proof"
+        );
         if !path.is_empty() {
-            assert!(bad(index, size, &path[..path.len() - 1], &leaf, &root), "truncated proof");
+            assert!(
+                bad(index, size, &path[..path.len() - 1], &leaf, &root),
+                "truncated proof"
+            );
             for i in 0..path.len() {
                 let mut flipped = path.clone();
                 flipped[i][0] ^= 8;
@@ -174,8 +217,14 @@ fn corrupted_inclusion_proofs_are_rejected() {
         }
     }
     // Impossible parameters.
-    assert_eq!(verify_inclusion(&some, 0, 0, &[], &merkle::empty_root()), Err(ProofError::OutOfRange));
-    assert_eq!(verify_inclusion(&some, 2, 1, &[], &some), Err(ProofError::OutOfRange));
+    assert_eq!(
+        verify_inclusion(&some, 0, 0, &[], &merkle::empty_root()),
+        Err(ProofError::OutOfRange)
+    );
+    assert_eq!(
+        verify_inclusion(&some, 2, 1, &[], &some),
+        Err(ProofError::OutOfRange)
+    );
 }
 
 #[test]
@@ -186,7 +235,9 @@ fn corrupted_consistency_proofs_are_rejected() {
             continue;
         }
         let (r1, r2) = (h(ROOTS[old as usize]), h(ROOTS[new as usize]));
-        let bad = |o: u64, n: u64, a: &Hash, b: &Hash, p: &[Hash]| verify_consistency(o, n, a, b, p).is_err();
+        let bad = |o: u64, n: u64, a: &Hash, b: &Hash, p: &[Hash]| {
+            verify_consistency(o, n, a, b, p).is_err()
+        };
         assert!(bad(old - 1, new, &r1, &r2, &proof), "old-1");
         assert!(bad(old + 1, new, &r1, &r2, &proof), "old+1");
         assert!(bad(old ^ 2, new, &r1, &r2, &proof), "old^2");
@@ -204,7 +255,10 @@ fn corrupted_consistency_proofs_are_rejected() {
             prepended.extend(proof.iter().copied());
             assert!(bad(old, new, &r1, &r2, &prepended), "prepended proof");
         }
-        assert!(bad(old, new, &r1, &r2, &proof[..proof.len() - 1]), "truncated proof");
+        assert!(
+            bad(old, new, &r1, &r2, &proof[..proof.len() - 1]),
+            "truncated proof"
+        );
         for i in 0..proof.len() {
             let mut flipped = proof.clone();
             flipped[i][0] ^= 16;
@@ -243,8 +297,15 @@ fn every_proof_of_every_tree_up_to_70_leaves_and_power_of_two_boundaries_verifie
     let tree = synthetic_tree(130);
     let mut compact = CompactRange::new();
     for size in 0..=130u64 {
-        assert_eq!(compact.root(), tree.root_at(size).unwrap(), "compact vs tree at {size}");
-        assert_eq!(CompactRange::from_bytes(&compact.to_bytes()).unwrap(), compact);
+        assert_eq!(
+            compact.root(),
+            tree.root_at(size).unwrap(),
+            "compact vs tree at {size}"
+        );
+        assert_eq!(
+            CompactRange::from_bytes(&compact.to_bytes()).unwrap(),
+            compact
+        );
         if size < 130 {
             compact.push(tree.leaf(size).unwrap());
         }
@@ -253,12 +314,19 @@ fn every_proof_of_every_tree_up_to_70_leaves_and_power_of_two_boundaries_verifie
         let root = tree.root_at(size).unwrap();
         for i in 0..size {
             let path = tree.inclusion_proof(i, size).unwrap();
-            assert_eq!(verify_inclusion(&tree.leaf(i).unwrap(), i, size, &path, &root), Ok(()));
+            assert_eq!(
+                verify_inclusion(&tree.leaf(i).unwrap(), i, size, &path, &root),
+                Ok(())
+            );
         }
         for old in 0..=size {
             let proof = tree.consistency_proof(old, size).unwrap();
             let old_root = tree.root_at(old).unwrap();
-            assert_eq!(verify_consistency(old, size, &old_root, &root, &proof), Ok(()), "{old}->{size}");
+            assert_eq!(
+                verify_consistency(old, size, &old_root, &root, &proof),
+                Ok(()),
+                "{old}->{size}"
+            );
         }
     }
     assert!(tree.inclusion_proof(130, 130).is_none());

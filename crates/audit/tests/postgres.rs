@@ -26,7 +26,10 @@ fn database_url() -> String {
 }
 
 fn fresh_schema(label: &str) -> String {
-    let nanos = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).unwrap().subsec_nanos();
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .subsec_nanos();
     format!("audit_{label}_{}_{nanos}", std::process::id())
 }
 
@@ -41,14 +44,24 @@ fn pg_config(schema: &str, interval: Duration) -> LogConfig {
 }
 
 async fn raw_pool(schema: &str) -> sqlx::PgPool {
-    let pool = sqlx::postgres::PgPoolOptions::new().max_connections(1).connect(&database_url()).await.unwrap();
-    sqlx::query(&format!("SET search_path TO {schema}")).execute(&pool).await.unwrap();
+    let pool = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(1)
+        .connect(&database_url())
+        .await
+        .unwrap();
+    sqlx::query(&format!("SET search_path TO {schema}"))
+        .execute(&pool)
+        .await
+        .unwrap();
     pool
 }
 
 async fn drop_schema(schema: &str) {
     let pool = sqlx::PgPool::connect(&database_url()).await.unwrap();
-    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE")).execute(&pool).await.unwrap();
+    sqlx::query(&format!("DROP SCHEMA IF EXISTS {schema} CASCADE"))
+        .execute(&pool)
+        .await
+        .unwrap();
     pool.close().await;
 }
 
@@ -60,7 +73,11 @@ fn several_connections_appending_at_once_make_one_gapless_unforked_log() {
     runtime().block_on(async {
         let mut logs = Vec::new();
         for _ in 0..4 {
-            logs.push(AuditLog::open(pg_config(&schema, Duration::from_millis(5)), keys.clone()).await.unwrap());
+            logs.push(
+                AuditLog::open(pg_config(&schema, Duration::from_millis(5)), keys.clone())
+                    .await
+                    .unwrap(),
+            );
         }
         let mut handles = Vec::new();
         for (w, log) in logs.iter().enumerate() {
@@ -72,7 +89,10 @@ fn several_connections_appending_at_once_make_one_gapless_unforked_log() {
         }
         let mut indexes = BTreeSet::new();
         for h in handles {
-            assert!(indexes.insert(h.await.unwrap()), "an index was handed out twice");
+            assert!(
+                indexes.insert(h.await.unwrap()),
+                "an index was handed out twice"
+            );
         }
         assert_eq!(indexes, (0..240).collect());
         let report = verify_log(&logs[0], &keys.note_verifier()).await.unwrap();
@@ -89,15 +109,24 @@ fn several_connections_appending_at_once_make_one_gapless_unforked_log() {
 /// Child mode for the multi-process test: appends 100 entries and prints each index.
 #[test]
 fn pg_child_writer() {
-    let Ok(schema) = std::env::var(CHILD_ENV) else { return };
+    let Ok(schema) = std::env::var(CHILD_ENV) else {
+        return;
+    };
     let key_dir = std::path::PathBuf::from(std::env::var("AUDIT_PG_CHILD_KEYS").unwrap());
     let keys = Arc::new(FileKeys::open_or_create(&key_dir, "phigate-audit-test").unwrap());
     runtime().block_on(async {
-        let log = AuditLog::open(pg_config(&schema, Duration::from_millis(5)), keys.clone()).await.unwrap();
+        let log = AuditLog::open(pg_config(&schema, Duration::from_millis(5)), keys.clone())
+            .await
+            .unwrap();
         let mut handles = Vec::new();
         for n in 0..100u64 {
             let log = log.clone();
-            let ev = phi_read(keys.as_ref(), &format!("proc:{}", std::process::id()), "P-1", n);
+            let ev = phi_read(
+                keys.as_ref(),
+                &format!("proc:{}", std::process::id()),
+                "P-1",
+                n,
+            );
             handles.push(tokio::spawn(async move { log.append(ev).await.unwrap() }));
         }
         for h in handles {
@@ -113,13 +142,22 @@ fn several_processes_appending_at_once_make_one_gapless_unforked_log() {
     let schema = fresh_schema("proc");
     // Create the schema first so the children race only on appends, not on DDL.
     runtime().block_on(async {
-        AuditLog::open(pg_config(&schema, Duration::from_millis(5)), keys.clone()).await.unwrap().close().await;
+        AuditLog::open(pg_config(&schema, Duration::from_millis(5)), keys.clone())
+            .await
+            .unwrap()
+            .close()
+            .await;
     });
     let exe = std::env::current_exe().unwrap();
     let children: Vec<_> = (0..3)
         .map(|_| {
             Command::new(&exe)
-                .args(["--exact", "pg_child_writer", "--nocapture", "--test-threads=1"])
+                .args([
+                    "--exact",
+                    "pg_child_writer",
+                    "--nocapture",
+                    "--test-threads=1",
+                ])
                 .env(CHILD_ENV, &schema)
                 .env("AUDIT_PG_CHILD_KEYS", dir.path().join("keys"))
                 .stdout(Stdio::piped())
@@ -133,14 +171,19 @@ fn several_processes_appending_at_once_make_one_gapless_unforked_log() {
         for line in stdout.lines() {
             // libtest may print its own text on the same line, so search for the marker.
             if let Some((_, i)) = line.unwrap().split_once("audit-ack:") {
-                assert!(indexes.insert(i.trim().parse::<u64>().unwrap()), "index handed out twice");
+                assert!(
+                    indexes.insert(i.trim().parse::<u64>().unwrap()),
+                    "index handed out twice"
+                );
             }
         }
         assert!(child.wait().unwrap().success());
     }
     assert_eq!(indexes, (0..300).collect());
     runtime().block_on(async {
-        let log = AuditLog::open_read_only(&pg_config(&schema, Duration::ZERO).storage).await.unwrap();
+        let log = AuditLog::open_read_only(&pg_config(&schema, Duration::ZERO).storage)
+            .await
+            .unwrap();
         let report = verify_log(&log, &keys.note_verifier()).await.unwrap();
         assert!(report.is_intact(), "{report:?}");
         assert_eq!(report.entries, 300);
@@ -155,9 +198,13 @@ fn postgres_refuses_update_delete_and_truncate_and_verification_catches_a_droppe
     let keys = keys(dir.path());
     let schema = fresh_schema("trig");
     runtime().block_on(async {
-        let log = AuditLog::open(pg_config(&schema, Duration::ZERO), keys.clone()).await.unwrap();
+        let log = AuditLog::open(pg_config(&schema, Duration::ZERO), keys.clone())
+            .await
+            .unwrap();
         for n in 0..10 {
-            log.append(phi_read(keys.as_ref(), "user:a", "P-1", n)).await.unwrap();
+            log.append(phi_read(keys.as_ref(), "user:a", "P-1", n))
+                .await
+                .unwrap();
         }
         let raw = raw_pool(&schema).await;
         for sql in [
@@ -170,8 +217,14 @@ fn postgres_refuses_update_delete_and_truncate_and_verification_catches_a_droppe
             let err = sqlx::query(sql).execute(&raw).await.unwrap_err();
             assert!(err.to_string().contains("append-only"), "{sql}: {err}");
         }
-        sqlx::query("DROP TRIGGER audit_entries_append_only ON audit_entries").execute(&raw).await.unwrap();
-        sqlx::query("DELETE FROM audit_entries WHERE idx = 3").execute(&raw).await.unwrap();
+        sqlx::query("DROP TRIGGER audit_entries_append_only ON audit_entries")
+            .execute(&raw)
+            .await
+            .unwrap();
+        sqlx::query("DELETE FROM audit_entries WHERE idx = 3")
+            .execute(&raw)
+            .await
+            .unwrap();
         let report = verify_log(&log, &keys.note_verifier()).await.unwrap();
         let damage = report.damage.unwrap();
         assert_eq!((damage.kind, damage.index), (DamageKind::Deleted, 3));
@@ -187,15 +240,34 @@ fn postgres_database_from_a_newer_schema_version_is_refused() {
     let keys = keys(dir.path());
     let schema = fresh_schema("ver");
     runtime().block_on(async {
-        AuditLog::open(pg_config(&schema, Duration::ZERO), keys.clone()).await.unwrap().close().await;
+        AuditLog::open(pg_config(&schema, Duration::ZERO), keys.clone())
+            .await
+            .unwrap()
+            .close()
+            .await;
         let raw = raw_pool(&schema).await;
-        sqlx::query("UPDATE audit_meta SET value = '2' WHERE key = 'schema_version'").execute(&raw).await.unwrap();
-        let err = AuditLog::open(pg_config(&schema, Duration::ZERO), keys.clone()).await.unwrap_err();
-        assert!(matches!(err, AuditError::NewerSchema { found: 2, supported: 1 }), "{err}");
-        let (v,): (String,) = sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
-            .fetch_one(&raw)
+        sqlx::query("UPDATE audit_meta SET value = '2' WHERE key = 'schema_version'")
+            .execute(&raw)
             .await
             .unwrap();
+        let err = AuditLog::open(pg_config(&schema, Duration::ZERO), keys.clone())
+            .await
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                AuditError::NewerSchema {
+                    found: 2,
+                    supported: 1
+                }
+            ),
+            "{err}"
+        );
+        let (v,): (String,) =
+            sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
+                .fetch_one(&raw)
+                .await
+                .unwrap();
         assert_eq!(v, "2");
         raw.close().await;
         drop_schema(&schema).await;

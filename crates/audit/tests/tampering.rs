@@ -16,9 +16,13 @@ const ENTRIES: u64 = 20;
 fn build(dir: &Path) -> NoteVerifier {
     let keys = keys(dir);
     runtime().block_on(async {
-        let log = AuditLog::open(sqlite_config(dir, Duration::ZERO), keys.clone()).await.unwrap();
+        let log = AuditLog::open(sqlite_config(dir, Duration::ZERO), keys.clone())
+            .await
+            .unwrap();
         for n in 0..ENTRIES {
-            log.append(phi_read(keys.as_ref(), &format!("user:{n}"), "P-1", n)).await.unwrap();
+            log.append(phi_read(keys.as_ref(), &format!("user:{n}"), "P-1", n))
+                .await
+                .unwrap();
         }
         log.close().await;
     });
@@ -30,7 +34,9 @@ fn tamper_and_verify(sql: &[&str]) -> VerifyReport {
     let verifier = build(dir.path());
     let path = dir.path().join("audit.db");
     runtime().block_on(async {
-        let raw = SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
+        let raw = SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
         for drop in [
             "DROP TRIGGER audit_entries_no_update",
             "DROP TRIGGER audit_entries_no_delete",
@@ -43,13 +49,18 @@ fn tamper_and_verify(sql: &[&str]) -> VerifyReport {
             sqlx::query(stmt).execute(&raw).await.unwrap();
         }
         raw.close().await;
-        let log = AuditLog::open_read_only(&Storage::Sqlite { path }).await.unwrap();
+        let log = AuditLog::open_read_only(&Storage::Sqlite { path })
+            .await
+            .unwrap();
         verify_log(&log, &verifier).await.unwrap()
     })
 }
 
 fn assert_damage(report: &VerifyReport, kind: DamageKind, index: u64) {
-    let damage = report.damage.as_ref().unwrap_or_else(|| panic!("tampering not detected: {report:?}"));
+    let damage = report
+        .damage
+        .as_ref()
+        .unwrap_or_else(|| panic!("tampering not detected: {report:?}"));
     assert_eq!((damage.kind, damage.index), (kind, index), "{damage:?}");
 }
 
@@ -57,7 +68,14 @@ fn assert_damage(report: &VerifyReport, kind: DamageKind, index: u64) {
 fn untouched_log_verifies_with_every_checkpoint() {
     let report = tamper_and_verify(&[]);
     assert!(report.is_intact(), "{report:?}");
-    assert_eq!((report.entries, report.checkpoints_verified, report.unsigned_tail), (ENTRIES, ENTRIES, 0));
+    assert_eq!(
+        (
+            report.entries,
+            report.checkpoints_verified,
+            report.unsigned_tail
+        ),
+        (ENTRIES, ENTRIES, 0)
+    );
 }
 
 #[test]
@@ -74,11 +92,21 @@ fn modified_entry_with_recomputed_hash_is_caught_by_the_signed_root() {
     let verifier = build(dir.path());
     let path = dir.path().join("audit.db");
     let report = runtime().block_on(async {
-        let raw = SqlitePool::connect(&format!("sqlite://{}", path.display())).await.unwrap();
-        sqlx::query("DROP TRIGGER audit_entries_no_update").execute(&raw).await.unwrap();
-        let (leaf,): (Vec<u8>,) =
-            sqlx::query_as("SELECT leaf FROM audit_entries WHERE idx = 7").fetch_one(&raw).await.unwrap();
-        let forged = String::from_utf8(leaf).unwrap().replace("\"read\"", "\"write\"").into_bytes();
+        let raw = SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        sqlx::query("DROP TRIGGER audit_entries_no_update")
+            .execute(&raw)
+            .await
+            .unwrap();
+        let (leaf,): (Vec<u8>,) = sqlx::query_as("SELECT leaf FROM audit_entries WHERE idx = 7")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+        let forged = String::from_utf8(leaf)
+            .unwrap()
+            .replace("\"read\"", "\"write\"")
+            .into_bytes();
         let hash = merkle::leaf_hash(&forged);
         sqlx::query("UPDATE audit_entries SET leaf = ?, leaf_hash = ? WHERE idx = 7")
             .bind(&forged)
@@ -87,7 +115,9 @@ fn modified_entry_with_recomputed_hash_is_caught_by_the_signed_root() {
             .await
             .unwrap();
         raw.close().await;
-        let log = AuditLog::open_read_only(&Storage::Sqlite { path }).await.unwrap();
+        let log = AuditLog::open_read_only(&Storage::Sqlite { path })
+            .await
+            .unwrap();
         verify_log(&log, &verifier).await.unwrap()
     });
     assert_damage(&report, DamageKind::Modified, 7);
@@ -144,7 +174,9 @@ fn truncated_log_with_checkpoints_and_head_rolled_back_is_caught_by_an_off_box_c
     let verifier = build(dir.path());
     let path = dir.path().join("audit.db");
     runtime().block_on(async {
-        let log = AuditLog::open_read_only(&Storage::Sqlite { path: path.clone() }).await.unwrap();
+        let log = AuditLog::open_read_only(&Storage::Sqlite { path: path.clone() })
+            .await
+            .unwrap();
         let notes = log.checkpoint_notes().await.unwrap();
         let (size, kept_off_box) = notes.last().unwrap().clone();
         assert_eq!(size, ENTRIES);
@@ -169,9 +201,14 @@ fn checkpoint_signed_by_another_key_is_reported() {
     let dir = tempfile::tempdir().unwrap();
     let _ = build(dir.path());
     // Verify with a different public key: every checkpoint is foreign.
-    let other = FileKeys::open_or_create(&dir.path().join("other-keys"), "phigate-audit-test").unwrap();
+    let other =
+        FileKeys::open_or_create(&dir.path().join("other-keys"), "phigate-audit-test").unwrap();
     let report = runtime().block_on(async {
-        let log = AuditLog::open_read_only(&Storage::Sqlite { path: dir.path().join("audit.db") }).await.unwrap();
+        let log = AuditLog::open_read_only(&Storage::Sqlite {
+            path: dir.path().join("audit.db"),
+        })
+        .await
+        .unwrap();
         verify_log(&log, &other.note_verifier()).await.unwrap()
     });
     assert_damage(&report, DamageKind::ForgedCheckpoint, 1);

@@ -11,9 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::{Context as _, bail};
-use audit::{
-    AuditLog, FileKeys, NoteVerifier, PatientHasher as _, QueryFilter, Storage,
-};
+use audit::{AuditLog, FileKeys, NoteVerifier, PatientHasher as _, QueryFilter, Storage};
 use base64::Engine as _;
 use secrecy::ExposeSecret as _;
 
@@ -106,8 +104,13 @@ enum Format {
 
 fn storage(ctx: &crate::context::Context) -> Storage {
     match &ctx.database_url {
-        Some(url) => Storage::Postgres { url: url.expose_secret().to_string().into(), schema: None },
-        None => Storage::Sqlite { path: ctx.data_dir.join("audit.db") },
+        Some(url) => Storage::Postgres {
+            url: url.expose_secret().to_string().into(),
+            schema: None,
+        },
+        None => Storage::Sqlite {
+            path: ctx.data_dir.join("audit.db"),
+        },
     }
 }
 
@@ -119,7 +122,10 @@ fn load_keys(ctx: &crate::context::Context) -> anyhow::Result<Arc<FileKeys>> {
     Ok(Arc::new(FileKeys::open_or_create(&key_dir(ctx), KEY_NAME)?))
 }
 
-fn load_verifier(ctx: &crate::context::Context, path: Option<&Path>) -> anyhow::Result<NoteVerifier> {
+fn load_verifier(
+    ctx: &crate::context::Context,
+    path: Option<&Path>,
+) -> anyhow::Result<NoteVerifier> {
     let default = key_dir(ctx).join(audit::keys::PUBLIC_KEY_FILE);
     let path = path.unwrap_or(&default);
     let text = std::fs::read_to_string(path)
@@ -134,7 +140,10 @@ async fn open_writable(ctx: &crate::context::Context) -> anyhow::Result<AuditLog
 fn read_patient(arg: &str) -> anyhow::Result<phi::Sensitive<String>> {
     let id = if arg == "-" {
         let mut line = String::new();
-        std::io::stdin().lock().read_line(&mut line).context("reading the patient id from stdin")?;
+        std::io::stdin()
+            .lock()
+            .read_line(&mut line)
+            .context("reading the patient id from stdin")?;
         line.trim().to_string()
     } else {
         arg.to_string()
@@ -148,7 +157,11 @@ fn read_patient(arg: &str) -> anyhow::Result<phi::Sensitive<String>> {
 fn parse_time(flag: &str, value: &str) -> anyhow::Result<chrono::DateTime<chrono::Utc>> {
     chrono::DateTime::parse_from_rfc3339(value)
         .map(|t| t.with_timezone(&chrono::Utc))
-        .map_err(|_| crate::exit::usage(format!("--{flag} must be an RFC 3339 time such as 2026-01-31T00:00:00Z")))
+        .map_err(|_| {
+            crate::exit::usage(format!(
+                "--{flag} must be an RFC 3339 time such as 2026-01-31T00:00:00Z"
+            ))
+        })
 }
 
 fn b64(hash: &[u8]) -> String {
@@ -174,7 +187,12 @@ async fn run_async(args: Args, ctx: &crate::context::Context) -> anyhow::Result<
             let report = audit::verify_log(&log, &verifier).await?;
             writeln!(stdout, "{}", serde_json::to_string_pretty(&report)?)?;
             if let Some(d) = &report.damage {
-                bail!("audit log is damaged: {:?} at index {}: {}", d.kind, d.index, d.detail);
+                bail!(
+                    "audit log is damaged: {:?} at index {}: {}",
+                    d.kind,
+                    d.index,
+                    d.detail
+                );
             }
             eprintln!(
                 "audit log intact: {} entries, {} signed checkpoints verified, {} entries after the last checkpoint",
@@ -185,7 +203,8 @@ async fn run_async(args: Args, ctx: &crate::context::Context) -> anyhow::Result<
             let log = open_writable(ctx).await?;
             let note = log.checkpoint_now().await?;
             if let Some(path) = out {
-                std::fs::write(&path, &note).with_context(|| format!("writing {}", path.display()))?;
+                std::fs::write(&path, &note)
+                    .with_context(|| format!("writing {}", path.display()))?;
             }
             write!(stdout, "{note}")?;
         }
@@ -194,10 +213,15 @@ async fn run_async(args: Args, ctx: &crate::context::Context) -> anyhow::Result<
             let notes = log.checkpoint_notes().await?;
             let size = match size.or_else(|| notes.last().map(|(s, _)| *s)) {
                 Some(s) => s,
-                None => bail!("no signed checkpoint yet: run `phigate audit checkpoint` or pass --size"),
+                None => {
+                    bail!("no signed checkpoint yet: run `phigate audit checkpoint` or pass --size")
+                }
             };
             let proof = log.inclusion_proof(index, size).await?;
-            let note = notes.iter().find(|(s, _)| *s == size).map(|(_, n)| n.clone());
+            let note = notes
+                .iter()
+                .find(|(s, _)| *s == size)
+                .map(|(_, n)| n.clone());
             let json = serde_json::json!({
                 "index": index,
                 "tree_size": size,
@@ -220,19 +244,32 @@ async fn run_async(args: Args, ctx: &crate::context::Context) -> anyhow::Result<
             });
             writeln!(stdout, "{}", serde_json::to_string_pretty(&json)?)?;
         }
-        Command::Export { since, until, kind, principal, patient, out } => {
-            if let Some(k) = &kind {
-                if !audit::EVENT_KINDS.contains(&k.as_str()) {
-                    return Err(crate::exit::usage(format!(
-                        "--kind must be one of {}",
-                        audit::EVENT_KINDS.join(", ")
-                    )));
-                }
+        Command::Export {
+            since,
+            until,
+            kind,
+            principal,
+            patient,
+            out,
+        } => {
+            if let Some(k) = &kind
+                && !audit::EVENT_KINDS.contains(&k.as_str())
+            {
+                return Err(crate::exit::usage(format!(
+                    "--kind must be one of {}",
+                    audit::EVENT_KINDS.join(", ")
+                )));
             }
             let keys = load_keys(ctx)?;
             let mut filter = QueryFilter {
-                since: since.as_deref().map(|v| parse_time("since", v)).transpose()?,
-                until: until.as_deref().map(|v| parse_time("until", v)).transpose()?,
+                since: since
+                    .as_deref()
+                    .map(|v| parse_time("since", v))
+                    .transpose()?,
+                until: until
+                    .as_deref()
+                    .map(|v| parse_time("until", v))
+                    .transpose()?,
                 kind,
                 principal,
                 ..Default::default()
@@ -245,17 +282,22 @@ async fn run_async(args: Args, ctx: &crate::context::Context) -> anyhow::Result<
             let summary = match out {
                 Some(path) => {
                     let mut file = std::io::BufWriter::new(
-                        std::fs::File::create(&path).with_context(|| format!("creating {}", path.display()))?,
+                        std::fs::File::create(&path)
+                            .with_context(|| format!("creating {}", path.display()))?,
                     );
                     audit::export(&log, &filter, &mut file).await?
                 }
                 None => audit::export(&log, &filter, &mut stdout).await?,
             };
-            eprintln!("exported {} entries covered by a checkpoint of {} entries", summary.entries, summary.tree_size);
+            eprintln!(
+                "exported {} entries covered by a checkpoint of {} entries",
+                summary.entries, summary.tree_size
+            );
         }
         Command::VerifyExport { file, public_key } => {
             let verifier = load_verifier(ctx, public_key.as_deref())?;
-            let f = std::fs::File::open(&file).with_context(|| format!("cannot open {}", file.display()))?;
+            let f = std::fs::File::open(&file)
+                .with_context(|| format!("cannot open {}", file.display()))?;
             let summary = audit::verify_export(&mut std::io::BufReader::new(f), &verifier)
                 .with_context(|| format!("{} is not a valid audit export", file.display()))?;
             writeln!(

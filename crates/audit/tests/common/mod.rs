@@ -13,7 +13,9 @@ pub fn keys(dir: &Path) -> Arc<FileKeys> {
 }
 
 pub fn sqlite_config(dir: &Path, checkpoint_every: Duration) -> LogConfig {
-    let mut cfg = LogConfig::new(Storage::Sqlite { path: dir.join("audit.db") });
+    let mut cfg = LogConfig::new(Storage::Sqlite {
+        path: dir.join("audit.db"),
+    });
     cfg.checkpoint_interval = checkpoint_every;
     cfg.origin = Some("phigate-audit/test".into());
     cfg
@@ -67,7 +69,8 @@ pub fn every_kind(hasher: &dyn PatientHasher) -> Vec<Event> {
             patient: Some(patient(hasher, "P-1001")),
             model_id: "readmission-lace".into(),
             model_version: "1.2.0".into(),
-            input_sha256: ContentHash::of_json(&serde_json::json!({"los": 4, "acuity": true})).unwrap(),
+            input_sha256: ContentHash::of_json(&serde_json::json!({"los": 4, "acuity": true}))
+                .unwrap(),
             output_sha256: ContentHash::of_bytes(b"score=11"),
             latency_ms: 42,
             cost_micro_usd: 1250,
@@ -106,5 +109,9 @@ pub fn every_kind(hasher: &dyn PatientHasher) -> Vec<Event> {
 }
 
 pub fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build().unwrap()
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
 }
