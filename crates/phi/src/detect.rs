@@ -883,9 +883,12 @@ impl NameDetector {
             }
             let run = &tokens[i..j];
             let start = run[0].start;
-            let cue = cue_ends
+            // Cue ends are in increasing order (leftmost-longest matches do not overlap), so
+            // the candidates are the few just before `start`: a binary search keeps this linear.
+            let upto = cue_ends.partition_point(|(e, _)| *e <= start);
+            let cue = cue_ends[upto.saturating_sub(3)..upto]
                 .iter()
-                .filter(|(e, _)| *e <= start && bytes[*e..start].iter().all(|b| *b == b' ') && start - e <= 2)
+                .filter(|(e, _)| start - e <= 2 && bytes[*e..start].iter().all(|b| *b == b' '))
                 .map(|(_, k)| *k)
                 .max()
                 .unwrap_or(Cue::None);
