@@ -139,7 +139,9 @@ impl PhiKind {
 
     /// Parses a tag produced by [`PhiKind::tag`].
     pub fn from_tag(tag: &str) -> Option<PhiKind> {
-        PhiKind::ALL.into_iter().find(|k| k.tag().eq_ignore_ascii_case(tag))
+        PhiKind::ALL
+            .into_iter()
+            .find(|k| k.tag().eq_ignore_ascii_case(tag))
     }
 }
 
@@ -199,7 +201,8 @@ const STATE_NAMES: &str = r"(?:Alabama|Alaska|Arizona|Arkansas|California|Colora
 /// An identifier value after a cue word: letters, digits, dashes; validated to hold a digit.
 /// The digit is required by the pattern itself, so a cue followed by a word ("Insurance
 /// Member ID: W123") lets the automaton start again at the next cue instead of consuming it.
-const ID_VALUE: &str = r"((?:[A-Za-z0-9][A-Za-z0-9\-]{0,24})?[0-9](?:[A-Za-z0-9\-]{0,24}[A-Za-z0-9])?)";
+const ID_VALUE: &str =
+    r"((?:[A-Za-z0-9][A-Za-z0-9\-]{0,24})?[0-9](?:[A-Za-z0-9\-]{0,24}[A-Za-z0-9])?)";
 const CUE_SEP: &str = r"(?-u:\b)\s{0,3}(?i:no\.?|number|num|#|id)?\s{0,3}[:#]?\s{0,3}";
 
 fn build(pattern: &str) -> Regex {
@@ -395,7 +398,9 @@ fn patterns() -> Vec<Pattern> {
         Some(has_digit),
     ));
     v.push(p(
-        cued(r"driver'?s license|license|licence|lic|DL|certificate|cert|DEA|passport|registration"),
+        cued(
+            r"driver'?s license|license|licence|lic|DL|certificate|cert|DEA|passport|registration",
+        ),
         PhiKind::License,
         0.9,
         "license.context",
@@ -572,7 +577,9 @@ fn not_followed_by_dot_digit(_s: &[u8]) -> bool {
 }
 
 fn valid_ipv6(s: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(s) else { return false };
+    let Ok(text) = std::str::from_utf8(s) else {
+        return false;
+    };
     text.matches(':').count() >= 2
         && text.chars().any(|c| c.is_ascii_hexdigit())
         && text.parse::<std::net::Ipv6Addr>().is_ok()
@@ -580,7 +587,11 @@ fn valid_ipv6(s: &[u8]) -> bool {
 
 /// SSA rules: area 000, 666 and 900-999 are never issued, nor group 00 or serial 0000.
 fn valid_ssn(s: &[u8]) -> bool {
-    let digits: Vec<u8> = s.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0').collect();
+    let digits: Vec<u8> = s
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| b - b'0')
+        .collect();
     if digits.len() != 9 {
         return false;
     }
@@ -626,7 +637,11 @@ pub(crate) fn valid_vin(s: &[u8]) -> bool {
         }
     }
     let check = sum % 11;
-    let expected = if check == 10 { b'X' } else { b'0' + check as u8 };
+    let expected = if check == 10 {
+        b'X'
+    } else {
+        b'0' + check as u8
+    };
     s[8] == expected
 }
 
@@ -638,155 +653,1222 @@ static SURNAMES: &str = include_str!("../data/surnames.txt");
 /// They count as names only with context (a title, a cue, or an unambiguous name beside them).
 static AMBIGUOUS: &[&str] = &[
     // months, days, seasons
-    "january", "february", "march", "april", "may", "june", "july", "august", "september",
-    "october", "november", "december", "monday", "tuesday", "wednesday", "thursday", "friday",
-    "saturday", "sunday", "summer", "winter", "spring", "autumn", "fall",
+    "january",
+    "february",
+    "march",
+    "april",
+    "may",
+    "june",
+    "july",
+    "august",
+    "september",
+    "october",
+    "november",
+    "december",
+    "monday",
+    "tuesday",
+    "wednesday",
+    "thursday",
+    "friday",
+    "saturday",
+    "sunday",
+    "summer",
+    "winter",
+    "spring",
+    "autumn",
+    "fall",
     // common English words that are also names
-    "will", "bill", "mark", "grant", "hope", "faith", "joy", "rose", "iris", "ivy", "dawn",
-    "sunny", "chance", "young", "long", "short", "brown", "white", "black", "green", "gray",
-    "grey", "bell", "hill", "wood", "woods", "stone", "rice", "price", "cash", "day", "cook",
-    "page", "hall", "ward", "king", "love", "lane", "park", "parks", "case", "chase", "law",
-    "low", "mays", "may", "best", "hunt", "fields", "field", "marsh", "rivers", "banks", "bush",
-    "ball", "bond", "bolt", "booth", "bowl", "burns", "rush", "cross", "dean", "drake", "duke",
-    "fox", "frank", "gay", "glass", "gold", "good", "guy", "hart", "hale", "hardy", "holiday",
-    "house", "hood", "hunter", "jack", "joe", "key", "lamb", "little", "lord", "major", "mann",
-    "march", "mason", "miles", "moon", "moss", "nash", "noble", "north", "norman", "page", "pope",
-    "porter", "power", "powers", "pratt", "rich", "ray", "reed", "reid", "ross", "salt", "sharp",
-    "shaw", "small", "snow", "spears", "stark", "steel", "storm", "street", "summers", "swift",
-    "strong", "tanner", "temple", "thorn", "tower", "tucker", "vance", "wall", "walls", "waters",
-    "wells", "west", "wise", "wolf", "worth", "carter", "baker", "barber", "bishop", "butler",
-    "carpenter", "chandler", "clay", "cole", "cooper", "farmer", "fisher", "fletcher", "foster",
-    "gardner", "glover", "hayes", "head", "hester", "hopper", "knight", "mayo", "merritt",
-    "miller", "myers", "nurse", "patient", "pierce", "potter", "sawyer", "shepherd", "slater",
-    "smith", "spencer", "sterling", "taylor", "turner", "walker", "weaver", "webb", "winter",
-    "summer", "april", "august", "june", "christian", "august", "ruby", "pearl", "crystal",
-    "amber", "jewel", "ginger", "olive", "violet", "lily", "daisy", "heather", "holly",
-    "autumn", "golden", "sterling", "royal", "prince", "earl", "baron", "sage", "pepper",
-    "candy", "honey", "star", "angel", "precious", "destiny", "trinity", "patience", "charity",
-    "mercy", "blessing", "gene", "don", "art", "bob", "rob", "sue", "al", "ed", "sam", "max",
-    "pat", "dee", "kay", "lou", "ty", "van", "le", "la", "de", "du", "di", "do", "mo", "so",
-    "ha", "ho", "li", "lo", "ma", "me", "mi", "ng", "oh", "yu", "wan", "un", "an", "in", "on",
-    "or", "as", "at", "by", "to", "up", "us", "no", "go", "he", "we", "my", "it", "is", "be",
-    "am", "ok", "dr", "mr", "ms", "mrs", "st", "pa", "er", "or", "icu", "bed", "floor", "wing",
-    "room", "unit", "plan", "pain", "stable", "normal", "denies", "reports", "states", "will",
-    "lee", "burden", "beers", "camp", "craft", "dale", "dodge", "ford", "lincoln", "benz",
-    "hospital", "clinic", "center", "health", "medical", "state", "county", "city", "mobile",
-    "urgent", "home", "church", "school", "college", "union", "general", "memorial", "saint",
-    "grace", "haven", "valley", "mountain", "river", "lake", "bay", "beach", "forest", "glen",
-    "sun", "rain", "cloud", "sky", "ocean", "land", "english", "french", "irish", "welsh",
-    "german", "dutch", "scott", "england", "india", "china", "jordan", "israel", "georgia",
-    "virginia", "carolina", "dakota", "austin", "houston", "dallas", "denver", "phoenix",
-    "madison", "cleveland", "orlando", "chester", "lancaster", "york", "kent", "berkeley",
-    "brooklyn", "paris", "vienna", "florence", "sydney", "charlotte", "helena", "victoria",
-    "alexandria", "columbia", "augusta", "savannah", "aurora", "eugene", "tyler", "marion",
-    "troy", "salem", "logan", "lawrence", "laramie", "reno", "tempe", "flint", "gary", "hammond",
-    "chan", "man", "person", "son", "daughter", "wife", "husband", "mother", "father",
-    "brother", "sister", "friend", "partner", "nurse", "doctor", "provider", "client",
-    "resident", "patient", "family", "note", "notes", "history", "exam", "assessment",
-    "review", "follow", "return", "continue", "start", "stop", "check", "call", "see", "seen",
-    "given", "taken", "take", "give", "per", "via", "post", "pre", "prior", "last", "next",
-    "early", "late", "new", "old", "morning", "evening", "night", "noon", "today", "tomorrow",
-    "yesterday", "week", "month", "year", "time", "date", "age", "sex", "male", "female",
+    "will",
+    "bill",
+    "mark",
+    "grant",
+    "hope",
+    "faith",
+    "joy",
+    "rose",
+    "iris",
+    "ivy",
+    "dawn",
+    "sunny",
+    "chance",
+    "young",
+    "long",
+    "short",
+    "brown",
+    "white",
+    "black",
+    "green",
+    "gray",
+    "grey",
+    "bell",
+    "hill",
+    "wood",
+    "woods",
+    "stone",
+    "rice",
+    "price",
+    "cash",
+    "day",
+    "cook",
+    "page",
+    "hall",
+    "ward",
+    "king",
+    "love",
+    "lane",
+    "park",
+    "parks",
+    "case",
+    "chase",
+    "law",
+    "low",
+    "mays",
+    "may",
+    "best",
+    "hunt",
+    "fields",
+    "field",
+    "marsh",
+    "rivers",
+    "banks",
+    "bush",
+    "ball",
+    "bond",
+    "bolt",
+    "booth",
+    "bowl",
+    "burns",
+    "rush",
+    "cross",
+    "dean",
+    "drake",
+    "duke",
+    "fox",
+    "frank",
+    "gay",
+    "glass",
+    "gold",
+    "good",
+    "guy",
+    "hart",
+    "hale",
+    "hardy",
+    "holiday",
+    "house",
+    "hood",
+    "hunter",
+    "jack",
+    "joe",
+    "key",
+    "lamb",
+    "little",
+    "lord",
+    "major",
+    "mann",
+    "march",
+    "mason",
+    "miles",
+    "moon",
+    "moss",
+    "nash",
+    "noble",
+    "north",
+    "norman",
+    "page",
+    "pope",
+    "porter",
+    "power",
+    "powers",
+    "pratt",
+    "rich",
+    "ray",
+    "reed",
+    "reid",
+    "ross",
+    "salt",
+    "sharp",
+    "shaw",
+    "small",
+    "snow",
+    "spears",
+    "stark",
+    "steel",
+    "storm",
+    "street",
+    "summers",
+    "swift",
+    "strong",
+    "tanner",
+    "temple",
+    "thorn",
+    "tower",
+    "tucker",
+    "vance",
+    "wall",
+    "walls",
+    "waters",
+    "wells",
+    "west",
+    "wise",
+    "wolf",
+    "worth",
+    "carter",
+    "baker",
+    "barber",
+    "bishop",
+    "butler",
+    "carpenter",
+    "chandler",
+    "clay",
+    "cole",
+    "cooper",
+    "farmer",
+    "fisher",
+    "fletcher",
+    "foster",
+    "gardner",
+    "glover",
+    "hayes",
+    "head",
+    "hester",
+    "hopper",
+    "knight",
+    "mayo",
+    "merritt",
+    "miller",
+    "myers",
+    "nurse",
+    "patient",
+    "pierce",
+    "potter",
+    "sawyer",
+    "shepherd",
+    "slater",
+    "smith",
+    "spencer",
+    "sterling",
+    "taylor",
+    "turner",
+    "walker",
+    "weaver",
+    "webb",
+    "winter",
+    "summer",
+    "april",
+    "august",
+    "june",
+    "christian",
+    "august",
+    "ruby",
+    "pearl",
+    "crystal",
+    "amber",
+    "jewel",
+    "ginger",
+    "olive",
+    "violet",
+    "lily",
+    "daisy",
+    "heather",
+    "holly",
+    "autumn",
+    "golden",
+    "sterling",
+    "royal",
+    "prince",
+    "earl",
+    "baron",
+    "sage",
+    "pepper",
+    "candy",
+    "honey",
+    "star",
+    "angel",
+    "precious",
+    "destiny",
+    "trinity",
+    "patience",
+    "charity",
+    "mercy",
+    "blessing",
+    "gene",
+    "don",
+    "art",
+    "bob",
+    "rob",
+    "sue",
+    "al",
+    "ed",
+    "sam",
+    "max",
+    "pat",
+    "dee",
+    "kay",
+    "lou",
+    "ty",
+    "van",
+    "le",
+    "la",
+    "de",
+    "du",
+    "di",
+    "do",
+    "mo",
+    "so",
+    "ha",
+    "ho",
+    "li",
+    "lo",
+    "ma",
+    "me",
+    "mi",
+    "ng",
+    "oh",
+    "yu",
+    "wan",
+    "un",
+    "an",
+    "in",
+    "on",
+    "or",
+    "as",
+    "at",
+    "by",
+    "to",
+    "up",
+    "us",
+    "no",
+    "go",
+    "he",
+    "we",
+    "my",
+    "it",
+    "is",
+    "be",
+    "am",
+    "ok",
+    "dr",
+    "mr",
+    "ms",
+    "mrs",
+    "st",
+    "pa",
+    "er",
+    "or",
+    "icu",
+    "bed",
+    "floor",
+    "wing",
+    "room",
+    "unit",
+    "plan",
+    "pain",
+    "stable",
+    "normal",
+    "denies",
+    "reports",
+    "states",
+    "will",
+    "lee",
+    "burden",
+    "beers",
+    "camp",
+    "craft",
+    "dale",
+    "dodge",
+    "ford",
+    "lincoln",
+    "benz",
+    "hospital",
+    "clinic",
+    "center",
+    "health",
+    "medical",
+    "state",
+    "county",
+    "city",
+    "mobile",
+    "urgent",
+    "home",
+    "church",
+    "school",
+    "college",
+    "union",
+    "general",
+    "memorial",
+    "saint",
+    "grace",
+    "haven",
+    "valley",
+    "mountain",
+    "river",
+    "lake",
+    "bay",
+    "beach",
+    "forest",
+    "glen",
+    "sun",
+    "rain",
+    "cloud",
+    "sky",
+    "ocean",
+    "land",
+    "english",
+    "french",
+    "irish",
+    "welsh",
+    "german",
+    "dutch",
+    "scott",
+    "england",
+    "india",
+    "china",
+    "jordan",
+    "israel",
+    "georgia",
+    "virginia",
+    "carolina",
+    "dakota",
+    "austin",
+    "houston",
+    "dallas",
+    "denver",
+    "phoenix",
+    "madison",
+    "cleveland",
+    "orlando",
+    "chester",
+    "lancaster",
+    "york",
+    "kent",
+    "berkeley",
+    "brooklyn",
+    "paris",
+    "vienna",
+    "florence",
+    "sydney",
+    "charlotte",
+    "helena",
+    "victoria",
+    "alexandria",
+    "columbia",
+    "augusta",
+    "savannah",
+    "aurora",
+    "eugene",
+    "tyler",
+    "marion",
+    "troy",
+    "salem",
+    "logan",
+    "lawrence",
+    "laramie",
+    "reno",
+    "tempe",
+    "flint",
+    "gary",
+    "hammond",
+    "chan",
+    "man",
+    "person",
+    "son",
+    "daughter",
+    "wife",
+    "husband",
+    "mother",
+    "father",
+    "brother",
+    "sister",
+    "friend",
+    "partner",
+    "nurse",
+    "doctor",
+    "provider",
+    "client",
+    "resident",
+    "patient",
+    "family",
+    "note",
+    "notes",
+    "history",
+    "exam",
+    "assessment",
+    "review",
+    "follow",
+    "return",
+    "continue",
+    "start",
+    "stop",
+    "check",
+    "call",
+    "see",
+    "seen",
+    "given",
+    "taken",
+    "take",
+    "give",
+    "per",
+    "via",
+    "post",
+    "pre",
+    "prior",
+    "last",
+    "next",
+    "early",
+    "late",
+    "new",
+    "old",
+    "morning",
+    "evening",
+    "night",
+    "noon",
+    "today",
+    "tomorrow",
+    "yesterday",
+    "week",
+    "month",
+    "year",
+    "time",
+    "date",
+    "age",
+    "sex",
+    "male",
+    "female",
 ];
 
 /// Capitalised words that are never names in a clinical note: drug names (brand and generic)
 /// that look like names, medical eponyms, clinical vocabulary. Checked before the dictionaries.
 static NEVER_NAMES: &[&str] = &[
     // drugs that look like names
-    "ativan", "norco", "valium", "xanax", "klonopin", "librium", "suboxone", "subutex",
-    "sublocade", "vivitrol", "narcan", "naloxone", "naltrexone", "buprenorphine", "methadone",
-    "gabapentin", "neurontin", "lyrica", "seroquel", "zoloft", "prozac", "paxil", "celexa",
-    "lexapro", "wellbutrin", "trazodone", "desyrel", "remeron", "ambien", "lunesta", "adderall",
-    "ritalin", "vyvanse", "lamictal", "depakote", "tegretol", "abilify", "risperdal", "zyprexa",
-    "haldol", "geodon", "latuda", "lithium", "cymbalta", "effexor", "pristiq", "buspar",
-    "vistaril", "atarax", "benadryl", "tylenol", "motrin", "advil", "aleve", "percocet",
-    "vicodin", "oxycontin", "dilaudid", "tramadol", "ultram", "keppra", "dilantin", "topamax",
-    "zofran", "phenergan", "reglan", "protonix", "prilosec", "nexium", "pepcid", "zantac",
-    "lasix", "coumadin", "warfarin", "eliquis", "xarelto", "plavix", "lipitor", "zocor",
-    "crestor", "norvasc", "lopressor", "toprol", "tenormin", "catapres", "clonidine",
-    "lisinopril", "zestril", "prinivil", "cozaar", "diovan", "metformin", "glucophage",
-    "januvia", "jardiance", "ozempic", "trulicity", "lantus", "humalog", "novolog", "levemir",
-    "synthroid", "levoxyl", "prednisone", "medrol", "decadron", "keflex", "augmentin", "bactrim",
-    "cipro", "levaquin", "zithromax", "flagyl", "diflucan", "valtrex", "chantix", "antabuse",
-    "campral", "acamprosate", "disulfiram", "thiamine", "folate", "multivitamin", "librax",
-    "robaxin", "flexeril", "zanaflex", "soma", "baclofen", "lucemyra", "lofexidine", "sonata",
-    "restoril", "halcion", "serax", "tranxene", "doral", "belsomra", "silenor", "hydroxyzine",
-    "propranolol", "inderal", "prazosin", "minipress", "aricept", "namenda", "sinemet",
-    "requip", "mirapex", "cogentin", "benztropine", "ventolin", "proair", "albuterol",
-    "advair", "symbicort", "spiriva", "singulair", "flonase", "claritin", "zyrtec", "allegra",
-    "colace", "senna", "dulcolax", "miralax", "imodium", "lomotil", "bentyl", "carafate",
-    "tums", "maalox", "mylanta", "aspirin", "ecotrin", "heparin", "lovenox", "insulin",
+    "ativan",
+    "norco",
+    "valium",
+    "xanax",
+    "klonopin",
+    "librium",
+    "suboxone",
+    "subutex",
+    "sublocade",
+    "vivitrol",
+    "narcan",
+    "naloxone",
+    "naltrexone",
+    "buprenorphine",
+    "methadone",
+    "gabapentin",
+    "neurontin",
+    "lyrica",
+    "seroquel",
+    "zoloft",
+    "prozac",
+    "paxil",
+    "celexa",
+    "lexapro",
+    "wellbutrin",
+    "trazodone",
+    "desyrel",
+    "remeron",
+    "ambien",
+    "lunesta",
+    "adderall",
+    "ritalin",
+    "vyvanse",
+    "lamictal",
+    "depakote",
+    "tegretol",
+    "abilify",
+    "risperdal",
+    "zyprexa",
+    "haldol",
+    "geodon",
+    "latuda",
+    "lithium",
+    "cymbalta",
+    "effexor",
+    "pristiq",
+    "buspar",
+    "vistaril",
+    "atarax",
+    "benadryl",
+    "tylenol",
+    "motrin",
+    "advil",
+    "aleve",
+    "percocet",
+    "vicodin",
+    "oxycontin",
+    "dilaudid",
+    "tramadol",
+    "ultram",
+    "keppra",
+    "dilantin",
+    "topamax",
+    "zofran",
+    "phenergan",
+    "reglan",
+    "protonix",
+    "prilosec",
+    "nexium",
+    "pepcid",
+    "zantac",
+    "lasix",
+    "coumadin",
+    "warfarin",
+    "eliquis",
+    "xarelto",
+    "plavix",
+    "lipitor",
+    "zocor",
+    "crestor",
+    "norvasc",
+    "lopressor",
+    "toprol",
+    "tenormin",
+    "catapres",
+    "clonidine",
+    "lisinopril",
+    "zestril",
+    "prinivil",
+    "cozaar",
+    "diovan",
+    "metformin",
+    "glucophage",
+    "januvia",
+    "jardiance",
+    "ozempic",
+    "trulicity",
+    "lantus",
+    "humalog",
+    "novolog",
+    "levemir",
+    "synthroid",
+    "levoxyl",
+    "prednisone",
+    "medrol",
+    "decadron",
+    "keflex",
+    "augmentin",
+    "bactrim",
+    "cipro",
+    "levaquin",
+    "zithromax",
+    "flagyl",
+    "diflucan",
+    "valtrex",
+    "chantix",
+    "antabuse",
+    "campral",
+    "acamprosate",
+    "disulfiram",
+    "thiamine",
+    "folate",
+    "multivitamin",
+    "librax",
+    "robaxin",
+    "flexeril",
+    "zanaflex",
+    "soma",
+    "baclofen",
+    "lucemyra",
+    "lofexidine",
+    "sonata",
+    "restoril",
+    "halcion",
+    "serax",
+    "tranxene",
+    "doral",
+    "belsomra",
+    "silenor",
+    "hydroxyzine",
+    "propranolol",
+    "inderal",
+    "prazosin",
+    "minipress",
+    "aricept",
+    "namenda",
+    "sinemet",
+    "requip",
+    "mirapex",
+    "cogentin",
+    "benztropine",
+    "ventolin",
+    "proair",
+    "albuterol",
+    "advair",
+    "symbicort",
+    "spiriva",
+    "singulair",
+    "flonase",
+    "claritin",
+    "zyrtec",
+    "allegra",
+    "colace",
+    "senna",
+    "dulcolax",
+    "miralax",
+    "imodium",
+    "lomotil",
+    "bentyl",
+    "carafate",
+    "tums",
+    "maalox",
+    "mylanta",
+    "aspirin",
+    "ecotrin",
+    "heparin",
+    "lovenox",
+    "insulin",
     // medical eponyms
-    "parkinson", "parkinsons", "parkinson's", "crohn", "crohns", "crohn's", "alzheimer",
-    "alzheimers", "alzheimer's", "hodgkin", "hodgkins", "hodgkin's", "addison", "addisons",
-    "addison's", "cushing", "cushings", "cushing's", "graves", "hashimoto", "hashimotos",
-    "hashimoto's", "huntington", "huntingtons", "huntington's", "tourette", "tourettes",
-    "tourette's", "wernicke", "wernicke's", "korsakoff", "korsakoff's", "bell's", "babinski",
-    "romberg", "murphy's", "mcburney", "kernig", "brudzinski", "homan", "homans", "glasgow",
-    "apgar", "down", "asperger", "aspergers", "asperger's", "raynaud", "raynaud's", "sjogren",
-    "guillain", "barre", "epstein", "barr", "kaposi", "meniere", "meniere's", "paget", "pagets",
-    "wilson's", "whipple", "willis", "foley", "swan", "ganz", "gram", "pap", "holter",
-    "doppler", "heimlich", "trendelenburg", "valsalva", "lewy", "pick's", "marfan", "turner's",
-    "klinefelter", "tay", "sachs", "gilbert's", "reye", "reye's", "stevens", "johnson's",
-    "mallory", "weiss", "barrett", "barrett's", "cheyne", "stokes", "kussmaul", "osler",
-    "virchow", "beck", "beck's", "hamilton", "ciwa", "cows", "phq", "gad", "audit", "dast",
-    "mini", "mental", "folstein", "snellen", "weber", "rinne", "allen", "allen's", "tinel",
-    "phalen", "lachman", "mcmurray", "thompson's", "hoffman", "hoffmann", "clonus",
+    "parkinson",
+    "parkinsons",
+    "parkinson's",
+    "crohn",
+    "crohns",
+    "crohn's",
+    "alzheimer",
+    "alzheimers",
+    "alzheimer's",
+    "hodgkin",
+    "hodgkins",
+    "hodgkin's",
+    "addison",
+    "addisons",
+    "addison's",
+    "cushing",
+    "cushings",
+    "cushing's",
+    "graves",
+    "hashimoto",
+    "hashimotos",
+    "hashimoto's",
+    "huntington",
+    "huntingtons",
+    "huntington's",
+    "tourette",
+    "tourettes",
+    "tourette's",
+    "wernicke",
+    "wernicke's",
+    "korsakoff",
+    "korsakoff's",
+    "bell's",
+    "babinski",
+    "romberg",
+    "murphy's",
+    "mcburney",
+    "kernig",
+    "brudzinski",
+    "homan",
+    "homans",
+    "glasgow",
+    "apgar",
+    "down",
+    "asperger",
+    "aspergers",
+    "asperger's",
+    "raynaud",
+    "raynaud's",
+    "sjogren",
+    "guillain",
+    "barre",
+    "epstein",
+    "barr",
+    "kaposi",
+    "meniere",
+    "meniere's",
+    "paget",
+    "pagets",
+    "wilson's",
+    "whipple",
+    "willis",
+    "foley",
+    "swan",
+    "ganz",
+    "gram",
+    "pap",
+    "holter",
+    "doppler",
+    "heimlich",
+    "trendelenburg",
+    "valsalva",
+    "lewy",
+    "pick's",
+    "marfan",
+    "turner's",
+    "klinefelter",
+    "tay",
+    "sachs",
+    "gilbert's",
+    "reye",
+    "reye's",
+    "stevens",
+    "johnson's",
+    "mallory",
+    "weiss",
+    "barrett",
+    "barrett's",
+    "cheyne",
+    "stokes",
+    "kussmaul",
+    "osler",
+    "virchow",
+    "beck",
+    "beck's",
+    "hamilton",
+    "ciwa",
+    "cows",
+    "phq",
+    "gad",
+    "audit",
+    "dast",
+    "mini",
+    "mental",
+    "folstein",
+    "snellen",
+    "weber",
+    "rinne",
+    "allen",
+    "allen's",
+    "tinel",
+    "phalen",
+    "lachman",
+    "mcmurray",
+    "thompson's",
+    "hoffman",
+    "hoffmann",
+    "clonus",
     // titles (the cue list uses them; the words themselves are not names)
-    "dr", "mr", "mrs", "ms", "miss", "prof", "mx", "sr", "jr", "rev", "sgt",
-    "driver", "drivers", "driver's",
+    "dr",
+    "mr",
+    "mrs",
+    "ms",
+    "miss",
+    "prof",
+    "mx",
+    "sr",
+    "jr",
+    "rev",
+    "sgt",
+    "driver",
+    "drivers",
+    "driver's",
     // clinical and document vocabulary
-    "patient", "pt", "name", "doctor", "nurse", "client", "provider", "history", "physical",
-    "assessment", "plan", "diagnosis", "allergies", "medications", "vitals", "labs", "impression",
-    "subjective", "objective", "chief", "complaint", "hpi", "ros", "pmh", "psh", "fh", "sh",
-    "discharge", "admission", "admitted", "follow", "up", "signed", "electronically", "by",
-    "md", "do", "rn", "np", "pa", "lcsw", "lpc", "lmft", "cadc", "phd", "psyd", "mft", "bsn",
-    "the", "and", "with", "without", "for", "from", "to", "of", "in", "on", "at", "is", "was",
-    "a", "an", "no", "not", "she", "he", "her", "his", "they", "them", "their", "we", "our",
-    "this", "that", "these", "those", "there", "here", "will", "would", "should", "could",
-    "call", "contact", "phone", "fax", "email", "address", "zip", "dob", "mrn", "ssn", "age",
-    "ciwa-ar", "detox", "rehab", "iop", "php", "residential", "outpatient", "inpatient",
-    "alcohol", "opioid", "opioids", "cocaine", "heroin", "fentanyl", "cannabis", "marijuana",
-    "benzodiazepine", "benzodiazepines", "withdrawal", "use", "disorder", "severe", "moderate",
-    "mild", "acute", "chronic", "denies", "reports", "states", "endorses", "appears", "noted",
-    "tolerated", "continue", "continued", "started", "increase", "decrease", "taper", "hold",
-    "mg", "ml", "tab", "tabs", "bid", "tid", "qid", "qhs", "prn", "po", "im", "iv", "sq",
-    "blood", "pressure", "heart", "rate", "temp", "weight", "height", "bmi", "glucose",
-    "sodium", "potassium", "hemoglobin", "platelets", "wbc", "rbc", "inr", "alt", "ast",
-    "ggt", "tsh", "a1c", "ekg", "ecg", "ct", "mri", "xray", "ultrasound", "room", "bed",
-    "group", "session", "therapy", "counseling", "meeting", "meetings", "aa", "na", "smart",
-    "recovery", "sober", "sobriety", "relapse", "craving", "cravings", "mood", "affect",
-    "insight", "judgment", "oriented", "alert", "calm", "anxious", "depressed", "tearful",
-    "cooperative", "labile", "guarded", "euthymic", "dysphoric", "irritable", "hopeful",
-    "vital", "signs", "within", "limits", "negative", "positive", "results", "result",
-    "pending", "ordered", "order", "orders", "medication", "dose", "dosage", "route",
-    "frequency", "refill", "refills", "pharmacy", "insurance", "payor", "medicaid", "medicare",
-    "aetna", "cigna", "humana", "anthem", "kaiser", "tricare", "blue", "cross", "shield",
-    "united", "healthcare", "optum", "magellan", "beacon", "ambetter", "molina", "centene",
-    "wellcare", "oscar", "emergency", "department", "ed", "er", "icu", "ccu", "or", "pacu",
-    "unit", "floor", "wing", "north", "south", "east", "west", "main", "street", "avenue",
-    "road", "suite", "apt", "box", "po", "city", "state", "county", "lab", "laboratory",
-    "radiology", "pathology", "cardiology", "neurology", "psychiatry", "psychology",
-    "medicine", "surgery", "clinic", "hospital", "center", "centre", "health", "medical",
-    "behavioral", "services", "service", "program", "level", "care", "team", "staff",
-    "mon", "tue", "wed", "thu", "fri", "sat", "sun", "am", "pm", "noon", "midnight",
-    "yes", "ok", "okay", "see", "also", "per", "via", "re", "cc", "bcc", "note", "addendum",
+    "patient",
+    "pt",
+    "name",
+    "doctor",
+    "nurse",
+    "client",
+    "provider",
+    "history",
+    "physical",
+    "assessment",
+    "plan",
+    "diagnosis",
+    "allergies",
+    "medications",
+    "vitals",
+    "labs",
+    "impression",
+    "subjective",
+    "objective",
+    "chief",
+    "complaint",
+    "hpi",
+    "ros",
+    "pmh",
+    "psh",
+    "fh",
+    "sh",
+    "discharge",
+    "admission",
+    "admitted",
+    "follow",
+    "up",
+    "signed",
+    "electronically",
+    "by",
+    "md",
+    "do",
+    "rn",
+    "np",
+    "pa",
+    "lcsw",
+    "lpc",
+    "lmft",
+    "cadc",
+    "phd",
+    "psyd",
+    "mft",
+    "bsn",
+    "the",
+    "and",
+    "with",
+    "without",
+    "for",
+    "from",
+    "to",
+    "of",
+    "in",
+    "on",
+    "at",
+    "is",
+    "was",
+    "a",
+    "an",
+    "no",
+    "not",
+    "she",
+    "he",
+    "her",
+    "his",
+    "they",
+    "them",
+    "their",
+    "we",
+    "our",
+    "this",
+    "that",
+    "these",
+    "those",
+    "there",
+    "here",
+    "will",
+    "would",
+    "should",
+    "could",
+    "call",
+    "contact",
+    "phone",
+    "fax",
+    "email",
+    "address",
+    "zip",
+    "dob",
+    "mrn",
+    "ssn",
+    "age",
+    "ciwa-ar",
+    "detox",
+    "rehab",
+    "iop",
+    "php",
+    "residential",
+    "outpatient",
+    "inpatient",
+    "alcohol",
+    "opioid",
+    "opioids",
+    "cocaine",
+    "heroin",
+    "fentanyl",
+    "cannabis",
+    "marijuana",
+    "benzodiazepine",
+    "benzodiazepines",
+    "withdrawal",
+    "use",
+    "disorder",
+    "severe",
+    "moderate",
+    "mild",
+    "acute",
+    "chronic",
+    "denies",
+    "reports",
+    "states",
+    "endorses",
+    "appears",
+    "noted",
+    "tolerated",
+    "continue",
+    "continued",
+    "started",
+    "increase",
+    "decrease",
+    "taper",
+    "hold",
+    "mg",
+    "ml",
+    "tab",
+    "tabs",
+    "bid",
+    "tid",
+    "qid",
+    "qhs",
+    "prn",
+    "po",
+    "im",
+    "iv",
+    "sq",
+    "blood",
+    "pressure",
+    "heart",
+    "rate",
+    "temp",
+    "weight",
+    "height",
+    "bmi",
+    "glucose",
+    "sodium",
+    "potassium",
+    "hemoglobin",
+    "platelets",
+    "wbc",
+    "rbc",
+    "inr",
+    "alt",
+    "ast",
+    "ggt",
+    "tsh",
+    "a1c",
+    "ekg",
+    "ecg",
+    "ct",
+    "mri",
+    "xray",
+    "ultrasound",
+    "room",
+    "bed",
+    "group",
+    "session",
+    "therapy",
+    "counseling",
+    "meeting",
+    "meetings",
+    "aa",
+    "na",
+    "smart",
+    "recovery",
+    "sober",
+    "sobriety",
+    "relapse",
+    "craving",
+    "cravings",
+    "mood",
+    "affect",
+    "insight",
+    "judgment",
+    "oriented",
+    "alert",
+    "calm",
+    "anxious",
+    "depressed",
+    "tearful",
+    "cooperative",
+    "labile",
+    "guarded",
+    "euthymic",
+    "dysphoric",
+    "irritable",
+    "hopeful",
+    "vital",
+    "signs",
+    "within",
+    "limits",
+    "negative",
+    "positive",
+    "results",
+    "result",
+    "pending",
+    "ordered",
+    "order",
+    "orders",
+    "medication",
+    "dose",
+    "dosage",
+    "route",
+    "frequency",
+    "refill",
+    "refills",
+    "pharmacy",
+    "insurance",
+    "payor",
+    "medicaid",
+    "medicare",
+    "aetna",
+    "cigna",
+    "humana",
+    "anthem",
+    "kaiser",
+    "tricare",
+    "blue",
+    "cross",
+    "shield",
+    "united",
+    "healthcare",
+    "optum",
+    "magellan",
+    "beacon",
+    "ambetter",
+    "molina",
+    "centene",
+    "wellcare",
+    "oscar",
+    "emergency",
+    "department",
+    "ed",
+    "er",
+    "icu",
+    "ccu",
+    "or",
+    "pacu",
+    "unit",
+    "floor",
+    "wing",
+    "north",
+    "south",
+    "east",
+    "west",
+    "main",
+    "street",
+    "avenue",
+    "road",
+    "suite",
+    "apt",
+    "box",
+    "po",
+    "city",
+    "state",
+    "county",
+    "lab",
+    "laboratory",
+    "radiology",
+    "pathology",
+    "cardiology",
+    "neurology",
+    "psychiatry",
+    "psychology",
+    "medicine",
+    "surgery",
+    "clinic",
+    "hospital",
+    "center",
+    "centre",
+    "health",
+    "medical",
+    "behavioral",
+    "services",
+    "service",
+    "program",
+    "level",
+    "care",
+    "team",
+    "staff",
+    "mon",
+    "tue",
+    "wed",
+    "thu",
+    "fri",
+    "sat",
+    "sun",
+    "am",
+    "pm",
+    "noon",
+    "midnight",
+    "yes",
+    "ok",
+    "okay",
+    "see",
+    "also",
+    "per",
+    "via",
+    "re",
+    "cc",
+    "bcc",
+    "note",
+    "addendum",
 ];
 
 /// Words after which the next capitalised words are names: titles and cue phrases.
 static CUES: &[&str] = &[
-    "mr.", "mr ", "mrs.", "mrs ", "ms.", "ms ", "miss ", "dr.", "dr ", "prof.", "mx.",
-    "patient:", "patient name:", "pt:", "pt name:", "name:", "client:", "client name:",
-    "resident:", "seen by", "examined by", "evaluated by", "signed by", "electronically signed by",
-    "signed:", "signature:", "attending:", "attending physician:", "provider:", "therapist:",
-    "counselor:", "case manager:", "nurse:", "rn:", "referred by", "dictated by",
-    "transcribed by", "cosigned by", "son ", "daughter ", "wife ", "husband ", "mother ",
-    "father ", "brother ", "sister ", "spouse ", "partner ", "grandson ", "granddaughter ",
-    "grandmother ", "grandfather ", "aunt ", "uncle ", "niece ", "nephew ", "cousin ",
-    "fiance ", "fiancee ", "girlfriend ", "boyfriend ", "guardian ", "friend ", "sponsor ",
-    "son,", "daughter,", "wife,", "husband,", "mother,", "father,", "emergency contact:",
-    "contact:", "guardian:", "spouse:", "employer:", "works for", "employed by", "poa:",
-    "cc:", "to:", "from:", "dear ", "regards,", "thanks,", "sincerely,", "-- ", "— ",
+    "mr.",
+    "mr ",
+    "mrs.",
+    "mrs ",
+    "ms.",
+    "ms ",
+    "miss ",
+    "dr.",
+    "dr ",
+    "prof.",
+    "mx.",
+    "patient:",
+    "patient name:",
+    "pt:",
+    "pt name:",
+    "name:",
+    "client:",
+    "client name:",
+    "resident:",
+    "seen by",
+    "examined by",
+    "evaluated by",
+    "signed by",
+    "electronically signed by",
+    "signed:",
+    "signature:",
+    "attending:",
+    "attending physician:",
+    "provider:",
+    "therapist:",
+    "counselor:",
+    "case manager:",
+    "nurse:",
+    "rn:",
+    "referred by",
+    "dictated by",
+    "transcribed by",
+    "cosigned by",
+    "son ",
+    "daughter ",
+    "wife ",
+    "husband ",
+    "mother ",
+    "father ",
+    "brother ",
+    "sister ",
+    "spouse ",
+    "partner ",
+    "grandson ",
+    "granddaughter ",
+    "grandmother ",
+    "grandfather ",
+    "aunt ",
+    "uncle ",
+    "niece ",
+    "nephew ",
+    "cousin ",
+    "fiance ",
+    "fiancee ",
+    "girlfriend ",
+    "boyfriend ",
+    "guardian ",
+    "friend ",
+    "sponsor ",
+    "son,",
+    "daughter,",
+    "wife,",
+    "husband,",
+    "mother,",
+    "father,",
+    "emergency contact:",
+    "contact:",
+    "guardian:",
+    "spouse:",
+    "employer:",
+    "works for",
+    "employed by",
+    "poa:",
+    "cc:",
+    "to:",
+    "from:",
+    "dear ",
+    "regards,",
+    "thanks,",
+    "sincerely,",
+    "-- ",
+    "— ",
 ];
 
 struct NameDetector {
@@ -799,7 +1881,9 @@ struct NameDetector {
 }
 
 fn dictionary(data: &'static str) -> HashSet<&'static str> {
-    data.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect()
+    data.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect()
 }
 
 /// One capitalised word (or initial) found by the tokenizer.
@@ -824,7 +1908,9 @@ impl NameDetector {
             never: NEVER_NAMES.iter().copied().collect(),
             cues,
             // A capitalised word (O'Brien, Smith-Jones, McDonald, SMITH) or an initial ("J.").
-            token: build(r"(?-u:\b)(?:[A-Z](?:[a-z]{1,20}|[A-Z]{1,20})(?:['\-][A-Z]?[a-z]{1,20})?|[A-Z]\.)"),
+            token: build(
+                r"(?-u:\b)(?:[A-Z](?:[a-z]{1,20}|[A-Z]{1,20})(?:['\-][A-Z]?[a-z]{1,20})?|[A-Z]\.)",
+            ),
         }
     }
 
@@ -836,7 +1922,9 @@ impl NameDetector {
         }
         let in_dict = self.first.contains(base)
             || self.last.contains(base)
-            || base.split('-').all(|part| self.last.contains(part) || self.first.contains(part));
+            || base
+                .split('-')
+                .all(|part| self.last.contains(part) || self.first.contains(part));
         if !in_dict {
             return Class::Unknown;
         }
@@ -852,7 +1940,11 @@ impl NameDetector {
         let tokens: Vec<Token> = self
             .token
             .find_iter(bytes)
-            .map(|m| Token { start: m.start(), end: m.end(), initial: m.as_bytes().ends_with(b".") })
+            .map(|m| Token {
+                start: m.start(),
+                end: m.end(),
+                initial: m.as_bytes().ends_with(b"."),
+            })
             .collect();
         // Cue ends: a name starting right after one of these is a name whatever the dictionary
         // says. The first TITLE_CUES entries of CUES are titles, which also override the
@@ -861,12 +1953,19 @@ impl NameDetector {
         for m in self.cues.find_iter(bytes) {
             let at_word_start = m.start() == 0 || !bytes[m.start() - 1].is_ascii_alphanumeric();
             if at_word_start {
-                let kind = if m.pattern().as_usize() < TITLE_CUES { Cue::Title } else { Cue::Word };
+                let kind = if m.pattern().as_usize() < TITLE_CUES {
+                    Cue::Title
+                } else {
+                    Cue::Word
+                };
                 cue_ends.push((m.end(), kind));
             }
         }
         let is_title = |t: &Token| {
-            matches!(&text[t.start..t.end], "Mr" | "Mrs" | "Ms" | "Dr" | "Miss" | "Prof" | "Mx" | "MR" | "MRS" | "MS" | "DR")
+            matches!(
+                &text[t.start..t.end],
+                "Mr" | "Mrs" | "Ms" | "Dr" | "Miss" | "Prof" | "Mx" | "MR" | "MRS" | "MS" | "DR"
+            )
         };
         let mut i = 0;
         while i < tokens.len() {
@@ -892,9 +1991,20 @@ impl NameDetector {
                 .map(|(_, k)| *k)
                 .max()
                 .unwrap_or(Cue::None);
-            let classes: Vec<Class> =
-                run.iter().map(|t| if t.initial { Class::Initial } else { self.classify(&text[t.start..t.end]) }).collect();
-            if let Some(span) = self.score_cued(run, &classes, cue).or_else(|| self.score_run(text, run, &classes)) {
+            let classes: Vec<Class> = run
+                .iter()
+                .map(|t| {
+                    if t.initial {
+                        Class::Initial
+                    } else {
+                        self.classify(&text[t.start..t.end])
+                    }
+                })
+                .collect();
+            if let Some(span) = self
+                .score_cued(run, &classes, cue)
+                .or_else(|| self.score_run(text, run, &classes))
+            {
                 out.push(span);
             }
             i = j;
@@ -922,7 +2032,11 @@ impl NameDetector {
             end: run[hi - 1].end,
             kind: PhiKind::Name,
             confidence: 0.9,
-            detector: if cue == Cue::Title { "name.title" } else { "name.cue" },
+            detector: if cue == Cue::Title {
+                "name.title"
+            } else {
+                "name.cue"
+            },
         })
     }
 
@@ -939,15 +2053,23 @@ impl NameDetector {
         if lo >= hi || classes[lo..hi].iter().any(|c| matches!(c, Class::Never)) {
             return None;
         }
-        let strong = classes[lo..hi].iter().filter(|c| matches!(c, Class::Name)).count();
+        let strong = classes[lo..hi]
+            .iter()
+            .filter(|c| matches!(c, Class::Name))
+            .count();
         let named = classes[lo..hi]
             .iter()
             .filter(|c| matches!(c, Class::Name | Class::Ambiguous))
             .count();
-        let words = classes[lo..hi].iter().filter(|c| !matches!(c, Class::Initial)).count();
-        let all_caps_run = run[lo..hi]
+        let words = classes[lo..hi]
             .iter()
-            .all(|t| text[t.start..t.end].bytes().all(|b| !b.is_ascii_lowercase()));
+            .filter(|c| !matches!(c, Class::Initial))
+            .count();
+        let all_caps_run = run[lo..hi].iter().all(|t| {
+            text[t.start..t.end]
+                .bytes()
+                .all(|b| !b.is_ascii_lowercase())
+        });
         let (confidence, detector) = if strong >= 1 && named >= 2 {
             (0.9, "name.dictionary_pair")
         } else if strong >= 1 && words >= 2 && named >= 1 {
@@ -998,7 +2120,9 @@ pub struct Detector {
 
 impl fmt::Debug for Detector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Detector").field("patterns", &self.patterns.len()).finish_non_exhaustive()
+        f.debug_struct("Detector")
+            .field("patterns", &self.patterns.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -1013,7 +2137,10 @@ static GLOBAL: LazyLock<Detector> = LazyLock::new(Detector::new);
 impl Detector {
     /// Compiles every pattern and loads the dictionaries.
     pub fn new() -> Self {
-        Self { patterns: patterns(), names: NameDetector::new() }
+        Self {
+            patterns: patterns(),
+            names: NameDetector::new(),
+        }
     }
 
     /// A process-wide detector, compiled on first use.
@@ -1028,8 +2155,11 @@ impl Detector {
         let mut found = Vec::new();
         for pattern in &self.patterns {
             for caps in pattern.regex.captures_iter(bytes) {
-                let Some(m) = caps.get(pattern.group) else { continue };
-                let (start, end) = trim_trailing_punctuation(bytes, m.start(), m.end(), pattern.kind);
+                let Some(m) = caps.get(pattern.group) else {
+                    continue;
+                };
+                let (start, end) =
+                    trim_trailing_punctuation(bytes, m.start(), m.end(), pattern.kind);
                 if start >= end {
                     continue;
                 }
@@ -1076,12 +2206,27 @@ impl Detector {
 
 fn preceded_by_fax(bytes: &[u8], start: usize) -> bool {
     let from = start.saturating_sub(16);
-    bytes[from..start].windows(3).any(|w| w.eq_ignore_ascii_case(b"fax"))
+    bytes[from..start]
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"fax"))
 }
 
-fn trim_trailing_punctuation(bytes: &[u8], start: usize, mut end: usize, kind: PhiKind) -> (usize, usize) {
-    if matches!(kind, PhiKind::Url | PhiKind::Email | PhiKind::Device | PhiKind::OtherId) {
-        while end > start && matches!(bytes[end - 1], b'.' | b',' | b';' | b':' | b'!' | b'?' | b'-' | b'/') {
+fn trim_trailing_punctuation(
+    bytes: &[u8],
+    start: usize,
+    mut end: usize,
+    kind: PhiKind,
+) -> (usize, usize) {
+    if matches!(
+        kind,
+        PhiKind::Url | PhiKind::Email | PhiKind::Device | PhiKind::OtherId
+    ) {
+        while end > start
+            && matches!(
+                bytes[end - 1],
+                b'.' | b',' | b';' | b':' | b'!' | b'?' | b'-' | b'/'
+            )
+        {
             end -= 1;
         }
     }
@@ -1108,7 +2253,8 @@ fn resolve_overlaps(mut spans: Vec<Span>) -> Vec<Span> {
     });
     let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
     // `kept_sorted` holds accepted spans ordered by start for an O(log n) overlap check.
-    let mut kept_sorted: std::collections::BTreeMap<usize, Span> = std::collections::BTreeMap::new();
+    let mut kept_sorted: std::collections::BTreeMap<usize, Span> =
+        std::collections::BTreeMap::new();
     for span in spans {
         let before = kept_sorted.range(..span.end).next_back().map(|(_, s)| *s);
         if before.is_some_and(|s| s.overlaps(&span)) {
@@ -1142,7 +2288,10 @@ mod tests {
             ("seen 03/14/2023 today", "03/14/2023"),
             ("seen 3-14-23 today", "3-14-23"),
             ("seen 3.14.2023 today", "3.14.2023"),
-            ("at 2023-03-14T10:22:00-05:00 ok", "2023-03-14T10:22:00-05:00"),
+            (
+                "at 2023-03-14T10:22:00-05:00 ok",
+                "2023-03-14T10:22:00-05:00",
+            ),
             ("on 2023-03-14 ok", "2023-03-14"),
             ("admitted March 14, 2023 for", "March 14, 2023"),
             ("admitted Mar. 14th 2023 for", "Mar. 14th 2023"),
@@ -1150,7 +2299,10 @@ mod tests {
             ("on 14 Jan 2020 we", "14 Jan 2020"),
             ("since January 2021 she", "January 2021"),
             ("return in May for", "May"),
-            ("seen 03/14/2023 at 10:30 AM today", "03/14/2023 at 10:30 AM"),
+            (
+                "seen 03/14/2023 at 10:30 AM today",
+                "03/14/2023 at 10:30 AM",
+            ),
             ("DOB 1/5 noted", "1/5"),
         ] {
             assert!(has(text, PhiKind::Date, value), "{text}: {:?}", kinds(text));
@@ -1159,8 +2311,17 @@ mod tests {
 
     #[test]
     fn doses_and_blood_pressures_are_not_dates() {
-        for text in ["Norco 5/325 mg q6h", "take 1/2 tab", "BP 128/84", "you may go home"] {
-            assert!(!kinds(text).iter().any(|(k, _)| *k == PhiKind::Date), "{text}: {:?}", kinds(text));
+        for text in [
+            "Norco 5/325 mg q6h",
+            "take 1/2 tab",
+            "BP 128/84",
+            "you may go home",
+        ] {
+            assert!(
+                !kinds(text).iter().any(|(k, _)| *k == PhiKind::Date),
+                "{text}: {:?}",
+                kinds(text)
+            );
         }
     }
 
@@ -1168,8 +2329,16 @@ mod tests {
     fn phone_formats_and_fax_are_found() {
         for (text, kind, value) in [
             ("call (415) 555-0123 now", PhiKind::Phone, "(415) 555-0123"),
-            ("call 415-555-0123 x204 now", PhiKind::Phone, "415-555-0123 x204"),
-            ("call +1 415.555.0123 now", PhiKind::Phone, "+1 415.555.0123"),
+            (
+                "call 415-555-0123 x204 now",
+                PhiKind::Phone,
+                "415-555-0123 x204",
+            ),
+            (
+                "call +1 415.555.0123 now",
+                PhiKind::Phone,
+                "+1 415.555.0123",
+            ),
             ("Phone: 4155550123", PhiKind::Phone, "4155550123"),
             ("Fax: 415-555-0199", PhiKind::Fax, "415-555-0199"),
         ] {
@@ -1183,10 +2352,22 @@ mod tests {
         assert!(has("ssn: 123456789", PhiKind::Ssn, "123456789"));
         assert!(!has("id 000-12-3456", PhiKind::Ssn, "000-12-3456"));
         assert!(!has("id 666-12-3456", PhiKind::Ssn, "666-12-3456"));
-        assert!(has("mail j.doe+x@example.org.", PhiKind::Email, "j.doe+x@example.org"));
-        assert!(has("see https://portal.example.com/p?id=7.", PhiKind::Url, "https://portal.example.com/p?id=7"));
+        assert!(has(
+            "mail j.doe+x@example.org.",
+            PhiKind::Email,
+            "j.doe+x@example.org"
+        ));
+        assert!(has(
+            "see https://portal.example.com/p?id=7.",
+            PhiKind::Url,
+            "https://portal.example.com/p?id=7"
+        ));
         assert!(has("from 10.0.12.7 at", PhiKind::Ip, "10.0.12.7"));
-        assert!(has("from 2001:db8::8a2e:370:7334 at", PhiKind::Ip, "2001:db8::8a2e:370:7334"));
+        assert!(has(
+            "from 2001:db8::8a2e:370:7334 at",
+            PhiKind::Ip,
+            "2001:db8::8a2e:370:7334"
+        ));
         assert!(!kinds("at 10:30 the").iter().any(|(k, _)| *k == PhiKind::Ip));
     }
 
@@ -1194,31 +2375,75 @@ mod tests {
     fn numbers_by_context_get_their_kind() {
         assert!(has("MRN: 00482913", PhiKind::Mrn, "00482913"));
         assert!(has("Acct # 99-1234", PhiKind::Account, "99-1234"));
-        assert!(has("Member ID W123456789", PhiKind::HealthPlan, "W123456789"));
+        assert!(has(
+            "Member ID W123456789",
+            PhiKind::HealthPlan,
+            "W123456789"
+        ));
         assert!(has("DEA AB1234563 on file", PhiKind::License, "AB1234563"));
-        assert!(has("VIN 1HGCM82633A004352 seen", PhiKind::Vehicle, "1HGCM82633A004352"));
-        assert!(!has("code 1HGCM82634A004352 seen", PhiKind::Vehicle, "1HGCM82634A004352"));
-        assert!(has("pacemaker serial: PM-88231-X", PhiKind::Device, "PM-88231-X"));
-        assert!(has("lives at 42 Oak Street, Apt 3", PhiKind::Address, "42 Oak Street, Apt 3"));
+        assert!(has(
+            "VIN 1HGCM82633A004352 seen",
+            PhiKind::Vehicle,
+            "1HGCM82633A004352"
+        ));
+        assert!(!has(
+            "code 1HGCM82634A004352 seen",
+            PhiKind::Vehicle,
+            "1HGCM82634A004352"
+        ));
+        assert!(has(
+            "pacemaker serial: PM-88231-X",
+            PhiKind::Device,
+            "PM-88231-X"
+        ));
+        assert!(has(
+            "lives at 42 Oak Street, Apt 3",
+            PhiKind::Address,
+            "42 Oak Street, Apt 3"
+        ));
         assert!(has("Springfield, IL 62704", PhiKind::Zip, "62704"));
-        assert!(has("Springfield, IL 62704", PhiKind::Address, "Springfield"));
+        assert!(has(
+            "Springfield, IL 62704",
+            PhiKind::Address,
+            "Springfield"
+        ));
         assert!(has("a 93-year-old man", PhiKind::Age, "93"));
-        assert!(!kinds("a 45-year-old man").iter().any(|(k, _)| *k == PhiKind::Age));
+        assert!(
+            !kinds("a 45-year-old man")
+                .iter()
+                .any(|(k, _)| *k == PhiKind::Age)
+        );
     }
 
     #[test]
     fn five_digit_numbers_without_context_are_not_zip_codes() {
-        assert!(kinds("platelets 25000 and CPT 99213").is_empty(), "{:?}", kinds("platelets 25000 and CPT 99213"));
+        assert!(
+            kinds("platelets 25000 and CPT 99213").is_empty(),
+            "{:?}",
+            kinds("platelets 25000 and CPT 99213")
+        );
     }
 
     #[test]
     fn names_by_dictionary_and_context() {
-        assert!(has("Seen with John Smith today", PhiKind::Name, "John Smith"));
+        assert!(has(
+            "Seen with John Smith today",
+            PhiKind::Name,
+            "John Smith"
+        ));
         assert!(has("Pt: Zebulon Quixote", PhiKind::Name, "Zebulon Quixote"));
         assert!(has("spoke with Mrs. Okafor about", PhiKind::Name, "Okafor"));
         assert!(has("her daughter Keisha called", PhiKind::Name, "Keisha"));
-        assert!(has("Electronically signed by Maria Lopez, LCSW", PhiKind::Name, "Maria Lopez"));
-        assert!(has("Her sister May Thompson visited", PhiKind::Name, "May Thompson"));
+        assert!(has(
+            "Electronically signed by Maria Lopez, LCSW",
+            PhiKind::Name,
+            "Maria Lopez"
+        ));
+        assert!(has(
+            "Her sister May Thompson visited",
+            PhiKind::Name,
+            "May Thompson"
+        ));
     }
 
     #[test]
@@ -1230,7 +2455,11 @@ mod tests {
             "Graves disease, Hodgkin lymphoma",
             "Will follow up. Mark as reviewed.",
         ] {
-            assert!(!kinds(text).iter().any(|(k, _)| *k == PhiKind::Name), "{text}: {:?}", kinds(text));
+            assert!(
+                !kinds(text).iter().any(|(k, _)| *k == PhiKind::Name),
+                "{text}: {:?}",
+                kinds(text)
+            );
         }
     }
 
