@@ -15,10 +15,32 @@
 //! * `Deserialize` is implemented (reading PHI from an EHR response into a wrapper is the safe
 //!   direction).
 //!
-//! Later parts of this crate add PHI detection, Safe Harbor de-identification and the
-//! log-scrubbing tracing layer.
+//! The rest of the crate, one module per job:
+//!
+//! * [`detect`]: detectors for the 18 Safe Harbor identifiers in free text (linear time).
+//! * [`redact`]: mask, type tag or keyed pseudonym for detected spans.
+//! * [`deid`]: Safe Harbor de-identification of structured records (per value, per column,
+//!   per JSON record) and the default policy for Kipu records.
+//! * [`logging`]: the tracing layer that only lets safe fields out and scrubs messages, and the
+//!   panic hook that scrubs panic messages.
+//! * [`eval`]: a labelled synthetic note generator, hand-written fixtures and the scorer.
+//!
+//! # Invariants (the whole crate)
+//!
+//! * Nothing in this crate logs, prints or puts into an error message a value it was given to
+//!   inspect: errors name the field or the rule, never the value.
+//! * No environment variables or files are read: keys, policies and text come from the caller.
 
 #![forbid(unsafe_code)]
+
+pub mod deid;
+pub mod detect;
+pub mod eval;
+pub mod logging;
+pub mod redact;
+
+pub use detect::{Detector, PhiKind, Span};
+pub use redact::{Mode, PseudonymKey, redact, scrub};
 
 use std::fmt;
 
@@ -117,7 +139,10 @@ mod tests {
             id: u32,
             name: Sensitive<String>,
         }
-        let p = Patient { id: 7, name: Sensitive::new(CANARY.into()) };
+        let p = Patient {
+            id: 7,
+            name: Sensitive::new(CANARY.into()),
+        };
         let out = format!("{p:?}");
         assert_eq!(out, "Patient { id: 7, name: [REDACTED] }");
     }

@@ -42,10 +42,15 @@ impl GlobalArgs {
             }
             Err(std::env::VarError::NotPresent) => None,
             Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(crate::exit::usage("PHIGATE_DATABASE_URL is not valid UTF-8"));
+                return Err(crate::exit::usage(
+                    "PHIGATE_DATABASE_URL is not valid UTF-8",
+                ));
             }
         };
-        Ok(Context { data_dir, database_url })
+        Ok(Context {
+            data_dir,
+            database_url,
+        })
     }
 }
 

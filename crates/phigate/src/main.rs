@@ -64,10 +64,32 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
     }
 }
 
-/// Logs go to stderr, filtered by `PHIGATE_LOG` (default `info`). stdout is reserved for
-/// command output so that scripts can parse it.
+/// Logs go to stderr through phi's scrubbing layer: only allow-listed fields are written, and
+/// messages and those fields are scrubbed of detected identifiers. `PHIGATE_LOG` sets the filter
+/// (default `info`), `PHIGATE_LOG_FORMAT=json` switches to JSON lines. stdout is reserved for
+/// command output so that scripts can parse it. Panics go through phi's scrubbing hook.
 fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_env("PHIGATE_LOG")
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    use tracing_subscriber::layer::SubscriberExt as _;
+    use tracing_subscriber::util::SubscriberInitExt as _;
+
+    phi::logging::install_panic_hook();
+    let (filter, filter_error) = match std::env::var("PHIGATE_LOG") {
+        Err(_) => (tracing_subscriber::EnvFilter::new("info"), false),
+        Ok(spec) => match tracing_subscriber::EnvFilter::try_new(&spec) {
+            Ok(filter) => (filter, false),
+            Err(_) => (tracing_subscriber::EnvFilter::new("info"), true),
+        },
+    };
+    let format = match std::env::var("PHIGATE_LOG_FORMAT").as_deref() {
+        Ok("json") => phi::logging::LogFormat::Json,
+        _ => phi::logging::LogFormat::Text,
+    };
+    tracing_subscriber::registry()
+        .with(filter)
+        .with(phi::logging::PhiLayer::new(std::io::stderr, format))
+        .init();
+    if filter_error {
+        // The value is not echoed: it came from the environment and could hold anything.
+        tracing::warn!("PHIGATE_LOG is not a valid filter directive; using info");
+    }
 }

@@ -1,0 +1,338 @@
+//! Key interfaces (signing checkpoints, keyed hashes of identifiers) and a file-backed
+//! implementation. The interfaces exist so that the `sealed` crate can back them later; only
+//! [`NoteVerifier`] (the public key) is needed to verify anything.
+
+use std::fmt;
+use std::io::Write as _;
+use std::path::{Path, PathBuf};
+
+use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair as _};
+use aws_lc_rs::{hmac, rand as lc_rand};
+use base64::Engine as _;
+use zeroize::Zeroizing;
+
+use crate::event::KeyedHash;
+
+/// Errors from key handling. Messages name files and problems, never key material.
+#[derive(Debug, thiserror::Error)]
+pub enum KeyError {
+    /// A key file is readable or writable by group or others.
+    #[error("key file {path} must not be accessible by group or others (chmod 600)")]
+    InsecurePermissions {
+        /// The offending file.
+        path: PathBuf,
+    },
+    /// A key file could not be read or written.
+    #[error("key file {path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The I/O error.
+        source: std::io::Error,
+    },
+    /// A key file exists but does not hold a valid key.
+    #[error("key file {path} is malformed: {reason}")]
+    Malformed {
+        /// The file.
+        path: PathBuf,
+        /// What is wrong.
+        reason: &'static str,
+    },
+    /// A public key (verifier) string is malformed.
+    #[error("public key is malformed: {0}")]
+    BadVerifierKey(&'static str),
+    /// The signer failed.
+    #[error("signing failed")]
+    SigningFailed,
+}
+
+/// Signs checkpoint notes with Ed25519.
+pub trait CheckpointSigner: Send + Sync + fmt::Debug {
+    /// The public half, in C2SP note verifier form.
+    fn note_verifier(&self) -> NoteVerifier;
+    /// Ed25519 signature of `message`.
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], KeyError>;
+}
+
+/// Produces keyed hashes (`hmac-sha256:<key id>:<hex>`) of identifiers.
+pub trait PatientHasher: Send + Sync + fmt::Debug {
+    /// Keyed hash under the current key.
+    fn keyed_hash(&self, value: &[u8]) -> KeyedHash;
+    /// Keyed hashes under every key still held (current and retired), for searching a log
+    /// that spans rotations.
+    fn keyed_hashes_all_keys(&self, value: &[u8]) -> Vec<KeyedHash>;
+    /// Keyed hash of a patient identifier (or MRN) held in a PHI wrapper.
+    fn patient_ref(&self, id: &phi::Sensitive<String>) -> KeyedHash {
+        self.keyed_hash(id.expose().as_bytes())
+    }
+}
+
+/// A C2SP signed-note verifier key for Ed25519: `<name>+<hex key id>+<base64(0x01 || key)>`.
+#[derive(Clone, PartialEq, Eq)]
+pub struct NoteVerifier {
+    name: String,
+    key_id: [u8; 4],
+    public_key: [u8; 32],
+}
+
+/// The C2SP signature type byte for Ed25519.
+const ALG_ED25519: u8 = 0x01;
+
+impl NoteVerifier {
+    /// Builds a verifier from a key name and a raw Ed25519 public key. The key id is the first
+    /// four bytes of `SHA-256(name || "\n" || 0x01 || public key)`, as C2SP signed-note says.
+    pub fn new(name: &str, public_key: [u8; 32]) -> Result<Self, KeyError> {
+        if !valid_key_name(name) {
+            return Err(KeyError::BadVerifierKey(
+                "key name must be non-empty printable text without spaces or '+'",
+            ));
+        }
+        let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+        ctx.update(name.as_bytes());
+        ctx.update(b"\n");
+        ctx.update(&[ALG_ED25519]);
+        ctx.update(&public_key);
+        let digest = ctx.finish();
+        let mut key_id = [0u8; 4];
+        key_id.copy_from_slice(&digest.as_ref()[..4]);
+        Ok(Self {
+            name: name.to_string(),
+            key_id,
+            public_key,
+        })
+    }
+
+    /// Parses the `<name>+<hex key id>+<base64>` form, checking the key id.
+    pub fn parse(text: &str) -> Result<Self, KeyError> {
+        let text = text.trim();
+        let mut parts = text.splitn(3, '+');
+        let (Some(name), Some(id_hex), Some(b64)) = (parts.next(), parts.next(), parts.next())
+        else {
+            return Err(KeyError::BadVerifierKey(
+                "expected <name>+<key id>+<base64 key>",
+            ));
+        };
+        let key = base64::engine::general_purpose::STANDARD
+            .decode(b64)
+            .map_err(|_| KeyError::BadVerifierKey("key is not base64"))?;
+        if key.len() != 33 || key[0] != ALG_ED25519 {
+            return Err(KeyError::BadVerifierKey("not an Ed25519 note key"));
+        }
+        let mut public_key = [0u8; 32];
+        public_key.copy_from_slice(&key[1..]);
+        let verifier = Self::new(name, public_key)?;
+        if id_hex.len() != 8 || !id_hex.eq_ignore_ascii_case(&hex::encode(verifier.key_id)) {
+            return Err(KeyError::BadVerifierKey("key id does not match the key"));
+        }
+        Ok(verifier)
+    }
+
+    /// The key name (appears on signature lines).
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// The 4-byte key id.
+    pub fn key_id(&self) -> [u8; 4] {
+        self.key_id
+    }
+
+    /// Verifies an Ed25519 signature.
+    pub fn verify(&self, message: &[u8], sig: &[u8]) -> bool {
+        signature::UnparsedPublicKey::new(&signature::ED25519, &self.public_key)
+            .verify(message, sig)
+            .is_ok()
+    }
+}
+
+impl fmt::Display for NoteVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut key = Vec::with_capacity(33);
+        key.push(ALG_ED25519);
+        key.extend_from_slice(&self.public_key);
+        write!(
+            f,
+            "{}+{}+{}",
+            self.name,
+            hex::encode(self.key_id),
+            base64::engine::general_purpose::STANDARD.encode(key)
+        )
+    }
+}
+
+impl fmt::Debug for NoteVerifier {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "NoteVerifier({self})")
+    }
+}
+
+fn valid_key_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 128
+        && name
+            .chars()
+            .all(|c| !c.is_whitespace() && !c.is_control() && c != '+')
+}
+
+/// File names under the key directory.
+pub const SIGNING_KEY_FILE: &str = "audit-signing.pk8";
+/// HMAC keys, one `<key id> <hex key>` per line; the last line is the current key.
+pub const HMAC_KEY_FILE: &str = "audit-hmac.keys";
+/// The public verifier key, safe to publish.
+pub const PUBLIC_KEY_FILE: &str = "audit-public.vkey";
+
+/// Ed25519 signing key and HMAC keys kept in files (mode 0600) in one directory.
+pub struct FileKeys {
+    signing: Ed25519KeyPair,
+    verifier: NoteVerifier,
+    /// `(key id, key)`; the last one is current.
+    hmac_keys: Vec<(String, hmac::Key)>,
+}
+
+impl fmt::Debug for FileKeys {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("FileKeys")
+            .field("verifier", &self.verifier)
+            .finish_non_exhaustive()
+    }
+}
+
+impl FileKeys {
+    /// Loads the keys from `dir`, creating any that are missing (first run). Refuses key files
+    /// that group or others can access. `key_name` names the checkpoint signer.
+    pub fn open_or_create(dir: &Path, key_name: &str) -> Result<Self, KeyError> {
+        std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })?;
+        let signing_path = dir.join(SIGNING_KEY_FILE);
+        if !signing_path.exists() {
+            let rng = lc_rand::SystemRandom::new();
+            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::SigningFailed)?;
+            write_secret_file(&signing_path, doc.as_ref())?;
+        }
+        let pkcs8 = read_secret_file(&signing_path)?;
+        let signing = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| KeyError::Malformed {
+            path: signing_path.clone(),
+            reason: "not an Ed25519 PKCS#8 key",
+        })?;
+        let mut public_key = [0u8; 32];
+        public_key.copy_from_slice(signing.public_key().as_ref());
+        let verifier = NoteVerifier::new(key_name, public_key)?;
+
+        let hmac_path = dir.join(HMAC_KEY_FILE);
+        if !hmac_path.exists() {
+            let mut key = Zeroizing::new([0u8; 32]);
+            lc_rand::fill(key.as_mut()).map_err(|_| KeyError::SigningFailed)?;
+            let line = Zeroizing::new(format!("k1 {}\n", hex::encode(key.as_ref())));
+            write_secret_file(&hmac_path, line.as_bytes())?;
+        }
+        let hmac_keys = parse_hmac_keys(&hmac_path, &read_secret_file(&hmac_path)?)?;
+
+        let public_path = dir.join(PUBLIC_KEY_FILE);
+        std::fs::write(&public_path, format!("{verifier}\n")).map_err(|source| KeyError::Io {
+            path: public_path,
+            source,
+        })?;
+        Ok(Self {
+            signing,
+            verifier,
+            hmac_keys,
+        })
+    }
+}
+
+fn parse_hmac_keys(path: &Path, text: &[u8]) -> Result<Vec<(String, hmac::Key)>, KeyError> {
+    let malformed = |reason| KeyError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let text = std::str::from_utf8(text).map_err(|_| malformed("not UTF-8"))?;
+    let mut keys = Vec::new();
+    for line in text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+    {
+        let (id, hex_key) = line
+            .split_once(' ')
+            .ok_or_else(|| malformed("expected '<id> <hex>'"))?;
+        let valid_id = !id.is_empty()
+            && id.len() <= 32
+            && id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_');
+        if !valid_id {
+            return Err(malformed("key id must be 1-32 letters, digits, '-' or '_'"));
+        }
+        let raw =
+            Zeroizing::new(hex::decode(hex_key.trim()).map_err(|_| malformed("key is not hex"))?);
+        if raw.len() < 32 {
+            return Err(malformed("HMAC key must be at least 32 bytes"));
+        }
+        keys.push((id.to_string(), hmac::Key::new(hmac::HMAC_SHA256, &raw)));
+    }
+    if keys.is_empty() {
+        return Err(malformed("no key"));
+    }
+    Ok(keys)
+}
+
+fn write_secret_file(path: &Path, bytes: &[u8]) -> Result<(), KeyError> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let mut file = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .map_err(io)?;
+    file.write_all(bytes).map_err(io)?;
+    file.sync_all().map_err(io)
+}
+
+fn read_secret_file(path: &Path) -> Result<Zeroizing<Vec<u8>>, KeyError> {
+    use std::os::unix::fs::PermissionsExt as _;
+    let io = |source| KeyError::Io {
+        path: path.to_path_buf(),
+        source,
+    };
+    let meta = std::fs::metadata(path).map_err(io)?;
+    if meta.permissions().mode() & 0o077 != 0 {
+        return Err(KeyError::InsecurePermissions {
+            path: path.to_path_buf(),
+        });
+    }
+    Ok(Zeroizing::new(std::fs::read(path).map_err(io)?))
+}
+
+impl CheckpointSigner for FileKeys {
+    fn note_verifier(&self) -> NoteVerifier {
+        self.verifier.clone()
+    }
+
+    fn sign(&self, message: &[u8]) -> Result<[u8; 64], KeyError> {
+        let sig = self.signing.sign(message);
+        sig.as_ref().try_into().map_err(|_| KeyError::SigningFailed)
+    }
+}
+
+impl PatientHasher for FileKeys {
+    fn keyed_hash(&self, value: &[u8]) -> KeyedHash {
+        let (id, key) = self
+            .hmac_keys
+            .last()
+            .expect("parse_hmac_keys guarantees one key");
+        KeyedHash::from_parts(id, hmac::sign(key, value).as_ref())
+    }
+
+    fn keyed_hashes_all_keys(&self, value: &[u8]) -> Vec<KeyedHash> {
+        self.hmac_keys
+            .iter()
+            .map(|(id, key)| KeyedHash::from_parts(id, hmac::sign(key, value).as_ref()))
+            .collect()
+    }
+}

@@ -1,0 +1,702 @@
+//! The audit log handle: durable group-committed appends, checkpoints, proofs and queries.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::{DateTime, TimeZone as _, Utc};
+use futures::TryStreamExt as _;
+use serde_json::Value;
+use sqlx::QueryBuilder;
+use tokio::sync::{Mutex, mpsc, oneshot};
+
+use crate::checkpoint::Checkpoint;
+use crate::error::{AuditError, storage};
+use crate::event::{Entry, Event, KeyedHash, SealedDetail, entry_json};
+use crate::keys::CheckpointSigner;
+use crate::merkle::{self, CompactRange, Hash, MemoryTree};
+use crate::store::{self, Db, Storage};
+
+/// Entries are kept at least this long; nothing in this crate deletes entries at all, and
+/// the storage triggers refuse deletes. Any future archival must respect this floor
+/// (HIPAA 45 CFR 164.316(b)(2): six years; seven is the common state-law-driven practice).
+pub const RETENTION_YEARS: u32 = 7;
+
+/// Rows per multi-row `INSERT` (SQLite's bound-parameter limit is 32766).
+const INSERT_CHUNK: usize = 512;
+
+/// Tunables for [`AuditLog::open`].
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// Where the log lives.
+    pub storage: Storage,
+    /// Origin line for a newly created log; `None` picks `phigate-audit/<random hex>`.
+    /// An existing log keeps the origin it was created with.
+    pub origin: Option<String>,
+    /// A batch signs a new checkpoint when the last one is at least this old.
+    pub checkpoint_interval: Duration,
+    /// Most entries committed in one transaction.
+    pub max_batch: usize,
+    /// Appends waiting for the writer before `append` itself waits (backpressure).
+    pub queue_capacity: usize,
+}
+
+impl LogConfig {
+    /// Defaults: a checkpoint at most every second, batches up to 1024, queue of 16384.
+    pub fn new(storage: Storage) -> Self {
+        Self {
+            storage,
+            origin: None,
+            checkpoint_interval: Duration::from_secs(1),
+            max_batch: 1024,
+            queue_capacity: 16384,
+        }
+    }
+}
+
+/// An inclusion proof of one entry in a tree of a given size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct InclusionProof {
+    /// Leaf index.
+    pub index: u64,
+    /// Tree size the proof is for.
+    pub tree_size: u64,
+    /// The leaf hash.
+    pub leaf_hash: Hash,
+    /// Audit path, bottom-up.
+    pub path: Vec<Hash>,
+    /// Root of the tree of `tree_size` leaves.
+    pub root: Hash,
+}
+
+/// Filters for [`AuditLog::query`]; all given filters must match.
+#[derive(Debug, Clone, Default)]
+pub struct QueryFilter {
+    /// Entries committed at or after this time.
+    pub since: Option<DateTime<Utc>>,
+    /// Entries committed before this time.
+    pub until: Option<DateTime<Utc>>,
+    /// Event kind (see [`crate::EVENT_KINDS`]).
+    pub kind: Option<String>,
+    /// Acting principal.
+    pub principal: Option<String>,
+    /// The patient, as keyed hashes under every key held (any may match).
+    pub patient: Vec<KeyedHash>,
+    /// At most this many entries (oldest first).
+    pub limit: Option<u64>,
+}
+
+struct Pending {
+    event: Value,
+    kind: &'static str,
+    principal: Option<String>,
+    patient: Option<String>,
+    detail: Option<SealedDetail>,
+    reply: oneshot::Sender<Result<u64, AuditError>>,
+}
+
+struct Inner {
+    db: Db,
+    origin: String,
+    sender: Option<mpsc::Sender<Pending>>,
+    signer: Option<Arc<dyn CheckpointSigner>>,
+    tree: Mutex<MemoryTree>,
+}
+
+/// A handle to the audit log. Cheap to clone; all clones share one writer task.
+#[derive(Clone)]
+pub struct AuditLog {
+    inner: Arc<Inner>,
+}
+
+impl std::fmt::Debug for AuditLog {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AuditLog")
+            .field("origin", &self.inner.origin)
+            .finish_non_exhaustive()
+    }
+}
+
+fn random_origin() -> Result<String, AuditError> {
+    let mut bytes = [0u8; 8];
+    aws_lc_rs::rand::fill(&mut bytes).map_err(|_| AuditError::Config("no system randomness"))?;
+    Ok(format!("phigate-audit/{}", hex::encode(bytes)))
+}
+
+fn valid_origin(origin: &str) -> bool {
+    !origin.is_empty() && origin.len() <= 256 && !origin.chars().any(char::is_control)
+}
+
+impl AuditLog {
+    /// Opens the log for writing, creating it if missing, and starts the writer task (must be
+    /// called inside a Tokio runtime). `signer` signs checkpoints.
+    pub async fn open(
+        config: LogConfig,
+        signer: Arc<dyn CheckpointSigner>,
+    ) -> Result<Self, AuditError> {
+        if config.max_batch == 0 || config.queue_capacity == 0 {
+            return Err(AuditError::Config(
+                "max_batch and queue_capacity must be positive",
+            ));
+        }
+        let new_origin = match &config.origin {
+            Some(o) if valid_origin(o) => o.clone(),
+            Some(_) => {
+                return Err(AuditError::Config(
+                    "origin must be 1-256 printable characters",
+                ));
+            }
+            None => random_origin()?,
+        };
+        let (db, origin) = store::connect(&config.storage, true, &new_origin).await?;
+        let (sender, receiver) = mpsc::channel(config.queue_capacity);
+        let writer = Writer {
+            db: db.clone(),
+            origin: origin.clone(),
+            signer: signer.clone(),
+            checkpoint_interval_us: i64::try_from(config.checkpoint_interval.as_micros())
+                .unwrap_or(i64::MAX),
+            max_batch: config.max_batch,
+        };
+        tokio::spawn(writer.run(receiver));
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                origin,
+                sender: Some(sender),
+                signer: Some(signer),
+                tree: Mutex::new(MemoryTree::new()),
+            }),
+        })
+    }
+
+    /// Opens an existing log for reading, verifying and exporting only. Needs no keys.
+    pub async fn open_read_only(storage_cfg: &Storage) -> Result<Self, AuditError> {
+        let (db, origin) = store::connect(storage_cfg, false, "").await?;
+        Ok(Self {
+            inner: Arc::new(Inner {
+                db,
+                origin,
+                sender: None,
+                signer: None,
+                tree: Mutex::new(MemoryTree::new()),
+            }),
+        })
+    }
+
+    /// The log's origin line.
+    pub fn origin(&self) -> &str {
+        &self.inner.origin
+    }
+
+    pub(crate) fn db(&self) -> &Db {
+        &self.inner.db
+    }
+
+    /// Appends an event and returns its index once the entry is durable (committed). On any
+    /// error nothing is acknowledged and the caller must fail the audited action.
+    pub async fn append(&self, event: Event) -> Result<u64, AuditError> {
+        self.append_with_detail(event, None).await
+    }
+
+    /// Appends an event with a caller-encrypted detail blob (see [`SealedDetail`]).
+    pub async fn append_with_detail(
+        &self,
+        event: Event,
+        detail: Option<SealedDetail>,
+    ) -> Result<u64, AuditError> {
+        let sender = self.inner.sender.as_ref().ok_or(AuditError::ReadOnly)?;
+        let kind = event.kind();
+        let principal = event.principal().map(str::to_owned);
+        let patient = event.patient().map(|p| p.as_str().to_owned());
+        let json = serde_json::to_value(&event)
+            .map_err(|_| AuditError::InvalidEntry("event cannot be encoded as JSON"))?;
+        // Refuse what cannot be canonicalized here, so one bad event never fails a batch.
+        crate::canonical::to_canonical_bytes(&json)
+            .map_err(|_| AuditError::InvalidEntry("event has a non-integer number"))?;
+        let (reply, wait) = oneshot::channel();
+        sender
+            .send(Pending {
+                event: json,
+                kind,
+                principal,
+                patient,
+                detail,
+                reply,
+            })
+            .await
+            .map_err(|_| AuditError::WriterStopped)?;
+        wait.await.map_err(|_| AuditError::WriterStopped)?
+    }
+
+    /// Current tree size and root, read from the tree head.
+    pub async fn tree_head(&self) -> Result<(u64, Hash), AuditError> {
+        let compact = read_head(self.db()).await?.compact;
+        Ok((compact.size(), compact.root()))
+    }
+
+    /// Signs and stores a checkpoint of the current tree head; returns the note text.
+    pub async fn checkpoint_now(&self) -> Result<String, AuditError> {
+        let signer = self.inner.signer.as_ref().ok_or(AuditError::ReadOnly)?;
+        let ctx = "signing a checkpoint";
+        let now = now_us();
+        macro_rules! sign_in_tx {
+            ($tx:expr, $head_sql:expr, $insert_sql:expr, $update_sql:expr) => {{
+                let mut tx = $tx;
+                let head = decode_head(
+                    sqlx::query_as::<_, (i64, Vec<u8>, i64)>($head_sql)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?,
+                )?;
+                let note =
+                    sign_checkpoint(&self.inner.origin, &head.compact, now, signer.as_ref())?;
+                sqlx::query($insert_sql)
+                    .bind(to_i64(head.compact.size())?)
+                    .bind(now)
+                    .bind(&note)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?;
+                sqlx::query($update_sql)
+                    .bind(now)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?;
+                tx.commit().await.map_err(storage(ctx))?;
+                note
+            }};
+        }
+        let note = match self.db() {
+            Db::Sqlite(pool) => sign_in_tx!(
+                pool.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(storage(ctx))?,
+                "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1",
+                "INSERT INTO audit_checkpoints (tree_size, time_us, note) VALUES (?, ?, ?) \
+                 ON CONFLICT (tree_size) DO NOTHING",
+                "UPDATE audit_tree_head SET last_checkpoint_us = ? WHERE id = 1"
+            ),
+            Db::Postgres(pool) => sign_in_tx!(
+                pool.begin().await.map_err(storage(ctx))?,
+                "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1 FOR UPDATE",
+                "INSERT INTO audit_checkpoints (tree_size, time_us, note) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tree_size) DO NOTHING",
+                "UPDATE audit_tree_head SET last_checkpoint_us = $1 WHERE id = 1"
+            ),
+        };
+        Ok(note)
+    }
+
+    /// Stored checkpoint notes, `(tree size, note)`, smallest tree first.
+    pub async fn checkpoint_notes(&self) -> Result<Vec<(u64, String)>, AuditError> {
+        let ctx = "reading checkpoints";
+        let sql = "SELECT tree_size, note FROM audit_checkpoints ORDER BY tree_size";
+        let rows: Vec<(i64, String)> = match self.db() {
+            Db::Sqlite(p) => sqlx::query_as(sql).fetch_all(p).await,
+            Db::Postgres(p) => sqlx::query_as(sql).fetch_all(p).await,
+        }
+        .map_err(storage(ctx))?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (s.max(0) as u64, n))
+            .collect())
+    }
+
+    /// Brings the in-memory tree up to the stored entries and runs `f` on it.
+    async fn with_tree<T>(&self, f: impl FnOnce(&MemoryTree) -> T) -> Result<T, AuditError> {
+        let mut tree = self.inner.tree.lock().await;
+        let from = to_i64(tree.size())?;
+        let ctx = "loading leaf hashes";
+        macro_rules! load {
+            ($pool:expr, $sql:expr) => {{
+                let mut rows = sqlx::query_as::<_, (i64, Vec<u8>)>($sql)
+                    .bind(from)
+                    .fetch($pool);
+                while let Some((idx, hash)) = rows.try_next().await.map_err(storage(ctx))? {
+                    if idx != to_i64(tree.size())? {
+                        return Err(AuditError::Corrupt(format!(
+                            "entry {} is missing",
+                            tree.size()
+                        )));
+                    }
+                    let hash: Hash = hash.try_into().map_err(|_| {
+                        AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes"))
+                    })?;
+                    tree.push(hash);
+                }
+            }};
+        }
+        match self.db() {
+            Db::Sqlite(p) => load!(
+                p,
+                "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx"
+            ),
+            Db::Postgres(p) => {
+                load!(
+                    p,
+                    "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= $1 ORDER BY idx"
+                )
+            }
+        }
+        Ok(f(&tree))
+    }
+
+    /// Inclusion proof of entry `index` in the tree of `tree_size` leaves.
+    pub async fn inclusion_proof(
+        &self,
+        index: u64,
+        tree_size: u64,
+    ) -> Result<InclusionProof, AuditError> {
+        self.with_tree(|tree| {
+            let path = tree.inclusion_proof(index, tree_size).ok_or_else(|| {
+                AuditError::OutOfRange(format!(
+                    "no entry {index} in a tree of {tree_size} (the log has {} entries)",
+                    tree.size()
+                ))
+            })?;
+            let leaf_hash = tree
+                .leaf(index)
+                .ok_or_else(|| AuditError::OutOfRange("index".into()))?;
+            let root = tree
+                .root_at(tree_size)
+                .ok_or_else(|| AuditError::OutOfRange("size".into()))?;
+            Ok(InclusionProof {
+                index,
+                tree_size,
+                leaf_hash,
+                path,
+                root,
+            })
+        })
+        .await?
+    }
+
+    /// Consistency proof between tree sizes `old` and `new`, with both roots.
+    pub async fn consistency_proof(
+        &self,
+        old: u64,
+        new: u64,
+    ) -> Result<(Vec<Hash>, Hash, Hash), AuditError> {
+        self.with_tree(|tree| {
+            let proof = tree.consistency_proof(old, new).ok_or_else(|| {
+                AuditError::OutOfRange(format!(
+                    "need OLD <= NEW <= {} (the log size), got {old} and {new}",
+                    tree.size()
+                ))
+            })?;
+            let old_root = tree
+                .root_at(old)
+                .ok_or_else(|| AuditError::OutOfRange("old".into()))?;
+            let new_root = tree
+                .root_at(new)
+                .ok_or_else(|| AuditError::OutOfRange("new".into()))?;
+            Ok((proof, old_root, new_root))
+        })
+        .await?
+    }
+
+    /// Inclusion paths of several entries in the tree of `tree_size` leaves, in one pass.
+    pub(crate) async fn inclusion_paths(
+        &self,
+        indices: &[u64],
+        tree_size: u64,
+    ) -> Result<Vec<Vec<Hash>>, AuditError> {
+        self.with_tree(|tree| {
+            indices
+                .iter()
+                .map(|&i| {
+                    tree.inclusion_proof(i, tree_size).ok_or_else(|| {
+                        AuditError::OutOfRange(format!("no entry {i} in a tree of {tree_size}"))
+                    })
+                })
+                .collect()
+        })
+        .await?
+    }
+
+    /// Root of the tree of the first `size` entries, from the stored leaves.
+    pub async fn root_at(&self, size: u64) -> Result<Hash, AuditError> {
+        self.with_tree(|tree| tree.root_at(size))
+            .await?
+            .ok_or_else(|| AuditError::OutOfRange(format!("the log has fewer than {size} entries")))
+    }
+
+    /// Entries matching `filter`, oldest first. Each entry is decoded from the hashed leaf
+    /// bytes (the index columns only narrow the search) and re-checked against the filter.
+    pub async fn query(&self, filter: &QueryFilter) -> Result<Vec<(Entry, Hash)>, AuditError> {
+        let rows = self.query_rows(filter).await?;
+        let mut out = Vec::with_capacity(rows.len());
+        for (idx, leaf, hash) in rows {
+            let entry = Entry::from_json_bytes(&leaf)
+                .map_err(|_| AuditError::Corrupt(format!("entry {idx} does not decode")))?;
+            let hash: Hash = hash
+                .try_into()
+                .map_err(|_| AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes")))?;
+            if merkle::leaf_hash(&leaf) != hash || entry.index != idx as u64 {
+                return Err(AuditError::Corrupt(format!(
+                    "entry {idx} does not match its hash"
+                )));
+            }
+            if matches_filter(&entry, filter) {
+                out.push((entry, hash));
+            }
+        }
+        Ok(out)
+    }
+
+    async fn query_rows(
+        &self,
+        filter: &QueryFilter,
+    ) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, AuditError> {
+        let ctx = "querying entries";
+        macro_rules! build {
+            ($db:ty, $pool:expr) => {{
+                let mut qb: QueryBuilder<'_, $db> =
+                    QueryBuilder::new("SELECT idx, leaf, leaf_hash FROM audit_entries WHERE 1 = 1");
+                if let Some(t) = filter.since {
+                    qb.push(" AND time_us >= ").push_bind(t.timestamp_micros());
+                }
+                if let Some(t) = filter.until {
+                    qb.push(" AND time_us < ").push_bind(t.timestamp_micros());
+                }
+                if let Some(k) = &filter.kind {
+                    qb.push(" AND kind = ").push_bind(k.clone());
+                }
+                if let Some(p) = &filter.principal {
+                    qb.push(" AND principal = ").push_bind(p.clone());
+                }
+                if !filter.patient.is_empty() {
+                    qb.push(" AND patient IN (");
+                    let mut sep = qb.separated(", ");
+                    for p in &filter.patient {
+                        sep.push_bind(p.as_str().to_owned());
+                    }
+                    qb.push(")");
+                }
+                qb.push(" ORDER BY idx");
+                if let Some(limit) = filter.limit {
+                    qb.push(" LIMIT ").push_bind(to_i64(limit)?);
+                }
+                qb.build_query_as::<(i64, Vec<u8>, Vec<u8>)>()
+                    .fetch_all($pool)
+                    .await
+                    .map_err(storage(ctx))?
+            }};
+        }
+        Ok(match self.db() {
+            Db::Sqlite(p) => build!(sqlx::Sqlite, p),
+            Db::Postgres(p) => build!(sqlx::Postgres, p),
+        })
+    }
+
+    /// Closes the connection pool after the writer has drained.
+    pub async fn close(self) {
+        match &self.inner.db {
+            Db::Sqlite(p) => p.close().await,
+            Db::Postgres(p) => p.close().await,
+        }
+    }
+}
+
+fn matches_filter(entry: &Entry, filter: &QueryFilter) -> bool {
+    let micros = entry.time.timestamp_micros();
+    filter.since.is_none_or(|t| micros >= t.timestamp_micros())
+        && filter.until.is_none_or(|t| micros < t.timestamp_micros())
+        && filter
+            .kind
+            .as_deref()
+            .is_none_or(|k| entry.event.kind() == k)
+        && filter
+            .principal
+            .as_deref()
+            .is_none_or(|p| entry.event.principal() == Some(p))
+        && (filter.patient.is_empty()
+            || entry
+                .event
+                .patient()
+                .is_some_and(|p| filter.patient.contains(p)))
+}
+
+pub(crate) fn to_i64(v: u64) -> Result<i64, AuditError> {
+    i64::try_from(v).map_err(|_| AuditError::OutOfRange("value exceeds 2^63 - 1".into()))
+}
+
+fn now_us() -> i64 {
+    Utc::now().timestamp_micros()
+}
+
+pub(crate) struct Head {
+    pub(crate) compact: CompactRange,
+    pub(crate) last_checkpoint_us: i64,
+}
+
+fn decode_head((size, compact, last): (i64, Vec<u8>, i64)) -> Result<Head, AuditError> {
+    let compact = CompactRange::from_bytes(&compact)
+        .ok_or_else(|| AuditError::Corrupt("tree head is malformed".into()))?;
+    if to_i64(compact.size())? != size {
+        return Err(AuditError::Corrupt(
+            "tree head size disagrees with its hashes".into(),
+        ));
+    }
+    Ok(Head {
+        compact,
+        last_checkpoint_us: last,
+    })
+}
+
+pub(crate) async fn read_head(db: &Db) -> Result<Head, AuditError> {
+    let sql = "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1";
+    let row = match db {
+        Db::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await,
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await,
+    }
+    .map_err(storage("reading the tree head"))?;
+    decode_head(row)
+}
+
+fn sign_checkpoint(
+    origin: &str,
+    compact: &CompactRange,
+    now_us: i64,
+    signer: &dyn CheckpointSigner,
+) -> Result<String, AuditError> {
+    let timestamp = Utc
+        .timestamp_micros(now_us)
+        .single()
+        .ok_or(AuditError::Config("system clock out of range"))?;
+    let checkpoint = Checkpoint {
+        origin: origin.to_string(),
+        size: compact.size(),
+        root: compact.root(),
+        timestamp,
+    };
+    Ok(checkpoint.sign(signer)?)
+}
+
+struct Writer {
+    db: Db,
+    origin: String,
+    signer: Arc<dyn CheckpointSigner>,
+    checkpoint_interval_us: i64,
+    max_batch: usize,
+}
+
+struct Row {
+    leaf: Vec<u8>,
+    hash: Hash,
+}
+
+impl Writer {
+    async fn run(self, mut receiver: mpsc::Receiver<Pending>) {
+        let mut batch = Vec::with_capacity(self.max_batch);
+        while let Some(first) = receiver.recv().await {
+            batch.push(first);
+            while batch.len() < self.max_batch {
+                match receiver.try_recv() {
+                    Ok(p) => batch.push(p),
+                    Err(_) => break,
+                }
+            }
+            match self.write_batch(&batch).await {
+                Ok(start) => {
+                    for (i, p) in batch.drain(..).enumerate() {
+                        let _ = p.reply.send(Ok(start + i as u64));
+                    }
+                }
+                Err(err) => {
+                    let reason = err.to_string();
+                    tracing::error!(entries = batch.len(), %reason, "audit batch was not committed");
+                    for p in batch.drain(..) {
+                        let _ = p.reply.send(Err(AuditError::WriteFailed(reason.clone())));
+                    }
+                }
+            }
+        }
+    }
+
+    /// Writes one batch in one transaction; returns the first index.
+    async fn write_batch(&self, batch: &[Pending]) -> Result<u64, AuditError> {
+        let ctx = "appending a batch";
+        macro_rules! write_in_tx {
+            ($db:ty, $tx:expr, $head_sql:expr, $ckpt_sql:expr, $update_sql:expr) => {{
+                let mut tx = $tx;
+                let mut head = decode_head(
+                    sqlx::query_as::<_, (i64, Vec<u8>, i64)>($head_sql)
+                        .fetch_one(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?,
+                )?;
+                let start = head.compact.size();
+                let now = now_us().max(0);
+                let time = Utc.timestamp_micros(now).single().unwrap_or_default();
+                let mut rows = Vec::with_capacity(batch.len());
+                for (i, p) in batch.iter().enumerate() {
+                    let json = entry_json(start + i as u64, &time, p.event.clone(), p.detail.as_ref());
+                    let leaf = crate::canonical::to_canonical_bytes(&json)
+                        .map_err(|_| AuditError::InvalidEntry("entry has a non-integer number"))?;
+                    let hash = merkle::leaf_hash(&leaf);
+                    head.compact.push(hash);
+                    rows.push(Row { leaf, hash });
+                }
+                for (chunk_no, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
+                    let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new(
+                        "INSERT INTO audit_entries (idx, time_us, kind, principal, patient, leaf, leaf_hash) ",
+                    );
+                    let base = start + (chunk_no * INSERT_CHUNK) as u64;
+                    let pendings = &batch[chunk_no * INSERT_CHUNK..];
+                    qb.push_values(chunk.iter().zip(pendings).enumerate(), |mut b, (i, (row, p))| {
+                        b.push_bind((base + i as u64) as i64)
+                            .push_bind(now)
+                            .push_bind(p.kind)
+                            .push_bind(p.principal.as_deref())
+                            .push_bind(p.patient.as_deref())
+                            .push_bind(row.leaf.as_slice())
+                            .push_bind(&row.hash[..]);
+                    });
+                    qb.build().execute(&mut *tx).await.map_err(storage(ctx))?;
+                }
+                let mut last_checkpoint = head.last_checkpoint_us;
+                if now.saturating_sub(last_checkpoint) >= self.checkpoint_interval_us {
+                    let note = sign_checkpoint(&self.origin, &head.compact, now, self.signer.as_ref())?;
+                    sqlx::query($ckpt_sql)
+                        .bind(to_i64(head.compact.size())?)
+                        .bind(now)
+                        .bind(note)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?;
+                    last_checkpoint = now;
+                }
+                sqlx::query($update_sql)
+                    .bind(to_i64(head.compact.size())?)
+                    .bind(head.compact.to_bytes())
+                    .bind(last_checkpoint)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?;
+                tx.commit().await.map_err(storage(ctx))?;
+                Ok(start)
+            }};
+        }
+        match &self.db {
+            Db::Sqlite(pool) => write_in_tx!(
+                sqlx::Sqlite,
+                pool.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(storage(ctx))?,
+                "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1",
+                "INSERT INTO audit_checkpoints (tree_size, time_us, note) VALUES (?, ?, ?) \
+                 ON CONFLICT (tree_size) DO NOTHING",
+                "UPDATE audit_tree_head SET size = ?, compact = ?, last_checkpoint_us = ? WHERE id = 1"
+            ),
+            Db::Postgres(pool) => write_in_tx!(
+                sqlx::Postgres,
+                pool.begin().await.map_err(storage(ctx))?,
+                "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1 FOR UPDATE",
+                "INSERT INTO audit_checkpoints (tree_size, time_us, note) VALUES ($1, $2, $3) \
+                 ON CONFLICT (tree_size) DO NOTHING",
+                "UPDATE audit_tree_head SET size = $1, compact = $2, last_checkpoint_us = $3 WHERE id = 1"
+            ),
+        }
+    }
+}

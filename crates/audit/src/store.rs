@@ -1,0 +1,392 @@
+//! Storage: schema, migrations and connections for SQLite and PostgreSQL.
+//!
+//! Tables (same shape on both backends):
+//! * `audit_meta(key, value)`: `schema_version`, `origin`, `created_at`.
+//! * `audit_entries(idx, time_us, kind, principal, patient, leaf, leaf_hash)`: one row per
+//!   leaf; `leaf` holds the exact canonical bytes that were hashed. The other columns are a
+//!   search index only; queries re-read the leaf and verification recomputes everything.
+//! * `audit_checkpoints(tree_size, time_us, note)`: signed checkpoint notes.
+//! * `audit_tree_head(id = 1, size, compact, last_checkpoint_us)`: the single row that
+//!   serializes writers (`FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite) and holds
+//!   the right edge of the tree, so a batch never reads old leaves.
+//!
+//! Triggers refuse `UPDATE` and `DELETE` (and `TRUNCATE` on PostgreSQL) on entries and
+//! checkpoints. Someone with enough privilege can drop them; verification catches that.
+
+use std::path::{Path, PathBuf};
+use std::str::FromStr as _;
+use std::time::Duration;
+
+use secrecy::{ExposeSecret as _, SecretString};
+use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
+};
+
+use crate::error::{AuditError, storage};
+use crate::merkle::CompactRange;
+
+/// The schema version this build writes and understands.
+pub const SCHEMA_VERSION: i64 = 1;
+
+/// Where the log lives.
+#[derive(Debug, Clone)]
+pub enum Storage {
+    /// A SQLite file (created 0600, WAL, `synchronous=FULL`).
+    Sqlite {
+        /// Path of the database file (by convention `<data dir>/audit.db`).
+        path: PathBuf,
+    },
+    /// PostgreSQL, shared by several writers.
+    Postgres {
+        /// Connection URL.
+        url: SecretString,
+        /// Schema to use (created if missing); `None` uses the server's `search_path`.
+        schema: Option<String>,
+    },
+}
+
+#[derive(Debug, Clone)]
+pub(crate) enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+const SQLITE_DDL: &str = r#"
+CREATE TABLE IF NOT EXISTS audit_entries (
+    idx INTEGER PRIMARY KEY,
+    time_us INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    principal TEXT,
+    patient TEXT,
+    leaf BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (time_us);
+CREATE INDEX IF NOT EXISTS audit_entries_kind ON audit_entries (kind, idx);
+CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries (principal, idx);
+CREATE INDEX IF NOT EXISTS audit_entries_patient ON audit_entries (patient, idx);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    tree_size INTEGER PRIMARY KEY,
+    time_us INTEGER NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_tree_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    size INTEGER NOT NULL,
+    compact BLOB NOT NULL,
+    last_checkpoint_us INTEGER NOT NULL
+);
+CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entries
+BEGIN SELECT RAISE(ABORT, 'audit log entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries
+BEGIN SELECT RAISE(ABORT, 'audit log entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
+BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_tree_head_no_delete BEFORE DELETE ON audit_tree_head
+BEGIN SELECT RAISE(ABORT, 'audit tree head cannot be deleted'); END;
+"#;
+
+const POSTGRES_DDL: &str = r#"
+CREATE TABLE IF NOT EXISTS audit_entries (
+    idx BIGINT PRIMARY KEY,
+    time_us BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    principal TEXT,
+    patient TEXT,
+    leaf BYTEA NOT NULL,
+    leaf_hash BYTEA NOT NULL
+);
+CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (time_us);
+CREATE INDEX IF NOT EXISTS audit_entries_kind ON audit_entries (kind, idx);
+CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries (principal, idx);
+CREATE INDEX IF NOT EXISTS audit_entries_patient ON audit_entries (patient, idx);
+CREATE TABLE IF NOT EXISTS audit_checkpoints (
+    tree_size BIGINT PRIMARY KEY,
+    time_us BIGINT NOT NULL,
+    note TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_tree_head (
+    id INTEGER PRIMARY KEY CHECK (id = 1),
+    size BIGINT NOT NULL,
+    compact BYTEA NOT NULL,
+    last_checkpoint_us BIGINT NOT NULL
+);
+CREATE OR REPLACE FUNCTION audit_refuse_change() RETURNS trigger LANGUAGE plpgsql AS $$
+BEGIN
+    RAISE EXCEPTION 'audit log rows are append-only';
+END
+$$;
+CREATE OR REPLACE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE OR REPLACE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+CREATE OR REPLACE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE OR REPLACE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+CREATE OR REPLACE TRIGGER audit_tree_head_no_delete BEFORE DELETE ON audit_tree_head
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+"#;
+
+/// Advisory lock key that serializes schema creation among several starting instances.
+const MIGRATION_LOCK: i64 = 0x7068_6967_6175_6431;
+
+fn valid_schema_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 63
+        && name
+            .bytes()
+            .next()
+            .is_some_and(|b| b.is_ascii_lowercase() || b == b'_')
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
+}
+
+/// Opens (and, if `create`, initializes) the database. Returns the pool and the log origin.
+pub(crate) async fn connect(
+    storage_cfg: &Storage,
+    create: bool,
+    new_origin: &str,
+) -> Result<(Db, String), AuditError> {
+    match storage_cfg {
+        Storage::Sqlite { path } => {
+            prepare_sqlite_file(path, create)?;
+            let opts = SqliteConnectOptions::new()
+                .filename(path)
+                .create_if_missing(false)
+                .journal_mode(SqliteJournalMode::Wal)
+                .synchronous(SqliteSynchronous::Full)
+                .foreign_keys(true)
+                .busy_timeout(Duration::from_secs(30));
+            let pool = SqlitePoolOptions::new()
+                .max_connections(4)
+                .connect_with(opts)
+                .await
+                .map_err(storage("opening the SQLite audit database"))?;
+            let db = Db::Sqlite(pool);
+            let origin = migrate(&db, create, new_origin).await?;
+            Ok((db, origin))
+        }
+        Storage::Postgres { url, schema } => {
+            let mut opts = PgConnectOptions::from_str(url.expose_secret())
+                .map_err(|_| AuditError::Config("the PostgreSQL URL is not valid"))?;
+            if let Some(schema) = schema {
+                if !valid_schema_name(schema) {
+                    return Err(AuditError::Config(
+                        "schema name must be lower-case letters, digits and '_'",
+                    ));
+                }
+                if create {
+                    let admin = PgPoolOptions::new()
+                        .max_connections(1)
+                        .connect_with(opts.clone())
+                        .await
+                        .map_err(storage("connecting to PostgreSQL"))?;
+                    sqlx::query(&format!("CREATE SCHEMA IF NOT EXISTS {schema}"))
+                        .execute(&admin)
+                        .await
+                        .map_err(storage("creating the audit schema"))?;
+                    admin.close().await;
+                }
+                opts = opts.options([("search_path", schema.as_str())]);
+            }
+            let pool = PgPoolOptions::new()
+                .max_connections(8)
+                .acquire_timeout(Duration::from_secs(10))
+                .connect_with(opts)
+                .await
+                .map_err(storage("connecting to PostgreSQL"))?;
+            let db = Db::Postgres(pool);
+            let origin = migrate(&db, create, new_origin).await?;
+            Ok((db, origin))
+        }
+    }
+}
+
+fn prepare_sqlite_file(path: &Path, create: bool) -> Result<(), AuditError> {
+    use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
+    let io = |context: &str, source| AuditError::Io {
+        context: format!("{context} {}", path.display()),
+        source,
+    };
+    match std::fs::metadata(path) {
+        Ok(meta) => {
+            if meta.permissions().mode() & 0o077 != 0 {
+                return Err(AuditError::Config(
+                    "the audit database file must not be accessible by group or others (chmod 600)",
+                ));
+            }
+            Ok(())
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            if !create {
+                return Err(AuditError::NotFound(format!(
+                    "{} does not exist",
+                    path.display()
+                )));
+            }
+            if let Some(parent) = path.parent() {
+                std::fs::create_dir_all(parent).map_err(|e| io("creating the directory of", e))?;
+            }
+            std::fs::OpenOptions::new()
+                .write(true)
+                .create_new(true)
+                .mode(0o600)
+                .open(path)
+                .map_err(|e| io("creating", e))?;
+            Ok(())
+        }
+        Err(e) => Err(io("reading", e)),
+    }
+}
+
+/// Creates the schema when missing, refuses newer versions. Returns the origin.
+async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, AuditError> {
+    let ctx = "initializing the audit schema";
+    let now = chrono::Utc::now().to_rfc3339();
+    let empty = CompactRange::new().to_bytes();
+    match db {
+        Db::Sqlite(pool) => {
+            let mut tx = pool
+                .begin_with("BEGIN IMMEDIATE")
+                .await
+                .map_err(storage(ctx))?;
+            sqlx::query(
+                "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(storage(ctx))?;
+            let version: Option<(String,)> =
+                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?;
+            match check_version(version.map(|v| v.0), create)? {
+                VersionState::Current => {}
+                VersionState::Fresh => {
+                    sqlx::raw_sql(SQLITE_DDL)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?;
+                    for (k, v) in [
+                        ("schema_version", SCHEMA_VERSION.to_string()),
+                        ("origin", new_origin.to_string()),
+                        ("created_at", now),
+                    ] {
+                        sqlx::query("INSERT INTO audit_meta (key, value) VALUES (?, ?)")
+                            .bind(k)
+                            .bind(v)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(storage(ctx))?;
+                    }
+                    sqlx::query("INSERT INTO audit_tree_head (id, size, compact, last_checkpoint_us) VALUES (1, 0, ?, 0)")
+                        .bind(&empty)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?;
+                }
+            }
+            let origin: (String,) =
+                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'origin'")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?;
+            tx.commit().await.map_err(storage(ctx))?;
+            Ok(origin.0)
+        }
+        Db::Postgres(pool) => {
+            let mut tx = pool.begin().await.map_err(storage(ctx))?;
+            sqlx::query("SELECT pg_advisory_xact_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage(ctx))?;
+            let exists: (bool,) = sqlx::query_as("SELECT to_regclass('audit_meta') IS NOT NULL")
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(storage(ctx))?;
+            let version: Option<(String,)> = if exists.0 {
+                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
+                    .fetch_optional(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?
+            } else {
+                None
+            };
+            match check_version(version.map(|v| v.0), create)? {
+                VersionState::Current => {}
+                VersionState::Fresh => {
+                    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?;
+                    sqlx::raw_sql(POSTGRES_DDL)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?;
+                    for (k, v) in [
+                        ("schema_version", SCHEMA_VERSION.to_string()),
+                        ("origin", new_origin.to_string()),
+                        ("created_at", now),
+                    ] {
+                        sqlx::query("INSERT INTO audit_meta (key, value) VALUES ($1, $2)")
+                            .bind(k)
+                            .bind(v)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(storage(ctx))?;
+                    }
+                    sqlx::query("INSERT INTO audit_tree_head (id, size, compact, last_checkpoint_us) VALUES (1, 0, $1, 0)")
+                        .bind(&empty)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage(ctx))?;
+                }
+            }
+            let origin: (String,) =
+                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'origin'")
+                    .fetch_one(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?;
+            tx.commit().await.map_err(storage(ctx))?;
+            Ok(origin.0)
+        }
+    }
+}
+
+enum VersionState {
+    Fresh,
+    Current,
+}
+
+fn check_version(found: Option<String>, create: bool) -> Result<VersionState, AuditError> {
+    match found {
+        None if create => Ok(VersionState::Fresh),
+        None => Err(AuditError::NotFound(
+            "the database holds no audit log".into(),
+        )),
+        Some(text) => {
+            let found: i64 = text
+                .parse()
+                .map_err(|_| AuditError::Corrupt("schema_version is not a number".into()))?;
+            if found > SCHEMA_VERSION {
+                Err(AuditError::NewerSchema {
+                    found,
+                    supported: SCHEMA_VERSION,
+                })
+            } else if found < SCHEMA_VERSION {
+                Err(AuditError::Corrupt(format!(
+                    "unknown old schema version {found}"
+                )))
+            } else {
+                Ok(VersionState::Current)
+            }
+        }
+    }
+}
