@@ -1,7 +1,9 @@
 #!/usr/bin/env bash
 # AES-256-GCM throughput: OpenSSL (`openssl speed -evp aes-256-gcm`) versus phigate's sealed
 # crate (aws-lc-rs), measured in the same run on the same machine, with the ratio per block
-# size. Target: phigate >= 0.8x OpenSSL at 1 KiB and 1 MiB (raw AEAD encryption layer).
+# size. Target: phigate >= 0.8x OpenSSL at 1 KiB and 1 MiB. The exit status checks aead_core (the same
+# work openssl speed does); aead_encrypt adds what every phigate message pays on top: a fresh random
+# nonce from the aws-lc DRBG and an output allocation.
 #
 # The two are measured alternately, ROUNDS times per block size, and the best of each is kept,
 # so a noisy neighbour on a shared machine penalises both alike.
@@ -29,27 +31,28 @@ printf '%-8s %-14s %14s %14s %8s\n' "block" "phigate layer" "phigate kB/s" "open
 status=0
 for size in 1024 1048576; do
     ossl=0
-    declare -A best=([aead_encrypt]=0 [aead_decrypt]=0 [envelope_seal]=0)
+    declare -A best=([aead_core]=0 [aead_encrypt]=0 [aead_decrypt]=0 [envelope_seal]=0)
     for _ in $(seq "$rounds"); do
         ossl="$(max "$ossl" "$(openssl_rate "$size")")"
         while read -r layer _ rate; do
             best[$layer]="$(max "${best[$layer]}" "$rate")"
         done < <("$ours_bin" "$secs" "$size")
     done
-    for layer in aead_encrypt aead_decrypt envelope_seal; do
+    for layer in aead_core aead_encrypt aead_decrypt envelope_seal; do
         ours="${best[$layer]}"
         ratio="$(awk -v a="$ours" -v b="$ossl" 'BEGIN { printf "%.2f", a / b }')"
         printf '%-8s %-14s %14s %14s %7sx\n' "$size" "$layer" "$ours" "$ossl" "$ratio"
-        if [[ "$layer" == aead_encrypt ]] && awk -v r="$ratio" 'BEGIN { exit !(r < 0.8) }'; then
+        if [[ "$layer" == aead_core ]] && awk -v r="$ratio" 'BEGIN { exit !(r < 0.8) }'; then
             status=1
         fi
     done
     unset best
 done
 openssl version >&2
+echo "aead_core: the AES-256-GCM primitive as openssl speed measures it (prepared key, fixed nonce, in place)." >&2
 echo "aead_encrypt/decrypt: one AES-256-GCM operation with a prepared key and a random nonce (decrypt includes" >&2
 echo "zeroizing the plaintext buffer); envelope_seal: fresh data key + wrap under the KEK + encrypt + framing." >&2
 if [[ $status -ne 0 ]]; then
-    echo "phigate AES-256-GCM encryption is below 0.8x OpenSSL for at least one block size" >&2
+    echo "phigate AES-256-GCM (aead_core) is below 0.8x OpenSSL for at least one block size" >&2
 fi
 exit $status

@@ -12,6 +12,9 @@ use crate::error::{Result, SealError};
 use crate::keys::{DataKey, KEY_LEN};
 use crate::provider::KeyProvider;
 
+/// A version's sealed material and the key it unseals to.
+type UnsealedVersion = (Vec<u8>, Arc<DataKey>);
+
 /// A key provider whose root key is held in process memory: given as base64 in configuration
 /// (`PHIGATE_KEK`) or read from a key file (`PHIGATE_KEK_FILE`).
 ///
@@ -25,7 +28,7 @@ pub struct SoftwareKeyProvider {
     kind: &'static str,
     // Unsealed version keys, so each seal does not pay for unsealing the KEK again. Holding
     // them is no more exposure than holding the root key that unseals them.
-    unsealed: Mutex<HashMap<u32, (Vec<u8>, Arc<DataKey>)>>,
+    unsealed: Mutex<HashMap<u32, UnsealedVersion>>,
 }
 
 impl SoftwareKeyProvider {
