@@ -157,6 +157,18 @@ pub(crate) fn encode(
     wrapped_key: &[u8],
     payload: &[u8],
 ) -> Result<Vec<u8>> {
+    let mut out = encode_header(key_id, kek_version, wrapped_key, payload.len())?;
+    out.extend_from_slice(payload);
+    Ok(out)
+}
+
+/// The header up to the payload, with room reserved for `payload_len` more bytes.
+pub(crate) fn encode_header(
+    key_id: &str,
+    kek_version: u32,
+    wrapped_key: &[u8],
+    payload_len: usize,
+) -> Result<Vec<u8>> {
     let key_id_len = u8::try_from(key_id.len())
         .ok()
         .filter(|l| *l > 0)
@@ -165,7 +177,7 @@ pub(crate) fn encode(
         .ok()
         .filter(|l| *l > 0 && usize::from(*l) <= MAX_WRAPPED_LEN)
         .ok_or(SealError::Malformed("wrapped key length out of range"))?;
-    let mut out = Vec::with_capacity(12 + key_id.len() + wrapped_key.len() + payload.len());
+    let mut out = Vec::with_capacity(12 + key_id.len() + wrapped_key.len() + payload_len);
     out.extend_from_slice(MAGIC);
     out.push(FORMAT_VERSION);
     out.push(key_id_len);
@@ -173,7 +185,6 @@ pub(crate) fn encode(
     out.extend_from_slice(&kek_version.to_be_bytes());
     out.extend_from_slice(&wrapped_len.to_be_bytes());
     out.extend_from_slice(wrapped_key);
-    out.extend_from_slice(payload);
     Ok(out)
 }
 

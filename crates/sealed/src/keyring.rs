@@ -240,8 +240,9 @@ impl Keyring {
             &data_key,
             &ctx.wrap_aad(key_id, version),
         )?;
-        let payload = data_key.encrypt(&ctx.payload_aad(key_id), plaintext)?;
-        format::encode(key_id, version, &wrapped, &payload)
+        let mut out = format::encode_header(key_id, version, &wrapped, 12 + plaintext.len() + 16)?;
+        data_key.encrypt_append(&ctx.payload_aad(key_id), plaintext, &mut out)?;
+        Ok(out)
     }
 
     fn unwrap_for(&self, ctx: &ObjectContext<'_>, envelope: &Envelope<'_>) -> Result<DataKey> {

@@ -12,15 +12,37 @@ pub const TAG_LEN: usize = 16;
 
 /// A 256-bit symmetric key (a data key or a software KEK). Zeroized on drop; Debug prints nothing
 /// of the key.
-#[derive(Clone)]
-pub struct DataKey(Zeroizing<[u8; KEY_LEN]>);
+///
+/// The AES-GCM key schedule is expanded once when the key is made, not per message: at 1 KiB
+/// the expansion costs as much as the encryption itself. aws-lc clears the expanded state when
+/// the key is dropped.
+pub struct DataKey {
+    bytes: Zeroizing<[u8; KEY_LEN]>,
+    aead: LessSafeKey,
+}
+
+impl Clone for DataKey {
+    fn clone(&self) -> Self {
+        Self::from_bytes(self.bytes.clone())
+            .unwrap_or_else(|_| unreachable!("a valid key stays valid"))
+    }
+}
 
 impl DataKey {
     /// A fresh key from the operating system's CSPRNG (through aws-lc-rs).
     pub fn generate() -> Result<Self> {
         let mut bytes = Zeroizing::new([0u8; KEY_LEN]);
         aws_lc_rs::rand::fill(bytes.as_mut()).map_err(|_| SealError::Crypto("random generator"))?;
-        Ok(Self(bytes))
+        Self::from_bytes(bytes)
+    }
+
+    fn from_bytes(bytes: Zeroizing<[u8; KEY_LEN]>) -> Result<Self> {
+        let unbound = UnboundKey::new(&AES_256_GCM, bytes.as_ref())
+            .map_err(|_| SealError::Crypto("AES-256-GCM key"))?;
+        Ok(Self {
+            bytes,
+            aead: LessSafeKey::new(unbound),
+        })
     }
 
     /// Takes key bytes; the slice is copied, the caller zeroizes its own copy.
@@ -33,37 +55,40 @@ impl DataKey {
         }
         let mut key = Zeroizing::new([0u8; KEY_LEN]);
         key.copy_from_slice(bytes);
-        Ok(Self(key))
+        Self::from_bytes(key)
     }
 
     /// The key bytes, for handing to a primitive. Never log or persist them unwrapped.
     pub fn expose(&self) -> &[u8; KEY_LEN] {
-        &self.0
-    }
-
-    fn aead(&self) -> Result<LessSafeKey> {
-        let unbound = UnboundKey::new(&AES_256_GCM, self.0.as_ref())
-            .map_err(|_| SealError::Crypto("AES-256-GCM key"))?;
-        Ok(LessSafeKey::new(unbound))
+        &self.bytes
     }
 
     /// AES-256-GCM with a fresh random 96-bit nonce; returns `nonce || ciphertext || tag`.
     pub fn encrypt(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let key = self.aead()?;
+        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        self.encrypt_append(aad, plaintext, &mut out)?;
+        Ok(out)
+    }
+
+    /// Like [`DataKey::encrypt`], appending `nonce || ciphertext || tag` to `out` so a caller
+    /// building a larger frame encrypts in place without another copy of the payload.
+    pub fn encrypt_append(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
         let mut nonce = [0u8; NONCE_LEN];
         aws_lc_rs::rand::fill(&mut nonce).map_err(|_| SealError::Crypto("random generator"))?;
-        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        out.reserve(NONCE_LEN + plaintext.len() + TAG_LEN);
         out.extend_from_slice(&nonce);
+        let start = out.len();
         out.extend_from_slice(plaintext);
-        let tag = key
+        let tag = self
+            .aead
             .seal_in_place_separate_tag(
                 Nonce::assume_unique_for_key(nonce),
                 Aad::from(aad),
-                &mut out[NONCE_LEN..],
+                &mut out[start..],
             )
             .map_err(|_| SealError::Crypto("AES-256-GCM seal"))?;
         out.extend_from_slice(tag.as_ref());
-        Ok(out)
+        Ok(())
     }
 
     /// Opens `nonce || ciphertext || tag` produced by [`DataKey::encrypt`].
@@ -73,7 +98,7 @@ impl DataKey {
                 "ciphertext shorter than nonce and tag",
             ));
         }
-        let key = self.aead()?;
+        let key = &self.aead;
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce =
             Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed("nonce"))?;

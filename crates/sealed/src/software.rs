@@ -1,5 +1,7 @@
+use std::collections::HashMap;
 use std::fmt;
 use std::path::Path;
+use std::sync::{Arc, Mutex};
 
 use aws_lc_rs::hmac;
 use base64::Engine as _;
@@ -9,6 +11,9 @@ use zeroize::Zeroizing;
 use crate::error::{Result, SealError};
 use crate::keys::{DataKey, KEY_LEN};
 use crate::provider::KeyProvider;
+
+/// A version's sealed material and the key it unseals to.
+type UnsealedVersion = (Vec<u8>, Arc<DataKey>);
 
 /// A key provider whose root key is held in process memory: given as base64 in configuration
 /// (`PHIGATE_KEK`) or read from a key file (`PHIGATE_KEK_FILE`).
@@ -21,6 +26,9 @@ pub struct SoftwareKeyProvider {
     root: DataKey,
     key_id: String,
     kind: &'static str,
+    // Unsealed version keys, so each seal does not pay for unsealing the KEK again. Holding
+    // them is no more exposure than holding the root key that unseals them.
+    unsealed: Mutex<HashMap<u32, UnsealedVersion>>,
 }
 
 impl SoftwareKeyProvider {
@@ -77,7 +85,12 @@ impl SoftwareKeyProvider {
         let mac_key = hmac::Key::new(hmac::HMAC_SHA256, root.expose());
         let tag = hmac::sign(&mac_key, b"phigate/sealed/key-id/v1");
         let key_id = format!("sw:{}", hex::encode(&tag.as_ref()[..8]));
-        Ok(Self { root, key_id, kind })
+        Ok(Self {
+            root,
+            key_id,
+            kind,
+            unsealed: Mutex::new(HashMap::new()),
+        })
     }
 
     fn version_aad(&self, version: u32) -> Vec<u8> {
@@ -87,9 +100,20 @@ impl SoftwareKeyProvider {
         aad
     }
 
-    fn version_key(&self, version: u32, material: &[u8]) -> Result<DataKey> {
+    fn version_key(&self, version: u32, material: &[u8]) -> Result<Arc<DataKey>> {
+        let mut cache = self
+            .unsealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if let Some((cached_material, key)) = cache.get(&version)
+            && cached_material.as_slice() == material
+        {
+            return Ok(key.clone());
+        }
         let plain = self.root.decrypt(&self.version_aad(version), material)?;
-        DataKey::from_plaintext(plain)
+        let key = Arc::new(DataKey::from_plaintext(plain)?);
+        cache.insert(version, (material.to_vec(), key.clone()));
+        Ok(key)
     }
 }
 
@@ -138,8 +162,13 @@ impl KeyProvider for SoftwareKeyProvider {
         DataKey::from_plaintext(plain)
     }
 
-    fn destroy_version(&self, _version: u32, _material: &[u8]) -> Result<()> {
-        // The material is the only copy of the version key; the caller deletes it.
+    fn destroy_version(&self, version: u32, _material: &[u8]) -> Result<()> {
+        // The material is the only persistent copy of the version key; the caller deletes it,
+        // and the unsealed copy goes here.
+        self.unsealed
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+            .remove(&version);
         Ok(())
     }
 }

@@ -207,3 +207,31 @@ fn parse_records(plain: &[u8]) -> Result<Vec<BackupRecord>> {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn arbitrary_record_streams_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..512)) {
+            let mut input = RECORDS_MAGIC.to_vec();
+            input.extend(bytes);
+            let _ = parse_records(&input);
+        }
+    }
+
+    #[test]
+    fn record_stream_with_a_wrong_count_is_refused() {
+        let mut input = RECORDS_MAGIC.to_vec();
+        input.push(0);
+        input.extend(3u64.to_be_bytes());
+        assert!(matches!(parse_records(&input), Err(StoreError::Corrupt(_))));
+        let mut ok = RECORDS_MAGIC.to_vec();
+        ok.push(0);
+        ok.extend(0u64.to_be_bytes());
+        assert!(parse_records(&ok).unwrap().is_empty());
+    }
+}

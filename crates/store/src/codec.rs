@@ -99,3 +99,26 @@ pub(crate) fn decode_payload(bytes: &[u8]) -> Result<Payload> {
         value: r.rest().to_vec(),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    proptest! {
+        #[test]
+        fn payload_round_trips(id in ".{0,64}", patient in proptest::option::of(".{0,32}"), value in proptest::collection::vec(any::<u8>(), 0..2048)) {
+            let bytes = encode_payload(&id, patient.as_deref(), &value).unwrap();
+            let back = decode_payload(&bytes).unwrap();
+            prop_assert_eq!(back.id, id);
+            prop_assert_eq!(back.patient, patient);
+            prop_assert_eq!(back.value, value);
+        }
+
+        #[test]
+        fn arbitrary_payload_bytes_never_panic(bytes in proptest::collection::vec(any::<u8>(), 0..256)) {
+            let _ = decode_payload(&bytes);
+        }
+    }
+}
