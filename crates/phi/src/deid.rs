@@ -126,7 +126,9 @@ pub enum DeidError {
         field: String,
     },
     /// A policy named an action that does not exist.
-    #[error("unknown de-identification action `{0}` (expected keep, drop, date, zip3, age, scrub or pseudonymize)")]
+    #[error(
+        "unknown de-identification action `{0}` (expected keep, drop, date, zip3, age, scrub or pseudonymize)"
+    )]
     UnknownAction(String),
 }
 
@@ -152,7 +154,9 @@ fn parse_date_prefix(value: &str) -> Option<(NaiveDate, usize)> {
 pub fn date_to_year(value: &str, field: &str) -> Result<String, DeidError> {
     parse_date_prefix(value)
         .map(|(d, _)| d.year().to_string())
-        .ok_or_else(|| DeidError::NotADate { field: field.to_string() })
+        .ok_or_else(|| DeidError::NotADate {
+            field: field.to_string(),
+        })
 }
 
 /// The per-patient shift in days (negative: dates move back), deterministic under `key`.
@@ -164,8 +168,9 @@ pub fn date_shift_days(key: &PseudonymKey, patient_id: &str) -> i64 {
 /// Moves the date part of `value` by `days`, keeping its format and any time and offset.
 pub fn shift_date(value: &str, days: i64, field: &str) -> Result<String, DeidError> {
     let v = value.trim();
-    let (date, len) =
-        parse_date_prefix(v).ok_or_else(|| DeidError::NotADate { field: field.to_string() })?;
+    let (date, len) = parse_date_prefix(v).ok_or_else(|| DeidError::NotADate {
+        field: field.to_string(),
+    })?;
     let shifted = date + Duration::days(days);
     let formatted = if v.as_bytes().get(4) == Some(&b'-') {
         shifted.format("%Y-%m-%d").to_string()
@@ -183,18 +188,32 @@ pub fn zip3(value: &str, field: &str) -> Result<String, DeidError> {
     let b = v.as_bytes();
     let ok = b.len() >= 5
         && b[..5].iter().all(u8::is_ascii_digit)
-        && (b.len() == 5 || (b.len() == 10 && b[5] == b'-' && b[6..].iter().all(u8::is_ascii_digit)) || (b.len() == 9 && b.iter().all(u8::is_ascii_digit)));
+        && (b.len() == 5
+            || (b.len() == 10 && b[5] == b'-' && b[6..].iter().all(u8::is_ascii_digit))
+            || (b.len() == 9 && b.iter().all(u8::is_ascii_digit)));
     if !ok {
-        return Err(DeidError::NotAZip { field: field.to_string() });
+        return Err(DeidError::NotAZip {
+            field: field.to_string(),
+        });
     }
     let prefix = &v[..3];
-    Ok(if RESTRICTED_ZIP3.contains(&prefix) { "000".to_string() } else { prefix.to_string() })
+    Ok(if RESTRICTED_ZIP3.contains(&prefix) {
+        "000".to_string()
+    } else {
+        prefix.to_string()
+    })
 }
 
 /// `93` → `90+`; `45` → `45`.
 pub fn age(value: &str, field: &str) -> Result<String, DeidError> {
-    let years: u32 = value.trim().parse().map_err(|_| DeidError::NotAnAge { field: field.to_string() })?;
-    Ok(if years > 89 { "90+".to_string() } else { years.to_string() })
+    let years: u32 = value.trim().parse().map_err(|_| DeidError::NotAnAge {
+        field: field.to_string(),
+    })?;
+    Ok(if years > 89 {
+        "90+".to_string()
+    } else {
+        years.to_string()
+    })
 }
 
 /// Full years between `dob` and `on`.
@@ -276,9 +295,20 @@ impl Policy {
     pub fn kipu_default(reference_date: NaiveDate) -> Self {
         let mut p = Policy::new(reference_date);
         for f in [
-            "first_name", "middle_name", "last_name", "preferred_name", "ssn", "address_street",
-            "address_city", "phone", "email", "mr_number", "policy_no", "group_no",
-            "subscriber_name", "user_name",
+            "first_name",
+            "middle_name",
+            "last_name",
+            "preferred_name",
+            "ssn",
+            "address_street",
+            "address_city",
+            "phone",
+            "email",
+            "mr_number",
+            "policy_no",
+            "group_no",
+            "subscriber_name",
+            "user_name",
         ] {
             p = p.set(f, Action::Drop);
         }
@@ -286,9 +316,21 @@ impl Policy {
             p = p.set(f, Action::Pseudonymize(PhiKind::OtherId));
         }
         for f in [
-            "dob", "admission_date", "discharge_date", "start_date", "end_date", "created_at",
-            "updated_at", "diagnosis_date", "start_time", "end_time", "recorded_at",
-            "completed_at", "ordered_at", "review_date", "next_review_date",
+            "dob",
+            "admission_date",
+            "discharge_date",
+            "start_date",
+            "end_date",
+            "created_at",
+            "updated_at",
+            "diagnosis_date",
+            "start_time",
+            "end_time",
+            "recorded_at",
+            "completed_at",
+            "ordered_at",
+            "review_date",
+            "next_review_date",
         ] {
             p = p.set(f, Action::Date);
         }
@@ -297,15 +339,58 @@ impl Policy {
             p = p.set(f, Action::Scrub);
         }
         for f in [
-            "id", "gender", "address_state", "discharge_type", "program", "level_of_care",
-            "location_id", "location_name", "payor_name", "priority", "admission_type", "user_id",
-            "provider_id", "role", "code", "description", "status", "is_primary",
-            "systolic_blood_pressure", "diastolic_blood_pressure", "heart_rate", "temperature",
-            "respiratory_rate", "oxygen_saturation", "weight", "height", "evaluation_type",
-            "enabled", "evaluation_id", "name", "score", "value", "interval_label", "title", "npi",
-            "role_ids", "specialty", "relationship", "contact_type", "order_type", "medication",
-            "dose", "dose_unit", "route", "frequency", "authorized_days", "appointment_type",
-            "location", "pagination", "current_page", "total_pages", "records_per_page",
+            "id",
+            "gender",
+            "address_state",
+            "discharge_type",
+            "program",
+            "level_of_care",
+            "location_id",
+            "location_name",
+            "payor_name",
+            "priority",
+            "admission_type",
+            "user_id",
+            "provider_id",
+            "role",
+            "code",
+            "description",
+            "status",
+            "is_primary",
+            "systolic_blood_pressure",
+            "diastolic_blood_pressure",
+            "heart_rate",
+            "temperature",
+            "respiratory_rate",
+            "oxygen_saturation",
+            "weight",
+            "height",
+            "evaluation_type",
+            "enabled",
+            "evaluation_id",
+            "name",
+            "score",
+            "value",
+            "interval_label",
+            "title",
+            "npi",
+            "role_ids",
+            "specialty",
+            "relationship",
+            "contact_type",
+            "order_type",
+            "medication",
+            "dose",
+            "dose_unit",
+            "route",
+            "frequency",
+            "authorized_days",
+            "appointment_type",
+            "location",
+            "pagination",
+            "current_page",
+            "total_pages",
+            "records_per_page",
             "total_records",
         ] {
             p = p.set(f, Action::Keep);
@@ -344,7 +429,10 @@ fn walk(
             for (k, v) in map {
                 let child_path = format!("{path}.{k}");
                 if over_89 && policy.birth_date_fields.iter().any(|f| f == k) && !v.is_null() {
-                    out.insert(k.clone(), Value::String((policy.reference_date.year() - 90).to_string()));
+                    out.insert(
+                        k.clone(),
+                        Value::String((policy.reference_date.year() - 90).to_string()),
+                    );
                     continue;
                 }
                 match apply(v, policy, &child_path, own_patient, k)? {
@@ -365,7 +453,9 @@ fn walk(
         Value::String(s) => {
             // An array element or top-level string: apply the enclosing field's rule.
             match field.and_then(|f| policy.action(f)) {
-                Some(action) => Ok(apply_scalar(s, action, policy, path, patient)?.unwrap_or(Value::Null)),
+                Some(action) => {
+                    Ok(apply_scalar(s, action, policy, path, patient)?.unwrap_or(Value::Null))
+                }
                 None => Ok(Value::String(scrub_text(s))),
             }
         }
@@ -398,13 +488,23 @@ fn apply(
         Value::Number(n) => match action {
             Some(Action::Drop) => Ok(None),
             Some(Action::Age) => {
-                let years = n.as_u64().ok_or_else(|| DeidError::NotAnAge { field: path.to_string() })?;
-                Ok(Some(if years > 89 { Value::String("90+".into()) } else { value.clone() }))
+                let years = n.as_u64().ok_or_else(|| DeidError::NotAnAge {
+                    field: path.to_string(),
+                })?;
+                Ok(Some(if years > 89 {
+                    Value::String("90+".into())
+                } else {
+                    value.clone()
+                }))
             }
             Some(Action::Zip3) => apply_scalar(&n.to_string(), Action::Zip3, policy, path, patient),
-            Some(Action::Pseudonymize(kind)) => {
-                apply_scalar(&n.to_string(), Action::Pseudonymize(kind), policy, path, patient)
-            }
+            Some(Action::Pseudonymize(kind)) => apply_scalar(
+                &n.to_string(),
+                Action::Pseudonymize(kind),
+                policy,
+                path,
+                patient,
+            ),
             _ => Ok(Some(value.clone())),
         },
         Value::Bool(_) => match action {
@@ -427,13 +527,22 @@ fn apply_scalar(
         Action::Scrub => Some(Value::String(scrub_text(s))),
         Action::Zip3 => Some(Value::String(zip3(s, path)?)),
         Action::Age => Some(Value::String(age(s, path)?)),
-        Action::Pseudonymize(kind) => policy.key.as_ref().map(|key| Value::String(pseudonymize(s, kind, key))),
+        Action::Pseudonymize(kind) => policy
+            .key
+            .as_ref()
+            .map(|key| Value::String(pseudonymize(s, kind, key))),
         Action::Date => match policy.date_mode {
             DateMode::Year => Some(Value::String(date_to_year(s, path)?)),
             DateMode::Shift => {
                 let key = policy.key.as_ref().ok_or(DeidError::ShiftWithoutKey)?;
-                let patient = patient.ok_or_else(|| DeidError::NoPatientForShift { field: path.to_string() })?;
-                Some(Value::String(shift_date(s, date_shift_days(key, patient), path)?))
+                let patient = patient.ok_or_else(|| DeidError::NoPatientForShift {
+                    field: path.to_string(),
+                })?;
+                Some(Value::String(shift_date(
+                    s,
+                    date_shift_days(key, patient),
+                    path,
+                )?))
             }
         },
     })
@@ -455,7 +564,10 @@ mod tests {
     #[test]
     fn dates_keep_only_the_year_in_every_supported_format() {
         assert_eq!(date_to_year("2024-03-01", "f").unwrap(), "2024");
-        assert_eq!(date_to_year("2024-03-01T14:05:00-05:00", "f").unwrap(), "2024");
+        assert_eq!(
+            date_to_year("2024-03-01T14:05:00-05:00", "f").unwrap(),
+            "2024"
+        );
         assert_eq!(date_to_year("3/1/2024", "f").unwrap(), "2024");
         assert_eq!(
             date_to_year("yesterday", "dob").unwrap_err().to_string(),
@@ -511,7 +623,16 @@ mod tests {
         });
         let out = deidentify_json(&record, &Policy::kipu_default(reference())).unwrap();
         let text = out.to_string();
-        for leaked in ["Zebulon", "Quixote", "123-45-6789", "415-555", "zq@", "MRN0042", "W123456", "1042:"] {
+        for leaked in [
+            "Zebulon",
+            "Quixote",
+            "123-45-6789",
+            "415-555",
+            "zq@",
+            "MRN0042",
+            "W123456",
+            "1042:",
+        ] {
             assert!(!text.contains(leaked), "{leaked} in {text}");
         }
         assert_eq!(out["dob"], "1980");
@@ -520,13 +641,19 @@ mod tests {
         assert_eq!(out["admission_date"], "2024");
         assert_eq!(out["insurances"][0]["payor_name"], "Aetna");
         assert_eq!(out["insurances"][0]["start_date"], "2024");
-        assert!(out.get("casefile_id").is_none(), "ids are dropped without a key");
+        assert!(
+            out.get("casefile_id").is_none(),
+            "ids are dropped without a key"
+        );
         assert!(out["notes"].as_str().unwrap().contains("[PHONE]"));
     }
 
     #[test]
     fn with_a_key_ids_are_pseudonymized_and_dates_shift_per_patient() {
-        let policy = Policy::kipu_default(reference()).with_key(key()).with_date_shift().unwrap();
+        let policy = Policy::kipu_default(reference())
+            .with_key(key())
+            .with_date_shift()
+            .unwrap();
         let a = json!({"patient_id": "1:x", "start_date": "2024-03-01", "end_date": "2024-03-04"});
         let out = deidentify_json(&a, &policy).unwrap();
         let pid = out["patient_id"].as_str().unwrap();
@@ -550,8 +677,15 @@ mod tests {
 
     #[test]
     fn shifting_without_a_key_is_refused_and_bad_values_name_the_field_only() {
-        assert_eq!(Policy::new(reference()).with_date_shift().unwrap_err(), DeidError::ShiftWithoutKey);
-        let err = deidentify_json(&json!({"dob": "Zebulon"}), &Policy::kipu_default(reference())).unwrap_err();
+        assert_eq!(
+            Policy::new(reference()).with_date_shift().unwrap_err(),
+            DeidError::ShiftWithoutKey
+        );
+        let err = deidentify_json(
+            &json!({"dob": "Zebulon"}),
+            &Policy::kipu_default(reference()),
+        )
+        .unwrap_err();
         assert!(err.to_string().contains("$.dob"));
         assert!(!err.to_string().contains("Zebulon"));
     }

@@ -139,7 +139,9 @@ impl PhiKind {
 
     /// Parses a tag produced by [`PhiKind::tag`].
     pub fn from_tag(tag: &str) -> Option<PhiKind> {
-        PhiKind::ALL.into_iter().find(|k| k.tag().eq_ignore_ascii_case(tag))
+        PhiKind::ALL
+            .into_iter()
+            .find(|k| k.tag().eq_ignore_ascii_case(tag))
     }
 }
 
@@ -199,7 +201,8 @@ const STATE_NAMES: &str = r"(?:Alabama|Alaska|Arizona|Arkansas|California|Colora
 /// An identifier value after a cue word: letters, digits, dashes; validated to hold a digit.
 /// The digit is required by the pattern itself, so a cue followed by a word ("Insurance
 /// Member ID: W123") lets the automaton start again at the next cue instead of consuming it.
-const ID_VALUE: &str = r"((?:[A-Za-z0-9][A-Za-z0-9\-]{0,24})?[0-9](?:[A-Za-z0-9\-]{0,24}[A-Za-z0-9])?)";
+const ID_VALUE: &str =
+    r"((?:[A-Za-z0-9][A-Za-z0-9\-]{0,24})?[0-9](?:[A-Za-z0-9\-]{0,24}[A-Za-z0-9])?)";
 const CUE_SEP: &str = r"(?-u:\b)\s{0,3}(?i:no\.?|number|num|#|id)?\s{0,3}[:#]?\s{0,3}";
 
 fn build(pattern: &str) -> Regex {
@@ -395,7 +398,9 @@ fn patterns() -> Vec<Pattern> {
         Some(has_digit),
     ));
     v.push(p(
-        cued(r"driver'?s license|license|licence|lic|DL|certificate|cert|DEA|passport|registration"),
+        cued(
+            r"driver'?s license|license|licence|lic|DL|certificate|cert|DEA|passport|registration",
+        ),
         PhiKind::License,
         0.9,
         "license.context",
@@ -572,7 +577,9 @@ fn not_followed_by_dot_digit(_s: &[u8]) -> bool {
 }
 
 fn valid_ipv6(s: &[u8]) -> bool {
-    let Ok(text) = std::str::from_utf8(s) else { return false };
+    let Ok(text) = std::str::from_utf8(s) else {
+        return false;
+    };
     text.matches(':').count() >= 2
         && text.chars().any(|c| c.is_ascii_hexdigit())
         && text.parse::<std::net::Ipv6Addr>().is_ok()
@@ -580,7 +587,11 @@ fn valid_ipv6(s: &[u8]) -> bool {
 
 /// SSA rules: area 000, 666 and 900-999 are never issued, nor group 00 or serial 0000.
 fn valid_ssn(s: &[u8]) -> bool {
-    let digits: Vec<u8> = s.iter().filter(|b| b.is_ascii_digit()).map(|b| b - b'0').collect();
+    let digits: Vec<u8> = s
+        .iter()
+        .filter(|b| b.is_ascii_digit())
+        .map(|b| b - b'0')
+        .collect();
     if digits.len() != 9 {
         return false;
     }
@@ -626,7 +637,11 @@ pub(crate) fn valid_vin(s: &[u8]) -> bool {
         }
     }
     let check = sum % 11;
-    let expected = if check == 10 { b'X' } else { b'0' + check as u8 };
+    let expected = if check == 10 {
+        b'X'
+    } else {
+        b'0' + check as u8
+    };
     s[8] == expected
 }
 
@@ -636,6 +651,7 @@ static SURNAMES: &str = include_str!("../data/surnames.txt");
 /// Capitalised words that are in the name dictionaries but are far more often something else
 /// in a clinical note: common English words, months and days, drug brand names, eponyms.
 /// They count as names only with context (a title, a cue, or an unambiguous name beside them).
+#[rustfmt::skip]
 static AMBIGUOUS: &[&str] = &[
     // months, days, seasons
     "january", "february", "march", "april", "may", "june", "july", "august", "september",
@@ -691,6 +707,7 @@ static AMBIGUOUS: &[&str] = &[
 
 /// Capitalised words that are never names in a clinical note: drug names (brand and generic)
 /// that look like names, medical eponyms, clinical vocabulary. Checked before the dictionaries.
+#[rustfmt::skip]
 static NEVER_NAMES: &[&str] = &[
     // drugs that look like names
     "ativan", "norco", "valium", "xanax", "klonopin", "librium", "suboxone", "subutex",
@@ -774,6 +791,7 @@ static NEVER_NAMES: &[&str] = &[
 ];
 
 /// Words after which the next capitalised words are names: titles and cue phrases.
+#[rustfmt::skip]
 static CUES: &[&str] = &[
     "mr.", "mr ", "mrs.", "mrs ", "ms.", "ms ", "miss ", "dr.", "dr ", "prof.", "mx.",
     "patient:", "patient name:", "pt:", "pt name:", "name:", "client:", "client name:",
@@ -799,7 +817,9 @@ struct NameDetector {
 }
 
 fn dictionary(data: &'static str) -> HashSet<&'static str> {
-    data.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).collect()
+    data.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .collect()
 }
 
 /// One capitalised word (or initial) found by the tokenizer.
@@ -824,7 +844,9 @@ impl NameDetector {
             never: NEVER_NAMES.iter().copied().collect(),
             cues,
             // A capitalised word (O'Brien, Smith-Jones, McDonald, SMITH) or an initial ("J.").
-            token: build(r"(?-u:\b)(?:[A-Z](?:[a-z]{1,20}|[A-Z]{1,20})(?:['\-][A-Z]?[a-z]{1,20})?|[A-Z]\.)"),
+            token: build(
+                r"(?-u:\b)(?:[A-Z](?:[a-z]{1,20}|[A-Z]{1,20})(?:['\-][A-Z]?[a-z]{1,20})?|[A-Z]\.)",
+            ),
         }
     }
 
@@ -836,7 +858,9 @@ impl NameDetector {
         }
         let in_dict = self.first.contains(base)
             || self.last.contains(base)
-            || base.split('-').all(|part| self.last.contains(part) || self.first.contains(part));
+            || base
+                .split('-')
+                .all(|part| self.last.contains(part) || self.first.contains(part));
         if !in_dict {
             return Class::Unknown;
         }
@@ -852,7 +876,11 @@ impl NameDetector {
         let tokens: Vec<Token> = self
             .token
             .find_iter(bytes)
-            .map(|m| Token { start: m.start(), end: m.end(), initial: m.as_bytes().ends_with(b".") })
+            .map(|m| Token {
+                start: m.start(),
+                end: m.end(),
+                initial: m.as_bytes().ends_with(b"."),
+            })
             .collect();
         // Cue ends: a name starting right after one of these is a name whatever the dictionary
         // says. The first TITLE_CUES entries of CUES are titles, which also override the
@@ -861,12 +889,19 @@ impl NameDetector {
         for m in self.cues.find_iter(bytes) {
             let at_word_start = m.start() == 0 || !bytes[m.start() - 1].is_ascii_alphanumeric();
             if at_word_start {
-                let kind = if m.pattern().as_usize() < TITLE_CUES { Cue::Title } else { Cue::Word };
+                let kind = if m.pattern().as_usize() < TITLE_CUES {
+                    Cue::Title
+                } else {
+                    Cue::Word
+                };
                 cue_ends.push((m.end(), kind));
             }
         }
         let is_title = |t: &Token| {
-            matches!(&text[t.start..t.end], "Mr" | "Mrs" | "Ms" | "Dr" | "Miss" | "Prof" | "Mx" | "MR" | "MRS" | "MS" | "DR")
+            matches!(
+                &text[t.start..t.end],
+                "Mr" | "Mrs" | "Ms" | "Dr" | "Miss" | "Prof" | "Mx" | "MR" | "MRS" | "MS" | "DR"
+            )
         };
         let mut i = 0;
         while i < tokens.len() {
@@ -892,9 +927,20 @@ impl NameDetector {
                 .map(|(_, k)| *k)
                 .max()
                 .unwrap_or(Cue::None);
-            let classes: Vec<Class> =
-                run.iter().map(|t| if t.initial { Class::Initial } else { self.classify(&text[t.start..t.end]) }).collect();
-            if let Some(span) = self.score_cued(run, &classes, cue).or_else(|| self.score_run(text, run, &classes)) {
+            let classes: Vec<Class> = run
+                .iter()
+                .map(|t| {
+                    if t.initial {
+                        Class::Initial
+                    } else {
+                        self.classify(&text[t.start..t.end])
+                    }
+                })
+                .collect();
+            if let Some(span) = self
+                .score_cued(run, &classes, cue)
+                .or_else(|| self.score_run(text, run, &classes))
+            {
                 out.push(span);
             }
             i = j;
@@ -922,7 +968,11 @@ impl NameDetector {
             end: run[hi - 1].end,
             kind: PhiKind::Name,
             confidence: 0.9,
-            detector: if cue == Cue::Title { "name.title" } else { "name.cue" },
+            detector: if cue == Cue::Title {
+                "name.title"
+            } else {
+                "name.cue"
+            },
         })
     }
 
@@ -939,15 +989,23 @@ impl NameDetector {
         if lo >= hi || classes[lo..hi].iter().any(|c| matches!(c, Class::Never)) {
             return None;
         }
-        let strong = classes[lo..hi].iter().filter(|c| matches!(c, Class::Name)).count();
+        let strong = classes[lo..hi]
+            .iter()
+            .filter(|c| matches!(c, Class::Name))
+            .count();
         let named = classes[lo..hi]
             .iter()
             .filter(|c| matches!(c, Class::Name | Class::Ambiguous))
             .count();
-        let words = classes[lo..hi].iter().filter(|c| !matches!(c, Class::Initial)).count();
-        let all_caps_run = run[lo..hi]
+        let words = classes[lo..hi]
             .iter()
-            .all(|t| text[t.start..t.end].bytes().all(|b| !b.is_ascii_lowercase()));
+            .filter(|c| !matches!(c, Class::Initial))
+            .count();
+        let all_caps_run = run[lo..hi].iter().all(|t| {
+            text[t.start..t.end]
+                .bytes()
+                .all(|b| !b.is_ascii_lowercase())
+        });
         let (confidence, detector) = if strong >= 1 && named >= 2 {
             (0.9, "name.dictionary_pair")
         } else if strong >= 1 && words >= 2 && named >= 1 {
@@ -998,7 +1056,9 @@ pub struct Detector {
 
 impl fmt::Debug for Detector {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("Detector").field("patterns", &self.patterns.len()).finish_non_exhaustive()
+        f.debug_struct("Detector")
+            .field("patterns", &self.patterns.len())
+            .finish_non_exhaustive()
     }
 }
 
@@ -1013,7 +1073,10 @@ static GLOBAL: LazyLock<Detector> = LazyLock::new(Detector::new);
 impl Detector {
     /// Compiles every pattern and loads the dictionaries.
     pub fn new() -> Self {
-        Self { patterns: patterns(), names: NameDetector::new() }
+        Self {
+            patterns: patterns(),
+            names: NameDetector::new(),
+        }
     }
 
     /// A process-wide detector, compiled on first use.
@@ -1028,8 +1091,11 @@ impl Detector {
         let mut found = Vec::new();
         for pattern in &self.patterns {
             for caps in pattern.regex.captures_iter(bytes) {
-                let Some(m) = caps.get(pattern.group) else { continue };
-                let (start, end) = trim_trailing_punctuation(bytes, m.start(), m.end(), pattern.kind);
+                let Some(m) = caps.get(pattern.group) else {
+                    continue;
+                };
+                let (start, end) =
+                    trim_trailing_punctuation(bytes, m.start(), m.end(), pattern.kind);
                 if start >= end {
                     continue;
                 }
@@ -1076,12 +1142,27 @@ impl Detector {
 
 fn preceded_by_fax(bytes: &[u8], start: usize) -> bool {
     let from = start.saturating_sub(16);
-    bytes[from..start].windows(3).any(|w| w.eq_ignore_ascii_case(b"fax"))
+    bytes[from..start]
+        .windows(3)
+        .any(|w| w.eq_ignore_ascii_case(b"fax"))
 }
 
-fn trim_trailing_punctuation(bytes: &[u8], start: usize, mut end: usize, kind: PhiKind) -> (usize, usize) {
-    if matches!(kind, PhiKind::Url | PhiKind::Email | PhiKind::Device | PhiKind::OtherId) {
-        while end > start && matches!(bytes[end - 1], b'.' | b',' | b';' | b':' | b'!' | b'?' | b'-' | b'/') {
+fn trim_trailing_punctuation(
+    bytes: &[u8],
+    start: usize,
+    mut end: usize,
+    kind: PhiKind,
+) -> (usize, usize) {
+    if matches!(
+        kind,
+        PhiKind::Url | PhiKind::Email | PhiKind::Device | PhiKind::OtherId
+    ) {
+        while end > start
+            && matches!(
+                bytes[end - 1],
+                b'.' | b',' | b';' | b':' | b'!' | b'?' | b'-' | b'/'
+            )
+        {
             end -= 1;
         }
     }
@@ -1108,7 +1189,8 @@ fn resolve_overlaps(mut spans: Vec<Span>) -> Vec<Span> {
     });
     let mut kept: Vec<Span> = Vec::with_capacity(spans.len());
     // `kept_sorted` holds accepted spans ordered by start for an O(log n) overlap check.
-    let mut kept_sorted: std::collections::BTreeMap<usize, Span> = std::collections::BTreeMap::new();
+    let mut kept_sorted: std::collections::BTreeMap<usize, Span> =
+        std::collections::BTreeMap::new();
     for span in spans {
         let before = kept_sorted.range(..span.end).next_back().map(|(_, s)| *s);
         if before.is_some_and(|s| s.overlaps(&span)) {
@@ -1142,7 +1224,10 @@ mod tests {
             ("seen 03/14/2023 today", "03/14/2023"),
             ("seen 3-14-23 today", "3-14-23"),
             ("seen 3.14.2023 today", "3.14.2023"),
-            ("at 2023-03-14T10:22:00-05:00 ok", "2023-03-14T10:22:00-05:00"),
+            (
+                "at 2023-03-14T10:22:00-05:00 ok",
+                "2023-03-14T10:22:00-05:00",
+            ),
             ("on 2023-03-14 ok", "2023-03-14"),
             ("admitted March 14, 2023 for", "March 14, 2023"),
             ("admitted Mar. 14th 2023 for", "Mar. 14th 2023"),
@@ -1150,7 +1235,10 @@ mod tests {
             ("on 14 Jan 2020 we", "14 Jan 2020"),
             ("since January 2021 she", "January 2021"),
             ("return in May for", "May"),
-            ("seen 03/14/2023 at 10:30 AM today", "03/14/2023 at 10:30 AM"),
+            (
+                "seen 03/14/2023 at 10:30 AM today",
+                "03/14/2023 at 10:30 AM",
+            ),
             ("DOB 1/5 noted", "1/5"),
         ] {
             assert!(has(text, PhiKind::Date, value), "{text}: {:?}", kinds(text));
@@ -1159,8 +1247,17 @@ mod tests {
 
     #[test]
     fn doses_and_blood_pressures_are_not_dates() {
-        for text in ["Norco 5/325 mg q6h", "take 1/2 tab", "BP 128/84", "you may go home"] {
-            assert!(!kinds(text).iter().any(|(k, _)| *k == PhiKind::Date), "{text}: {:?}", kinds(text));
+        for text in [
+            "Norco 5/325 mg q6h",
+            "take 1/2 tab",
+            "BP 128/84",
+            "you may go home",
+        ] {
+            assert!(
+                !kinds(text).iter().any(|(k, _)| *k == PhiKind::Date),
+                "{text}: {:?}",
+                kinds(text)
+            );
         }
     }
 
@@ -1168,8 +1265,16 @@ mod tests {
     fn phone_formats_and_fax_are_found() {
         for (text, kind, value) in [
             ("call (415) 555-0123 now", PhiKind::Phone, "(415) 555-0123"),
-            ("call 415-555-0123 x204 now", PhiKind::Phone, "415-555-0123 x204"),
-            ("call +1 415.555.0123 now", PhiKind::Phone, "+1 415.555.0123"),
+            (
+                "call 415-555-0123 x204 now",
+                PhiKind::Phone,
+                "415-555-0123 x204",
+            ),
+            (
+                "call +1 415.555.0123 now",
+                PhiKind::Phone,
+                "+1 415.555.0123",
+            ),
             ("Phone: 4155550123", PhiKind::Phone, "4155550123"),
             ("Fax: 415-555-0199", PhiKind::Fax, "415-555-0199"),
         ] {
@@ -1183,10 +1288,22 @@ mod tests {
         assert!(has("ssn: 123456789", PhiKind::Ssn, "123456789"));
         assert!(!has("id 000-12-3456", PhiKind::Ssn, "000-12-3456"));
         assert!(!has("id 666-12-3456", PhiKind::Ssn, "666-12-3456"));
-        assert!(has("mail j.doe+x@example.org.", PhiKind::Email, "j.doe+x@example.org"));
-        assert!(has("see https://portal.example.com/p?id=7.", PhiKind::Url, "https://portal.example.com/p?id=7"));
+        assert!(has(
+            "mail j.doe+x@example.org.",
+            PhiKind::Email,
+            "j.doe+x@example.org"
+        ));
+        assert!(has(
+            "see https://portal.example.com/p?id=7.",
+            PhiKind::Url,
+            "https://portal.example.com/p?id=7"
+        ));
         assert!(has("from 10.0.12.7 at", PhiKind::Ip, "10.0.12.7"));
-        assert!(has("from 2001:db8::8a2e:370:7334 at", PhiKind::Ip, "2001:db8::8a2e:370:7334"));
+        assert!(has(
+            "from 2001:db8::8a2e:370:7334 at",
+            PhiKind::Ip,
+            "2001:db8::8a2e:370:7334"
+        ));
         assert!(!kinds("at 10:30 the").iter().any(|(k, _)| *k == PhiKind::Ip));
     }
 
@@ -1194,31 +1311,75 @@ mod tests {
     fn numbers_by_context_get_their_kind() {
         assert!(has("MRN: 00482913", PhiKind::Mrn, "00482913"));
         assert!(has("Acct # 99-1234", PhiKind::Account, "99-1234"));
-        assert!(has("Member ID W123456789", PhiKind::HealthPlan, "W123456789"));
+        assert!(has(
+            "Member ID W123456789",
+            PhiKind::HealthPlan,
+            "W123456789"
+        ));
         assert!(has("DEA AB1234563 on file", PhiKind::License, "AB1234563"));
-        assert!(has("VIN 1HGCM82633A004352 seen", PhiKind::Vehicle, "1HGCM82633A004352"));
-        assert!(!has("code 1HGCM82634A004352 seen", PhiKind::Vehicle, "1HGCM82634A004352"));
-        assert!(has("pacemaker serial: PM-88231-X", PhiKind::Device, "PM-88231-X"));
-        assert!(has("lives at 42 Oak Street, Apt 3", PhiKind::Address, "42 Oak Street, Apt 3"));
+        assert!(has(
+            "VIN 1HGCM82633A004352 seen",
+            PhiKind::Vehicle,
+            "1HGCM82633A004352"
+        ));
+        assert!(!has(
+            "code 1HGCM82634A004352 seen",
+            PhiKind::Vehicle,
+            "1HGCM82634A004352"
+        ));
+        assert!(has(
+            "pacemaker serial: PM-88231-X",
+            PhiKind::Device,
+            "PM-88231-X"
+        ));
+        assert!(has(
+            "lives at 42 Oak Street, Apt 3",
+            PhiKind::Address,
+            "42 Oak Street, Apt 3"
+        ));
         assert!(has("Springfield, IL 62704", PhiKind::Zip, "62704"));
-        assert!(has("Springfield, IL 62704", PhiKind::Address, "Springfield"));
+        assert!(has(
+            "Springfield, IL 62704",
+            PhiKind::Address,
+            "Springfield"
+        ));
         assert!(has("a 93-year-old man", PhiKind::Age, "93"));
-        assert!(!kinds("a 45-year-old man").iter().any(|(k, _)| *k == PhiKind::Age));
+        assert!(
+            !kinds("a 45-year-old man")
+                .iter()
+                .any(|(k, _)| *k == PhiKind::Age)
+        );
     }
 
     #[test]
     fn five_digit_numbers_without_context_are_not_zip_codes() {
-        assert!(kinds("platelets 25000 and CPT 99213").is_empty(), "{:?}", kinds("platelets 25000 and CPT 99213"));
+        assert!(
+            kinds("platelets 25000 and CPT 99213").is_empty(),
+            "{:?}",
+            kinds("platelets 25000 and CPT 99213")
+        );
     }
 
     #[test]
     fn names_by_dictionary_and_context() {
-        assert!(has("Seen with John Smith today", PhiKind::Name, "John Smith"));
+        assert!(has(
+            "Seen with John Smith today",
+            PhiKind::Name,
+            "John Smith"
+        ));
         assert!(has("Pt: Zebulon Quixote", PhiKind::Name, "Zebulon Quixote"));
         assert!(has("spoke with Mrs. Okafor about", PhiKind::Name, "Okafor"));
         assert!(has("her daughter Keisha called", PhiKind::Name, "Keisha"));
-        assert!(has("Electronically signed by Maria Lopez, LCSW", PhiKind::Name, "Maria Lopez"));
-        assert!(has("Her sister May Thompson visited", PhiKind::Name, "May Thompson"));
+        assert!(has(
+            "Electronically signed by Maria Lopez, LCSW",
+            PhiKind::Name,
+            "Maria Lopez"
+        ));
+        assert!(has(
+            "Her sister May Thompson visited",
+            PhiKind::Name,
+            "May Thompson"
+        ));
     }
 
     #[test]
@@ -1230,7 +1391,11 @@ mod tests {
             "Graves disease, Hodgkin lymphoma",
             "Will follow up. Mark as reviewed.",
         ] {
-            assert!(!kinds(text).iter().any(|(k, _)| *k == PhiKind::Name), "{text}: {:?}", kinds(text));
+            assert!(
+                !kinds(text).iter().any(|(k, _)| *k == PhiKind::Name),
+                "{text}: {:?}",
+                kinds(text)
+            );
         }
     }
 

@@ -61,13 +61,20 @@ impl NoteBuilder {
     fn phi(&mut self, kind: PhiKind, s: &str) -> &mut Self {
         let start = self.text.len();
         self.text.push_str(s);
-        self.labels.push(Label { start, end: self.text.len(), kind });
+        self.labels.push(Label {
+            start,
+            end: self.text.len(),
+            kind,
+        });
         self
     }
 }
 
 fn dict(data: &'static str, top: usize) -> Vec<&'static str> {
-    data.lines().filter(|l| !l.starts_with('#') && !l.is_empty()).take(top).collect()
+    data.lines()
+        .filter(|l| !l.starts_with('#') && !l.is_empty())
+        .take(top)
+        .collect()
 }
 
 fn title_case(s: &str) -> String {
@@ -81,23 +88,71 @@ fn title_case(s: &str) -> String {
 /// Surnames that are not in the embedded dictionary: the generator uses them so that the name
 /// detector's context cues are tested, not only its dictionary.
 const RARE_SURNAMES: &[&str] = &[
-    "Okonkwo", "Nakamura", "Abernathy-Quist", "Vasquez-Ybarra", "Oyelaran", "Thistlewood",
-    "Przybylski", "Nguyen-Tran", "Ekwueme", "Zaragoza", "Kowalczyk", "Abdulrahman",
-    "Haverford", "Ravensworth", "Tshabalala", "Szczepanski",
+    "Okonkwo",
+    "Nakamura",
+    "Abernathy-Quist",
+    "Vasquez-Ybarra",
+    "Oyelaran",
+    "Thistlewood",
+    "Przybylski",
+    "Nguyen-Tran",
+    "Ekwueme",
+    "Zaragoza",
+    "Kowalczyk",
+    "Abdulrahman",
+    "Haverford",
+    "Ravensworth",
+    "Tshabalala",
+    "Szczepanski",
 ];
 
-const DOMAINS: &[&str] = &["example.com", "mail.example.org", "example.net", "clinic.example.us"];
-const STREETS: &[&str] = &["Oak", "Maple", "Cedar", "Lakeview", "Sunset", "Hillcrest", "Pine Ridge", "Washington"];
-const SUFFIXES: &[&str] = &["Street", "St.", "Avenue", "Ave", "Road", "Rd", "Drive", "Lane", "Court", "Blvd"];
+const DOMAINS: &[&str] = &[
+    "example.com",
+    "mail.example.org",
+    "example.net",
+    "clinic.example.us",
+];
+const STREETS: &[&str] = &[
+    "Oak",
+    "Maple",
+    "Cedar",
+    "Lakeview",
+    "Sunset",
+    "Hillcrest",
+    "Pine Ridge",
+    "Washington",
+];
+const SUFFIXES: &[&str] = &[
+    "Street", "St.", "Avenue", "Ave", "Road", "Rd", "Drive", "Lane", "Court", "Blvd",
+];
 const CITIES: &[(&str, &str)] = &[
-    ("Springfield", "IL"), ("Riverside", "CA"), ("Franklin", "TN"), ("Greenville", "SC"),
-    ("Bristol", "CT"), ("Salem", "OR"), ("Fairview", "TX"), ("Madison", "WI"), ("Clinton", "IA"),
+    ("Springfield", "IL"),
+    ("Riverside", "CA"),
+    ("Franklin", "TN"),
+    ("Greenville", "SC"),
+    ("Bristol", "CT"),
+    ("Salem", "OR"),
+    ("Fairview", "TX"),
+    ("Madison", "WI"),
+    ("Clinton", "IA"),
 ];
 const MONTHS: &[&str] = &[
-    "January", "February", "March", "April", "May", "June", "July", "August", "September",
-    "October", "November", "December",
+    "January",
+    "February",
+    "March",
+    "April",
+    "May",
+    "June",
+    "July",
+    "August",
+    "September",
+    "October",
+    "November",
+    "December",
 ];
-const MONTH_ABBR: &[&str] = &["Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"];
+const MONTH_ABBR: &[&str] = &[
+    "Jan", "Feb", "Mar", "Apr", "May", "Jun", "Jul", "Aug", "Sep", "Oct", "Nov", "Dec",
+];
 
 /// Sentences with no PHI that look like PHI to a naive detector.
 const HARD_NEGATIVES: &[&str] = &[
@@ -128,7 +183,11 @@ pub fn generate(count: usize, seed: u64) -> Vec<LabelledNote> {
     let mut rng = ChaCha8Rng::seed_from_u64(seed);
     let first = dict(include_str!("../data/first_names.txt"), 1500);
     let last = dict(include_str!("../data/surnames.txt"), 2000);
-    let mut generator = Gen { rng: &mut rng, first, last };
+    let mut generator = Gen {
+        rng: &mut rng,
+        first,
+        last,
+    };
     (0..count).map(|_| generator.note()).collect()
 }
 
@@ -157,7 +216,9 @@ impl Gen<'_> {
         title_case(self.last[i])
     }
     fn digits(&mut self, n: usize) -> String {
-        (0..n).map(|_| char::from(b'0' + self.n(0, 9) as u8)).collect()
+        (0..n)
+            .map(|_| char::from(b'0' + self.n(0, 9) as u8))
+            .collect()
     }
     fn date(&mut self) -> String {
         let (y, m, d) = (self.n(1940, 2025), self.n(1, 12) as usize, self.n(1, 28));
@@ -174,7 +235,11 @@ impl Gen<'_> {
             7 => format!("{y}-{m:02}-{d:02}T{h:02}:{mi:02}:00-05:00"),
             8 => format!("{m}-{d}-{y}"),
             9 => format!("{} {y}", MONTHS[m - 1]),
-            _ => format!("{m:02}/{d:02}/{y} at {}:{mi:02} {}", h % 12 + 1, if h < 12 { "AM" } else { "PM" }),
+            _ => format!(
+                "{m:02}/{d:02}/{y} at {}:{mi:02} {}",
+                h % 12 + 1,
+                if h < 12 { "AM" } else { "PM" }
+            ),
         }
     }
     fn phone(&mut self) -> String {
@@ -191,12 +256,19 @@ impl Gen<'_> {
         }
     }
     fn ssn(&mut self) -> String {
-        format!("{:03}-{:02}-{:04}", self.n(1, 665), self.n(1, 99), self.n(1, 9999))
+        format!(
+            "{:03}-{:02}-{:04}",
+            self.n(1, 665),
+            self.n(1, 99),
+            self.n(1, 9999)
+        )
     }
     fn vin(&mut self) -> String {
         const ALPHA: &[u8] = b"ABCDEFGHJKLMNPRSTUVWXYZ0123456789";
         loop {
-            let mut v: Vec<u8> = (0..17).map(|_| ALPHA[self.rng.random_range(0..ALPHA.len())]).collect();
+            let mut v: Vec<u8> = (0..17)
+                .map(|_| ALPHA[self.rng.random_range(0..ALPHA.len())])
+                .collect();
             v[0] = b'1';
             v[9] = b'A';
             for candidate in b"0123456789X" {
@@ -214,8 +286,14 @@ impl Gen<'_> {
         match self.n(0, 3) {
             0 => b.t("Patient: ").phi(PhiKind::Name, &format!("{f} {l}")),
             1 => b.t("Pt Name: ").phi(PhiKind::Name, &format!("{l}, {f}")),
-            2 => b.t("Name: ").phi(PhiKind::Name, &format!("{} {}", l.to_uppercase(), f.to_uppercase())),
-            _ => b.t("Client: ").phi(PhiKind::Name, &format!("{f} {}. {l}", self.pick(&["A", "J", "M", "R", "T"]))),
+            2 => b.t("Name: ").phi(
+                PhiKind::Name,
+                &format!("{} {}", l.to_uppercase(), f.to_uppercase()),
+            ),
+            _ => b.t("Client: ").phi(
+                PhiKind::Name,
+                &format!("{f} {}. {l}", self.pick(&["A", "J", "M", "R", "T"])),
+            ),
         };
         let dob = self.date();
         b.t("   DOB: ").phi(PhiKind::Date, &dob);
@@ -237,63 +315,115 @@ impl Gen<'_> {
         b.t("\n");
         let (sf, sl) = (self.first_name(), self.surname());
         match self.n(0, 2) {
-            0 => b.t("Electronically signed by ").phi(PhiKind::Name, &format!("{sf} {sl}")).t(", LCSW on ").phi(PhiKind::Date, &self.date()),
+            0 => b
+                .t("Electronically signed by ")
+                .phi(PhiKind::Name, &format!("{sf} {sl}"))
+                .t(", LCSW on ")
+                .phi(PhiKind::Date, &self.date()),
             1 => b.t("Seen by Dr. ").phi(PhiKind::Name, &sl).t("."),
-            _ => b.t("-- ").phi(PhiKind::Name, &format!("{sf} {sl}")).t(", RN"),
+            _ => b
+                .t("-- ")
+                .phi(PhiKind::Name, &format!("{sf} {sl}"))
+                .t(", RN"),
         };
         b.t("\n");
-        LabelledNote { text: b.text, labels: b.labels }
+        LabelledNote {
+            text: b.text,
+            labels: b.labels,
+        }
     }
 
     fn sentence(&mut self, b: &mut NoteBuilder, f: &str, l: &str) {
         match self.n(0, 27) {
             0 => {
                 let d = self.date();
-                b.t("Admitted on ").phi(PhiKind::Date, &d).t(" for withdrawal management.");
+                b.t("Admitted on ")
+                    .phi(PhiKind::Date, &d)
+                    .t(" for withdrawal management.");
             }
             1 => {
                 let p = self.phone();
-                b.t("Best contact number is ").phi(PhiKind::Phone, &p).t(".");
+                b.t("Best contact number is ")
+                    .phi(PhiKind::Phone, &p)
+                    .t(".");
             }
             2 => {
                 let p = self.phone();
-                b.t("Records faxed to the PCP, Fax: ").phi(PhiKind::Fax, &p).t(".");
+                b.t("Records faxed to the PCP, Fax: ")
+                    .phi(PhiKind::Fax, &p)
+                    .t(".");
             }
             3 => {
-                let e = format!("{}.{}{}@{}", f.to_lowercase(), l.to_lowercase().replace(['-', ' '], ""), self.n(1, 99), self.pick(DOMAINS));
-                b.t("Prefers email at ").phi(PhiKind::Email, &e).t(" for reminders.");
+                let e = format!(
+                    "{}.{}{}@{}",
+                    f.to_lowercase(),
+                    l.to_lowercase().replace(['-', ' '], ""),
+                    self.n(1, 99),
+                    self.pick(DOMAINS)
+                );
+                b.t("Prefers email at ")
+                    .phi(PhiKind::Email, &e)
+                    .t(" for reminders.");
             }
             4 => {
                 let s = self.ssn();
-                b.t("SSN ").phi(PhiKind::Ssn, &s).t(" verified with the card.");
+                b.t("SSN ")
+                    .phi(PhiKind::Ssn, &s)
+                    .t(" verified with the card.");
             }
             5 => {
-                let (rel, n) = (self.pick(&["wife", "husband", "daughter", "son", "mother", "sister", "brother"]), self.first_name());
-                b.t("Spoke with his ").t(rel).t(" ").phi(PhiKind::Name, &n).t(" who will visit on Sunday.");
+                let (rel, n) = (
+                    self.pick(&[
+                        "wife", "husband", "daughter", "son", "mother", "sister", "brother",
+                    ]),
+                    self.first_name(),
+                );
+                b.t("Spoke with his ")
+                    .t(rel)
+                    .t(" ")
+                    .phi(PhiKind::Name, &n)
+                    .t(" who will visit on Sunday.");
             }
             6 => {
                 let title = self.pick(&["Mr.", "Ms.", "Mrs.", "Dr."]);
-                b.t("Discussed the plan with ").t(title).t(" ").phi(PhiKind::Name, l).t(" today.");
+                b.t("Discussed the plan with ")
+                    .t(title)
+                    .t(" ")
+                    .phi(PhiKind::Name, l)
+                    .t(" today.");
             }
             7 => {
                 let (street, suffix) = (self.pick(STREETS), self.pick(SUFFIXES));
                 let (city, st) = CITIES[self.rng.random_range(0..CITIES.len())];
                 let zip = format!("{:05}", self.n(10000, 99899));
                 let number = self.n(1, 9999).to_string();
-                b.t("Lives at ").phi(PhiKind::Address, &format!("{number} {street} {suffix}")).t(", ")
-                    .phi(PhiKind::Address, city).t(", ").t(st).t(" ").phi(PhiKind::Zip, &zip).t(".");
+                b.t("Lives at ")
+                    .phi(PhiKind::Address, &format!("{number} {street} {suffix}"))
+                    .t(", ")
+                    .phi(PhiKind::Address, city)
+                    .t(", ")
+                    .t(st)
+                    .t(" ")
+                    .phi(PhiKind::Zip, &zip)
+                    .t(".");
             }
             8 => {
                 let a = self.n(90, 104);
-                b.t("This ").phi(PhiKind::Age, &a.to_string()).t("-year-old grandmother was referred by her PCP.");
+                b.t("This ")
+                    .phi(PhiKind::Age, &a.to_string())
+                    .t("-year-old grandmother was referred by her PCP.");
             }
             9 => {
                 let a = self.n(90, 101);
-                b.t("Collateral from the facility: resident age ").phi(PhiKind::Age, &a.to_string()).t(", ambulatory.");
+                b.t("Collateral from the facility: resident age ")
+                    .phi(PhiKind::Age, &a.to_string())
+                    .t(", ambulatory.");
             }
             10 => {
                 let id = format!("{}{}", self.pick(&["W", "XEH", "MBR", "U"]), self.digits(9));
-                b.t("Insurance Member ID: ").phi(PhiKind::HealthPlan, &id).t(", coverage active.");
+                b.t("Insurance Member ID: ")
+                    .phi(PhiKind::HealthPlan, &id)
+                    .t(", coverage active.");
             }
             11 => {
                 let id = format!("{}-{}", self.digits(2), self.digits(6));
@@ -301,74 +431,134 @@ impl Gen<'_> {
             }
             12 => {
                 let id = format!("{}{}", self.pick(&["D", "S", "B"]), self.digits(7));
-                b.t("Driver's license ").phi(PhiKind::License, &id).t(" copied for the chart.");
+                b.t("Driver's license ")
+                    .phi(PhiKind::License, &id)
+                    .t(" copied for the chart.");
             }
             13 => {
                 let v = self.vin();
-                b.t("Car impounded, VIN ").phi(PhiKind::Vehicle, &v).t(", per the court letter.");
+                b.t("Car impounded, VIN ")
+                    .phi(PhiKind::Vehicle, &v)
+                    .t(", per the court letter.");
             }
             14 => {
-                let plate = format!("{}{}{}", self.n(1, 9), self.pick(&["ABC", "KLM", "XYZ", "TRV"]), self.digits(3));
-                b.t("Drives a blue sedan, license plate ").phi(PhiKind::Vehicle, &plate).t(".");
+                let plate = format!(
+                    "{}{}{}",
+                    self.n(1, 9),
+                    self.pick(&["ABC", "KLM", "XYZ", "TRV"]),
+                    self.digits(3)
+                );
+                b.t("Drives a blue sedan, license plate ")
+                    .phi(PhiKind::Vehicle, &plate)
+                    .t(".");
             }
             15 => {
-                let s = format!("{}-{}", self.pick(&["PM", "SN", "ICD", "CGM"]), self.digits(6));
-                b.t("Pacemaker serial no. ").phi(PhiKind::Device, &s).t(" checked by cardiology.");
+                let s = format!(
+                    "{}-{}",
+                    self.pick(&["PM", "SN", "ICD", "CGM"]),
+                    self.digits(6)
+                );
+                b.t("Pacemaker serial no. ")
+                    .phi(PhiKind::Device, &s)
+                    .t(" checked by cardiology.");
             }
             16 => {
-                let u = format!("https://portal.{}/patients/{}", self.pick(DOMAINS), self.digits(6));
-                b.t("Uploaded the release to ").phi(PhiKind::Url, &u).t(" for review.");
+                let u = format!(
+                    "https://portal.{}/patients/{}",
+                    self.pick(DOMAINS),
+                    self.digits(6)
+                );
+                b.t("Uploaded the release to ")
+                    .phi(PhiKind::Url, &u)
+                    .t(" for review.");
             }
             17 => {
-                let u = format!("www.facebook.com/{}.{}{}", f.to_lowercase(), l.to_lowercase().replace(['-', ' '], ""), self.n(1, 999));
-                b.t("Posted about relapse on ").phi(PhiKind::Url, &u).t(" last week.");
+                let u = format!(
+                    "www.facebook.com/{}.{}{}",
+                    f.to_lowercase(),
+                    l.to_lowercase().replace(['-', ' '], ""),
+                    self.n(1, 999)
+                );
+                b.t("Posted about relapse on ")
+                    .phi(PhiKind::Url, &u)
+                    .t(" last week.");
             }
             18 => {
                 let ip = if self.rng.random_bool(0.7) {
-                    format!("{}.{}.{}.{}", self.n(11, 223), self.n(0, 255), self.n(0, 255), self.n(1, 254))
+                    format!(
+                        "{}.{}.{}.{}",
+                        self.n(11, 223),
+                        self.n(0, 255),
+                        self.n(0, 255),
+                        self.n(1, 254)
+                    )
                 } else {
                     format!("2001:db8:{:x}::{:x}", self.n(1, 0xffff), self.n(1, 0xffff))
                 };
-                b.t("Telehealth session connected from ").phi(PhiKind::Ip, &ip).t(".");
+                b.t("Telehealth session connected from ")
+                    .phi(PhiKind::Ip, &ip)
+                    .t(".");
             }
             19 => {
                 let zip = format!("{:05}-{:04}", self.n(10000, 99899), self.n(1, 9999));
-                b.t("Mailing ZIP code ").phi(PhiKind::Zip, &zip).t(" on file.");
+                b.t("Mailing ZIP code ")
+                    .phi(PhiKind::Zip, &zip)
+                    .t(" on file.");
             }
             20 => {
                 let d = self.date();
-                b.t("Last drink was ").phi(PhiKind::Date, &d).t(" per patient report.");
+                b.t("Last drink was ")
+                    .phi(PhiKind::Date, &d)
+                    .t(" per patient report.");
             }
             21 => {
                 let m = self.pick(MONTHS);
-                b.t("Plans to return to work in ").phi(PhiKind::Date, m).t(".");
+                b.t("Plans to return to work in ")
+                    .phi(PhiKind::Date, m)
+                    .t(".");
             }
             22 => {
                 let id = format!("FP-{}", self.digits(8));
-                b.t("Fingerprint template ").phi(PhiKind::Biometric, &id).t(" enrolled for the med cabinet.");
+                b.t("Fingerprint template ")
+                    .phi(PhiKind::Biometric, &id)
+                    .t(" enrolled for the med cabinet.");
             }
             23 => {
                 let file = format!("IMG_{}.jpg", self.digits(4));
-                b.t("Wound photo ").phi(PhiKind::Photo, &file).t(" attached.");
+                b.t("Wound photo ")
+                    .phi(PhiKind::Photo, &file)
+                    .t(" attached.");
             }
             24 => {
                 let id = format!("CLM-{}-{}", self.n(2019, 2025), self.digits(5));
-                b.t("Claim # ").phi(PhiKind::OtherId, &id).t(" denied, appeal filed.");
+                b.t("Claim # ")
+                    .phi(PhiKind::OtherId, &id)
+                    .t(" denied, appeal filed.");
             }
             25 => {
                 let (n, l2) = (self.first_name(), self.surname());
-                b.t("Emergency contact: ").phi(PhiKind::Name, &format!("{n} {l2}")).t(" (").t(self.pick(&["sister", "friend", "sponsor"])).t("), ");
+                b.t("Emergency contact: ")
+                    .phi(PhiKind::Name, &format!("{n} {l2}"))
+                    .t(" (")
+                    .t(self.pick(&["sister", "friend", "sponsor"]))
+                    .t("), ");
                 let p = self.phone();
                 b.phi(PhiKind::Phone, &p).t(".");
             }
             26 => {
                 let n = self.first_name();
                 let l2 = self.surname();
-                b.t("Met with case manager ").phi(PhiKind::Name, &format!("{n} {l2}")).t(" about housing.");
+                b.t("Met with case manager ")
+                    .phi(PhiKind::Name, &format!("{n} {l2}"))
+                    .t(" about housing.");
             }
             _ => {
                 let d1 = self.date();
-                b.t("Discharge planned for ").phi(PhiKind::Date, &d1).t("; follow-up with Dr. ").phi(PhiKind::Name, &self.surname()).t(".");
+                b.t("Discharge planned for ")
+                    .phi(PhiKind::Date, &d1)
+                    .t("; follow-up with Dr. ")
+                    .phi(PhiKind::Name, &self.surname())
+                    .t(".");
             }
         }
     }
@@ -407,7 +597,11 @@ pub enum FixtureError {
 /// Parses labelled notes: notes separated by lines of `---`, labels written `[[KIND|text]]`
 /// with the kinds of [`PhiKind::tag`]; lines starting with `#` before the first note are comments.
 pub fn parse_fixtures(source: &str) -> Result<Vec<LabelledNote>, FixtureError> {
-    let body: String = source.lines().skip_while(|l| l.starts_with('#')).collect::<Vec<_>>().join("\n");
+    let body: String = source
+        .lines()
+        .skip_while(|l| l.starts_with('#'))
+        .collect::<Vec<_>>()
+        .join("\n");
     let mut notes = Vec::new();
     for (i, raw) in body.split("\n---\n").enumerate() {
         let raw = raw.trim_matches('\n');
@@ -420,16 +614,28 @@ pub fn parse_fixtures(source: &str) -> Result<Vec<LabelledNote>, FixtureError> {
         while let Some(open) = rest.find("[[") {
             b.t(&rest[..open]);
             let after = &rest[open + 2..];
-            let close = after.find("]]").ok_or(FixtureError::Malformed { note: i + 1, offset: consumed + open })?;
+            let close = after.find("]]").ok_or(FixtureError::Malformed {
+                note: i + 1,
+                offset: consumed + open,
+            })?;
             let inner = &after[..close];
-            let (kind, text) = inner.split_once('|').ok_or(FixtureError::Malformed { note: i + 1, offset: consumed + open })?;
-            let kind = PhiKind::from_tag(kind).ok_or(FixtureError::UnknownKind { note: i + 1, offset: consumed + open })?;
+            let (kind, text) = inner.split_once('|').ok_or(FixtureError::Malformed {
+                note: i + 1,
+                offset: consumed + open,
+            })?;
+            let kind = PhiKind::from_tag(kind).ok_or(FixtureError::UnknownKind {
+                note: i + 1,
+                offset: consumed + open,
+            })?;
             b.phi(kind, text);
             consumed += open + 2 + close + 2;
             rest = &after[close + 2..];
         }
         b.t(rest);
-        notes.push(LabelledNote { text: b.text, labels: b.labels });
+        notes.push(LabelledNote {
+            text: b.text,
+            labels: b.labels,
+        });
     }
     Ok(notes)
 }
@@ -456,16 +662,28 @@ pub struct Counts {
 impl Counts {
     /// Correct / predicted (1.0 when nothing was predicted).
     pub fn precision(&self) -> f64 {
-        if self.predicted == 0 { 1.0 } else { self.correct as f64 / self.predicted as f64 }
+        if self.predicted == 0 {
+            1.0
+        } else {
+            self.correct as f64 / self.predicted as f64
+        }
     }
     /// Found / gold (1.0 when there was nothing to find).
     pub fn recall(&self) -> f64 {
-        if self.gold == 0 { 1.0 } else { self.found as f64 / self.gold as f64 }
+        if self.gold == 0 {
+            1.0
+        } else {
+            self.found as f64 / self.gold as f64
+        }
     }
     /// F-beta with beta = 2.
     pub fn f2(&self) -> f64 {
         let (p, r) = (self.precision(), self.recall());
-        if p + r == 0.0 { 0.0 } else { 5.0 * p * r / (4.0 * p + r) }
+        if p + r == 0.0 {
+            0.0
+        } else {
+            5.0 * p * r / (4.0 * p + r)
+        }
     }
 }
 
@@ -490,29 +708,46 @@ pub fn evaluate(detector: &Detector, notes: &[LabelledNote]) -> Report {
 
 /// Scores predictions (one list per note) against the labels.
 pub fn score(notes: &[LabelledNote], predictions: &[Vec<Span>]) -> Report {
-    let mut report = Report { notes: notes.len(), ..Report::default() };
+    let mut report = Report {
+        notes: notes.len(),
+        ..Report::default()
+    };
     let overlaps = |a: (usize, usize), b: (usize, usize)| a.0 < b.1 && b.0 < a.1;
     for (note, predicted) in notes.iter().zip(predictions) {
         report.bytes += note.text.len();
         for g in &note.labels {
             let c = report.per_kind.entry(g.kind).or_default();
             c.gold += 1;
-            if predicted.iter().any(|p| p.kind == g.kind && overlaps((p.start, p.end), (g.start, g.end))) {
+            if predicted
+                .iter()
+                .any(|p| p.kind == g.kind && overlaps((p.start, p.end), (g.start, g.end)))
+            {
                 c.found += 1;
             }
             report.overall.gold += 1;
-            if predicted.iter().any(|p| overlaps((p.start, p.end), (g.start, g.end))) {
+            if predicted
+                .iter()
+                .any(|p| overlaps((p.start, p.end), (g.start, g.end)))
+            {
                 report.overall.found += 1;
             }
         }
         for p in predicted {
             let c = report.per_kind.entry(p.kind).or_default();
             c.predicted += 1;
-            if note.labels.iter().any(|g| g.kind == p.kind && overlaps((p.start, p.end), (g.start, g.end))) {
+            if note
+                .labels
+                .iter()
+                .any(|g| g.kind == p.kind && overlaps((p.start, p.end), (g.start, g.end)))
+            {
                 c.correct += 1;
             }
             report.overall.predicted += 1;
-            if note.labels.iter().any(|g| overlaps((p.start, p.end), (g.start, g.end))) {
+            if note
+                .labels
+                .iter()
+                .any(|g| overlaps((p.start, p.end), (g.start, g.end)))
+            {
                 report.overall.correct += 1;
             }
         }
@@ -522,7 +757,11 @@ pub fn score(notes: &[LabelledNote], predictions: &[Vec<Span>]) -> Report {
 
 impl fmt::Display for Report {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        writeln!(f, "{:<12} {:>6} {:>6} {:>9} {:>7} {:>7}", "kind", "gold", "pred", "precision", "recall", "F2")?;
+        writeln!(
+            f,
+            "{:<12} {:>6} {:>6} {:>9} {:>7} {:>7}",
+            "kind", "gold", "pred", "precision", "recall", "F2"
+        )?;
         for (kind, c) in &self.per_kind {
             writeln!(
                 f,
@@ -568,7 +807,11 @@ pub fn from_json_line(line: &str) -> Option<LabelledNote> {
         let start = usize::try_from(s.get("start")?.as_u64()?).ok()?;
         let end = usize::try_from(s.get("end")?.as_u64()?).ok()?;
         let kind = PhiKind::from_tag(s.get("type")?.as_str()?)?;
-        if start >= end || end > text.len() || !text.is_char_boundary(start) || !text.is_char_boundary(end) {
+        if start >= end
+            || end > text.len()
+            || !text.is_char_boundary(start)
+            || !text.is_char_boundary(end)
+        {
             return None;
         }
         labels.push(Label { start, end, kind });
@@ -584,7 +827,10 @@ mod tests {
     fn generation_is_deterministic_and_labels_point_at_their_text() {
         let a = generate(50, 7);
         let b = generate(50, 7);
-        assert_eq!(a.iter().map(|n| &n.text).collect::<Vec<_>>(), b.iter().map(|n| &n.text).collect::<Vec<_>>());
+        assert_eq!(
+            a.iter().map(|n| &n.text).collect::<Vec<_>>(),
+            b.iter().map(|n| &n.text).collect::<Vec<_>>()
+        );
         for note in &a {
             assert!(note.text.is_ascii());
             for l in &note.labels {
@@ -592,19 +838,35 @@ mod tests {
                 assert!(!s.is_empty() && s.trim() == s, "{s:?}");
             }
         }
-        let kinds: std::collections::BTreeSet<PhiKind> = generate(400, 1).iter().flat_map(|n| n.labels.iter().map(|l| l.kind)).collect();
-        assert_eq!(kinds.len(), PhiKind::ALL.len(), "every kind is generated: {kinds:?}");
+        let kinds: std::collections::BTreeSet<PhiKind> = generate(400, 1)
+            .iter()
+            .flat_map(|n| n.labels.iter().map(|l| l.kind))
+            .collect();
+        assert_eq!(
+            kinds.len(),
+            PhiKind::ALL.len(),
+            "every kind is generated: {kinds:?}"
+        );
     }
 
     #[test]
     fn fixtures_parse_and_malformed_labels_are_reported_without_text() {
-        let notes = parse_fixtures("# c\nHi [[NAME|Ann Lee]], call [[PHONE|415-555-0123]].\n---\nNone here.").unwrap();
+        let notes = parse_fixtures(
+            "# c\nHi [[NAME|Ann Lee]], call [[PHONE|415-555-0123]].\n---\nNone here.",
+        )
+        .unwrap();
         assert_eq!(notes.len(), 2);
-        assert_eq!(&notes[0].text[notes[0].labels[0].start..notes[0].labels[0].end], "Ann Lee");
+        assert_eq!(
+            &notes[0].text[notes[0].labels[0].start..notes[0].labels[0].end],
+            "Ann Lee"
+        );
         assert_eq!(notes[0].labels[1].kind, PhiKind::Phone);
         let err = parse_fixtures("x [[NAME Ann Lee]] y").unwrap_err();
         assert!(!err.to_string().contains("Ann"));
-        assert!(matches!(parse_fixtures("[[BOGUS|x]]"), Err(FixtureError::UnknownKind { .. })));
+        assert!(matches!(
+            parse_fixtures("[[BOGUS|x]]"),
+            Err(FixtureError::UnknownKind { .. })
+        ));
         assert!(!handwritten().is_empty());
     }
 
@@ -621,9 +883,19 @@ mod tests {
     fn scoring_counts_overlaps_per_kind_and_overall() {
         let note = LabelledNote {
             text: "a 415-555-0123 b".into(),
-            labels: vec![Label { start: 2, end: 14, kind: PhiKind::Phone }],
+            labels: vec![Label {
+                start: 2,
+                end: 14,
+                kind: PhiKind::Phone,
+            }],
         };
-        let wrong_kind = vec![Span { start: 2, end: 14, kind: PhiKind::Fax, confidence: 0.9, detector: "t" }];
+        let wrong_kind = vec![Span {
+            start: 2,
+            end: 14,
+            kind: PhiKind::Fax,
+            confidence: 0.9,
+            detector: "t",
+        }];
         let r = score(std::slice::from_ref(&note), &[wrong_kind]);
         assert_eq!(r.overall.found, 1);
         assert_eq!(r.per_kind[&PhiKind::Phone].found, 0);
@@ -635,10 +907,31 @@ mod tests {
     fn detector_meets_the_recall_and_precision_targets_on_the_fixed_seed_corpus() {
         let report = evaluate(Detector::global(), &generate(500, 20_261_123));
         let recall = |k: PhiKind| report.per_kind.get(&k).map(Counts::recall).unwrap_or(0.0);
-        for kind in [PhiKind::Ssn, PhiKind::Phone, PhiKind::Email, PhiKind::Date, PhiKind::Mrn, PhiKind::Zip, PhiKind::Url, PhiKind::Ip] {
-            assert!(recall(kind) >= 0.99, "{kind} recall {} < 0.99\n{report}", recall(kind));
+        for kind in [
+            PhiKind::Ssn,
+            PhiKind::Phone,
+            PhiKind::Email,
+            PhiKind::Date,
+            PhiKind::Mrn,
+            PhiKind::Zip,
+            PhiKind::Url,
+            PhiKind::Ip,
+        ] {
+            assert!(
+                recall(kind) >= 0.99,
+                "{kind} recall {} < 0.99\n{report}",
+                recall(kind)
+            );
         }
-        assert!(recall(PhiKind::Name) >= 0.95, "name recall {}\n{report}", recall(PhiKind::Name));
-        assert!(report.overall.precision() >= 0.90, "overall precision {}\n{report}", report.overall.precision());
+        assert!(
+            recall(PhiKind::Name) >= 0.95,
+            "name recall {}\n{report}",
+            recall(PhiKind::Name)
+        );
+        assert!(
+            report.overall.precision() >= 0.90,
+            "overall precision {}\n{report}",
+            report.overall.precision()
+        );
     }
 }

@@ -139,7 +139,10 @@ mod tests {
             id: u32,
             name: Sensitive<String>,
         }
-        let p = Patient { id: 7, name: Sensitive::new(CANARY.into()) };
+        let p = Patient {
+            id: 7,
+            name: Sensitive::new(CANARY.into()),
+        };
         let out = format!("{p:?}");
         assert_eq!(out, "Patient { id: 7, name: [REDACTED] }");
     }

@@ -39,11 +39,50 @@ use crate::redact::{Mode, scrub};
 
 /// Field names written (after scrubbing) without being marked by the naming convention.
 pub const DEFAULT_SAFE_FIELDS: &[&str] = &[
-    "status", "status_code", "method", "endpoint", "route", "path", "attempt", "retries",
-    "count", "total", "page", "pages", "per_page", "records", "rows", "bytes", "size", "elapsed",
-    "duration", "request_id", "error", "error_kind", "kind", "detector", "table", "command",
-    "version", "addr", "port", "mode", "seed", "notes", "spans", "key_id", "reason", "outcome",
-    "component", "format", "file_count", "phase", "confidence", "start", "end", "len",
+    "status",
+    "status_code",
+    "method",
+    "endpoint",
+    "route",
+    "path",
+    "attempt",
+    "retries",
+    "count",
+    "total",
+    "page",
+    "pages",
+    "per_page",
+    "records",
+    "rows",
+    "bytes",
+    "size",
+    "elapsed",
+    "duration",
+    "request_id",
+    "error",
+    "error_kind",
+    "kind",
+    "detector",
+    "table",
+    "command",
+    "version",
+    "addr",
+    "port",
+    "mode",
+    "seed",
+    "notes",
+    "spans",
+    "key_id",
+    "reason",
+    "outcome",
+    "component",
+    "format",
+    "file_count",
+    "phase",
+    "confidence",
+    "start",
+    "end",
+    "len",
 ];
 
 /// How lines are written.
@@ -65,7 +104,9 @@ pub struct PhiLayer<W> {
 
 impl<W> fmt::Debug for PhiLayer<W> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("PhiLayer").field("format", &self.format).finish_non_exhaustive()
+        f.debug_struct("PhiLayer")
+            .field("format", &self.format)
+            .finish_non_exhaustive()
     }
 }
 
@@ -78,13 +119,17 @@ where
         Self {
             make_writer,
             format,
-            safe_fields: DEFAULT_SAFE_FIELDS.iter().map(|s| (*s).to_string()).collect(),
+            safe_fields: DEFAULT_SAFE_FIELDS
+                .iter()
+                .map(|s| (*s).to_string())
+                .collect(),
         }
     }
 
     /// Adds field names to the allow-list.
     pub fn with_safe_fields(mut self, names: &[&str]) -> Self {
-        self.safe_fields.extend(names.iter().map(|s| (*s).to_string()));
+        self.safe_fields
+            .extend(names.iter().map(|s| (*s).to_string()));
         self
     }
 }
@@ -93,7 +138,9 @@ where
 fn is_safe(allow: &HashSet<String>, name: &str) -> bool {
     allow.contains(name)
         || name.starts_with("safe_")
-        || ["_count", "_ms", "_bytes", "_total"].iter().any(|s| name.ends_with(s))
+        || ["_count", "_ms", "_bytes", "_total"]
+            .iter()
+            .any(|s| name.ends_with(s))
 }
 
 /// Fields recorded for one event or span, already filtered and scrubbed.
@@ -119,17 +166,25 @@ impl Visitor<'_> {
         if field.name() == "message" {
             self.out.message = Some(scrub(&value, Mode::Tag));
         } else if is_safe(self.allow, field.name()) {
-            self.out.fields.push((field.name(), FieldValue::Text(scrub(&value, Mode::Tag))));
+            self.out
+                .fields
+                .push((field.name(), FieldValue::Text(scrub(&value, Mode::Tag))));
         } else {
-            self.out.fields.push((field.name(), FieldValue::Text(REDACTED.to_string())));
+            self.out
+                .fields
+                .push((field.name(), FieldValue::Text(REDACTED.to_string())));
         }
     }
 
     fn number(&mut self, field: &Field, value: String) {
         if is_safe(self.allow, field.name()) {
-            self.out.fields.push((field.name(), FieldValue::Number(value)));
+            self.out
+                .fields
+                .push((field.name(), FieldValue::Number(value)));
         } else {
-            self.out.fields.push((field.name(), FieldValue::Text(REDACTED.to_string())));
+            self.out
+                .fields
+                .push((field.name(), FieldValue::Text(REDACTED.to_string())));
         }
     }
 }
@@ -161,9 +216,13 @@ impl Visit for Visitor<'_> {
     }
     fn record_bool(&mut self, field: &Field, value: bool) {
         if is_safe(self.allow, field.name()) {
-            self.out.fields.push((field.name(), FieldValue::Bool(value)));
+            self.out
+                .fields
+                .push((field.name(), FieldValue::Bool(value)));
         } else {
-            self.out.fields.push((field.name(), FieldValue::Text(REDACTED.to_string())));
+            self.out
+                .fields
+                .push((field.name(), FieldValue::Text(REDACTED.to_string())));
         }
     }
 }
@@ -173,34 +232,66 @@ where
     S: Subscriber + for<'a> LookupSpan<'a>,
     W: for<'a> MakeWriter<'a> + 'static,
 {
-    fn on_new_span(&self, attrs: &tracing::span::Attributes<'_>, id: &tracing::span::Id, ctx: Context<'_, S>) {
+    fn on_new_span(
+        &self,
+        attrs: &tracing::span::Attributes<'_>,
+        id: &tracing::span::Id,
+        ctx: Context<'_, S>,
+    ) {
         let mut recorded = Recorded::default();
-        attrs.record(&mut Visitor { allow: &self.safe_fields, out: &mut recorded });
+        attrs.record(&mut Visitor {
+            allow: &self.safe_fields,
+            out: &mut recorded,
+        });
         if let Some(span) = ctx.span(id) {
             span.extensions_mut().insert(recorded);
         }
     }
 
-    fn on_record(&self, id: &tracing::span::Id, values: &tracing::span::Record<'_>, ctx: Context<'_, S>) {
+    fn on_record(
+        &self,
+        id: &tracing::span::Id,
+        values: &tracing::span::Record<'_>,
+        ctx: Context<'_, S>,
+    ) {
         if let Some(span) = ctx.span(id) {
             let mut ext = span.extensions_mut();
             if let Some(recorded) = ext.get_mut::<Recorded>() {
-                values.record(&mut Visitor { allow: &self.safe_fields, out: recorded });
+                values.record(&mut Visitor {
+                    allow: &self.safe_fields,
+                    out: recorded,
+                });
             }
         }
     }
 
     fn on_event(&self, event: &Event<'_>, ctx: Context<'_, S>) {
         let mut recorded = Recorded::default();
-        event.record(&mut Visitor { allow: &self.safe_fields, out: &mut recorded });
+        event.record(&mut Visitor {
+            allow: &self.safe_fields,
+            out: &mut recorded,
+        });
         let meta = event.metadata();
         let mut spans: Vec<(String, String)> = Vec::new();
         if let Some(scope) = ctx.event_scope(event) {
             for span in scope.from_root() {
                 let ext = span.extensions();
-                let fields = ext.get::<Recorded>().map(|r| render_fields_text(&r.fields)).unwrap_or_default();
-                let json = ext.get::<Recorded>().map(|r| render_fields_json(&r.fields)).unwrap_or_else(|| "{}".into());
-                spans.push((span.name().to_string(), if self.format == LogFormat::Json { json } else { fields }));
+                let fields = ext
+                    .get::<Recorded>()
+                    .map(|r| render_fields_text(&r.fields))
+                    .unwrap_or_default();
+                let json = ext
+                    .get::<Recorded>()
+                    .map(|r| render_fields_json(&r.fields))
+                    .unwrap_or_else(|| "{}".into());
+                spans.push((
+                    span.name().to_string(),
+                    if self.format == LogFormat::Json {
+                        json
+                    } else {
+                        fields
+                    },
+                ));
             }
         }
         let ts = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Millis, true);
@@ -223,7 +314,12 @@ where
                         if i > 0 {
                             line.push(',');
                         }
-                        let _ = write!(line, "{{\"name\":{},\"fields\":{}}}", json_str(name), fields);
+                        let _ = write!(
+                            line,
+                            "{{\"name\":{},\"fields\":{}}}",
+                            json_str(name),
+                            fields
+                        );
                     }
                     line.push(']');
                 }
@@ -265,7 +361,10 @@ fn render_fields_json(fields: &[(&'static str, FieldValue)]) -> String {
     for (name, value) in fields {
         let v = match value {
             FieldValue::Text(t) => serde_json::Value::String(t.clone()),
-            FieldValue::Number(n) => n.parse::<serde_json::Number>().map(serde_json::Value::Number).unwrap_or_else(|_| serde_json::Value::String(n.clone())),
+            FieldValue::Number(n) => n
+                .parse::<serde_json::Number>()
+                .map(serde_json::Value::Number)
+                .unwrap_or_else(|_| serde_json::Value::String(n.clone())),
             FieldValue::Bool(b) => serde_json::Value::Bool(*b),
         };
         map.insert((*name).to_string(), v);
@@ -307,8 +406,10 @@ where
 {
     std::panic::set_hook(Box::new(move |info| {
         let message = scrubbed_panic_message(info.payload());
-        let location =
-            info.location().map(|l| format!("{}:{}", l.file(), l.line())).unwrap_or_else(|| "unknown location".into());
+        let location = info
+            .location()
+            .map(|l| format!("{}:{}", l.file(), l.line()))
+            .unwrap_or_else(|| "unknown location".into());
         let thread = std::thread::current();
         let name = thread.name().unwrap_or("unnamed");
         let mut writer = make_writer.make_writer();
@@ -368,7 +469,15 @@ mod tests {
     }
 
     fn assert_clean(out: &str) {
-        for canary in [CANARY_NAME, "Zebulon", "Quixote", CANARY_SSN, CANARY_PHONE, "555-0142", CANARY_EMAIL] {
+        for canary in [
+            CANARY_NAME,
+            "Zebulon",
+            "Quixote",
+            CANARY_SSN,
+            CANARY_PHONE,
+            "555-0142",
+            CANARY_EMAIL,
+        ] {
             assert!(!out.contains(canary), "canary {canary} leaked: {out}");
         }
     }
@@ -377,10 +486,18 @@ mod tests {
     fn canaries_in_messages_are_scrubbed() {
         for format in [LogFormat::Json, LogFormat::Text] {
             let out = capture(format, || {
-                tracing::info!("Patient: {CANARY_NAME} SSN {CANARY_SSN} phone {CANARY_PHONE} mail {CANARY_EMAIL}");
+                tracing::info!(
+                    "Patient: {CANARY_NAME} SSN {CANARY_SSN} phone {CANARY_PHONE} mail {CANARY_EMAIL}"
+                );
             });
             assert_clean(&out);
-            assert!(out.contains("[SSN]") && out.contains("[PHONE]") && out.contains("[EMAIL]") && out.contains("[NAME]"), "{out}");
+            assert!(
+                out.contains("[SSN]")
+                    && out.contains("[PHONE]")
+                    && out.contains("[EMAIL]")
+                    && out.contains("[NAME]"),
+                "{out}"
+            );
         }
     }
 
@@ -401,7 +518,13 @@ mod tests {
     #[test]
     fn allowlisted_and_convention_fields_are_written_and_their_text_scrubbed() {
         let out = capture(LogFormat::Json, || {
-            tracing::info!(status = 200u64, elapsed_ms = 12u64, safe_table = "patients", error = format!("bad row for {CANARY_SSN}").as_str(), "done");
+            tracing::info!(
+                status = 200u64,
+                elapsed_ms = 12u64,
+                safe_table = "patients",
+                error = format!("bad row for {CANARY_SSN}").as_str(),
+                "done"
+            );
         });
         assert_clean(&out);
         let line: serde_json::Value = serde_json::from_str(out.trim()).unwrap();
@@ -421,7 +544,10 @@ mod tests {
             span.record("patient", CANARY_EMAIL);
         });
         assert_clean(&out);
-        assert!(out.contains("export{patient=\"[REDACTED]\" page=3}"), "{out}");
+        assert!(
+            out.contains("export{patient=\"[REDACTED]\" page=3}"),
+            "{out}"
+        );
         assert!(out.contains("exported [REDACTED]"));
     }
 

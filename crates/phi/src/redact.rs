@@ -85,7 +85,11 @@ fn normalise(kind: PhiKind, value: &str) -> String {
         PhiKind::Phone | PhiKind::Fax | PhiKind::Ssn | PhiKind::Zip => {
             value.chars().filter(char::is_ascii_digit).collect()
         }
-        _ => value.split_whitespace().collect::<Vec<_>>().join(" ").to_lowercase(),
+        _ => value
+            .split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .to_lowercase(),
     }
 }
 
@@ -116,7 +120,9 @@ pub fn redact(text: &str, spans: &[Span], mode: Mode<'_>) -> String {
                 out.push_str(span.kind.tag());
                 out.push(']');
             }
-            Mode::Pseudonym(key) => out.push_str(&key.pseudonym(span.kind, &text[span.start..span.end])),
+            Mode::Pseudonym(key) => {
+                out.push_str(&key.pseudonym(span.kind, &text[span.start..span.end]))
+            }
         }
         at = span.end;
     }
@@ -138,7 +144,10 @@ mod tests {
 
     #[test]
     fn tag_mode_names_the_kind() {
-        assert_eq!(scrub("call 415-555-0123 today", Mode::Tag), "call [PHONE] today");
+        assert_eq!(
+            scrub("call 415-555-0123 today", Mode::Tag),
+            "call [PHONE] today"
+        );
     }
 
     #[test]
@@ -156,13 +165,22 @@ mod tests {
         assert!(a.starts_with("call PHONE-"));
         let other = PseudonymKey::new(b"another key another key another key!").unwrap();
         assert_ne!(a, scrub("call 415-555-0123", Mode::Pseudonym(&other)));
-        assert_ne!(key.pseudonym(PhiKind::Name, "Ann Lee"), key.pseudonym(PhiKind::Name, "Ann Li"));
-        assert_ne!(key.pseudonym(PhiKind::Name, "12345"), key.pseudonym(PhiKind::Mrn, "12345"));
+        assert_ne!(
+            key.pseudonym(PhiKind::Name, "Ann Lee"),
+            key.pseudonym(PhiKind::Name, "Ann Li")
+        );
+        assert_ne!(
+            key.pseudonym(PhiKind::Name, "12345"),
+            key.pseudonym(PhiKind::Mrn, "12345")
+        );
     }
 
     #[test]
     fn short_keys_are_refused_and_keys_never_print() {
-        assert_eq!(PseudonymKey::new(b"short").unwrap_err(), KeyError::TooShort(5));
+        assert_eq!(
+            PseudonymKey::new(b"short").unwrap_err(),
+            KeyError::TooShort(5)
+        );
         let key = PseudonymKey::new(KEY).unwrap();
         assert!(!format!("{key:?}").contains("0123"));
     }

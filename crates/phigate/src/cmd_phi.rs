@@ -121,7 +121,9 @@ pub fn run(args: Args, _ctx: &crate::context::Context) -> anyhow::Result<()> {
         Command::Deid(a) => run_deid(a),
         Command::PanicTest { message } => {
             if std::env::var("PHIGATE_ALLOW_TEST_PANIC").as_deref() != Ok("1") {
-                return Err(crate::exit::usage("phi panic-test is a test hook; set PHIGATE_ALLOW_TEST_PANIC=1"));
+                return Err(crate::exit::usage(
+                    "phi panic-test is a test hook; set PHIGATE_ALLOW_TEST_PANIC=1",
+                ));
             }
             panic!("test panic requested: {message}");
         }
@@ -133,7 +135,8 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
     let notes = eval::generate(a.notes as usize, a.seed);
     if let Some(path) = &a.dump {
         let mut out = std::io::BufWriter::new(
-            std::fs::File::create(path).with_context(|| format!("cannot create {}", path.display()))?,
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
         );
         for note in &notes {
             writeln!(out, "{}", eval::to_json_line(note))?;
@@ -152,10 +155,21 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
         });
         writeln!(stdout, "{doc}")?;
     } else {
-        writeln!(stdout, "Synthetic notes: {} notes, {} bytes, seed {}", synthetic.notes, synthetic.bytes, a.seed)?;
-        writeln!(stdout, "(generator and detector share an author: see the hand-written figures below)")?;
+        writeln!(
+            stdout,
+            "Synthetic notes: {} notes, {} bytes, seed {}",
+            synthetic.notes, synthetic.bytes, a.seed
+        )?;
+        writeln!(
+            stdout,
+            "(generator and detector share an author: see the hand-written figures below)"
+        )?;
         writeln!(stdout, "{synthetic}\n")?;
-        writeln!(stdout, "Hand-written notes (different style): {} notes, {} bytes", handwritten.notes, handwritten.bytes)?;
+        writeln!(
+            stdout,
+            "Hand-written notes (different style): {} notes, {} bytes",
+            handwritten.notes, handwritten.bytes
+        )?;
         writeln!(stdout, "{handwritten}")?;
     }
     Ok(())
@@ -168,15 +182,23 @@ fn report_json(r: &Report) -> serde_json::Value {
             "precision": c.precision(), "recall": c.recall(), "f2": c.f2(),
         })
     };
-    let per: serde_json::Map<String, serde_json::Value> =
-        r.per_kind.iter().map(|(k, c)| (k.tag().to_string(), row(c))).collect();
+    let per: serde_json::Map<String, serde_json::Value> = r
+        .per_kind
+        .iter()
+        .map(|(k, c)| (k.tag().to_string(), row(c)))
+        .collect();
     serde_json::json!({"notes": r.notes, "bytes": r.bytes, "per_kind": per, "overall": row(&r.overall)})
 }
 
 fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
-    let text = std::fs::read_to_string(&a.input).with_context(|| format!("cannot read {}", a.input.display()))?;
+    let text = std::fs::read_to_string(&a.input)
+        .with_context(|| format!("cannot read {}", a.input.display()))?;
     let mut notes = Vec::new();
-    for (i, line) in text.lines().enumerate().filter(|(_, l)| !l.trim().is_empty()) {
+    for (i, line) in text
+        .lines()
+        .enumerate()
+        .filter(|(_, l)| !l.trim().is_empty())
+    {
         let note = eval::from_json_line(line).ok_or_else(|| {
             crate::exit::usage(format!(
                 "{}: line {} is not a corpus line ({{\"text\", \"spans\": [{{\"start\", \"end\", \"type\"}}]}})",
@@ -217,8 +239,14 @@ fn run_bench(a: BenchArgs) -> anyhow::Result<()> {
 fn read_input(input: &InputArgs) -> anyhow::Result<Vec<u8>> {
     let mut buf = Vec::new();
     match input.file.as_deref() {
-        None => std::io::stdin().lock().read_to_end(&mut buf).context("cannot read stdin")?,
-        Some(p) if p == Path::new("-") => std::io::stdin().lock().read_to_end(&mut buf).context("cannot read stdin")?,
+        None => std::io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?,
+        Some(p) if p == Path::new("-") => std::io::stdin()
+            .lock()
+            .read_to_end(&mut buf)
+            .context("cannot read stdin")?,
         Some(p) => {
             // The path is the user's own argument; echoing it back is not a disclosure.
             buf = std::fs::read(p).with_context(|| format!("cannot read {}", p.display()))?;
@@ -230,12 +258,15 @@ fn read_input(input: &InputArgs) -> anyhow::Result<Vec<u8>> {
 
 /// `PHIGATE_PHI_KEY` as a pseudonym key, or a usage error saying what is wrong.
 fn key_from_env() -> anyhow::Result<PseudonymKey> {
-    let hex_key = std::env::var("PHIGATE_PHI_KEY")
-        .map_err(|_| crate::exit::usage("this mode needs PHIGATE_PHI_KEY (hex, at least 32 bytes)"))?;
+    let hex_key = std::env::var("PHIGATE_PHI_KEY").map_err(|_| {
+        crate::exit::usage("this mode needs PHIGATE_PHI_KEY (hex, at least 32 bytes)")
+    })?;
     let bytes = Sensitive::new(
-        hex::decode(hex_key.trim()).map_err(|_| crate::exit::usage("PHIGATE_PHI_KEY is not hex"))?,
+        hex::decode(hex_key.trim())
+            .map_err(|_| crate::exit::usage("PHIGATE_PHI_KEY is not hex"))?,
     );
-    PseudonymKey::new(bytes.expose()).map_err(|e| crate::exit::usage(format!("PHIGATE_PHI_KEY: {e}")))
+    PseudonymKey::new(bytes.expose())
+        .map_err(|e| crate::exit::usage(format!("PHIGATE_PHI_KEY: {e}")))
 }
 
 fn run_scrub(a: ScrubArgs) -> anyhow::Result<()> {
@@ -295,8 +326,13 @@ fn run_deid(a: DeidArgs) -> anyhow::Result<()> {
     }
     let input = read_input(&a.input)?;
     // serde_json's messages quote no input, only line and column.
-    let value: serde_json::Value = serde_json::from_slice(&input)
-        .map_err(|e| crate::exit::usage(format!("input is not JSON: line {} column {}", e.line(), e.column())))?;
+    let value: serde_json::Value = serde_json::from_slice(&input).map_err(|e| {
+        crate::exit::usage(format!(
+            "input is not JSON: line {} column {}",
+            e.line(),
+            e.column()
+        ))
+    })?;
     let out = deidentify_json(&value, &policy)?;
     writeln!(std::io::stdout().lock(), "{out}")?;
     Ok(())

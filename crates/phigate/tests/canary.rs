@@ -52,17 +52,39 @@ fn invocations() -> Vec<Invocation> {
     let mut invalid_utf8 = NOTE.as_bytes().to_vec();
     invalid_utf8.extend_from_slice(b"\xff\xfe\xc3 trailing bytes\n");
     vec![
-        Invocation::new("phi eval", &["phi", "eval", "--notes", "30", "--dump", "{data}/corpus.jsonl"]),
+        Invocation::new(
+            "phi eval",
+            &[
+                "phi",
+                "eval",
+                "--notes",
+                "30",
+                "--dump",
+                "{data}/corpus.jsonl",
+            ],
+        ),
         Invocation::new("phi scrub tag (stdin)", &["phi", "scrub"]).stdin(NOTE),
-        Invocation::new("phi scrub mask (file)", &["phi", "scrub", "--mode", "mask", "{input}/note.txt"])
-            .file("note.txt", NOTE),
-        Invocation::new("phi scrub pseudonym", &["phi", "scrub", "--mode", "pseudonym"])
-            .env("PHIGATE_PHI_KEY", PHI_KEY)
+        Invocation::new(
+            "phi scrub mask (file)",
+            &["phi", "scrub", "--mode", "mask", "{input}/note.txt"],
+        )
+        .file("note.txt", NOTE),
+        Invocation::new(
+            "phi scrub pseudonym",
+            &["phi", "scrub", "--mode", "pseudonym"],
+        )
+        .env("PHIGATE_PHI_KEY", PHI_KEY)
+        .stdin(NOTE),
+        Invocation::new("phi scrub json logs", &["phi", "scrub"])
+            .env("PHIGATE_LOG_FORMAT", "json")
             .stdin(NOTE),
-        Invocation::new("phi scrub json logs", &["phi", "scrub"]).env("PHIGATE_LOG_FORMAT", "json").stdin(NOTE),
         Invocation::new("phi scrub invalid utf-8", &["phi", "scrub"]).stdin(invalid_utf8),
         Invocation::new("phi detect", &["phi", "detect"]).stdin(NOTE),
-        Invocation::new("phi deid", &["phi", "deid", "--reference-date", "2026-01-01"]).stdin(record()),
+        Invocation::new(
+            "phi deid",
+            &["phi", "deid", "--reference-date", "2026-01-01"],
+        )
+        .stdin(record()),
         Invocation::new("phi deid date shift", &["phi", "deid", "--date-shift"])
             .env("PHIGATE_PHI_KEY", PHI_KEY)
             .stdin(record()),
@@ -73,17 +95,30 @@ fn invocations() -> Vec<Invocation> {
         Invocation::new("phi deid unparseable date", &["phi", "deid"])
             .stdin(r#"{"dob": "Zebulon Quixote 123-45-6789"}"#)
             .exits(Some(1)),
-        Invocation::new("phi scrub pseudonym without key", &["phi", "scrub", "--mode", "pseudonym"])
-            .stdin(NOTE)
-            .exits(Some(2)),
-        Invocation::new("phi scrub short key", &["phi", "scrub", "--mode", "pseudonym"])
-            .env("PHIGATE_PHI_KEY", "0011")
-            .stdin(NOTE)
-            .exits(Some(2)),
-        Invocation::new("phi bench bad corpus", &["phi", "bench", "--input", "{input}/bad.jsonl"])
-            .file("bad.jsonl", NOTE)
-            .exits(Some(2)),
-        Invocation::new("phi scrub missing file", &["phi", "scrub", "{input}/absent.txt"]).exits(Some(1)),
+        Invocation::new(
+            "phi scrub pseudonym without key",
+            &["phi", "scrub", "--mode", "pseudonym"],
+        )
+        .stdin(NOTE)
+        .exits(Some(2)),
+        Invocation::new(
+            "phi scrub short key",
+            &["phi", "scrub", "--mode", "pseudonym"],
+        )
+        .env("PHIGATE_PHI_KEY", "0011")
+        .stdin(NOTE)
+        .exits(Some(2)),
+        Invocation::new(
+            "phi bench bad corpus",
+            &["phi", "bench", "--input", "{input}/bad.jsonl"],
+        )
+        .file("bad.jsonl", NOTE)
+        .exits(Some(2)),
+        Invocation::new(
+            "phi scrub missing file",
+            &["phi", "scrub", "{input}/absent.txt"],
+        )
+        .exits(Some(1)),
         // A panic whose message carries PHI goes through the scrubbing hook.
         Invocation::new("phi panic-test", &["phi", "panic-test", NOTE])
             .env("PHIGATE_ALLOW_TEST_PANIC", "1")
@@ -101,7 +136,17 @@ fn the_harness_reports_a_canary_it_finds_and_where() {
     // `phi eval --dump` writes the synthetic corpus, which contains the cue "Patient: ": a
     // stand-in canary the harness must find in the data directory, and only there.
     let findings = run_and_check(
-        &[Invocation::new("dump", &["phi", "eval", "--notes", "20", "--dump", "{data}/corpus.jsonl"])],
+        &[Invocation::new(
+            "dump",
+            &[
+                "phi",
+                "eval",
+                "--notes",
+                "20",
+                "--dump",
+                "{data}/corpus.jsonl",
+            ],
+        )],
         &["Patient: "],
     );
     assert_eq!(findings.len(), 1, "{findings:?}");
@@ -111,7 +156,10 @@ fn the_harness_reports_a_canary_it_finds_and_where() {
 
 #[test]
 fn the_harness_reports_an_unexpected_exit_status() {
-    let findings = run_and_check(&[Invocation::new("refused", &["phi", "panic-test", "x"])], CANARIES);
+    let findings = run_and_check(
+        &[Invocation::new("refused", &["phi", "panic-test", "x"])],
+        CANARIES,
+    );
     assert_eq!(findings.len(), 1, "{findings:?}");
     assert!(findings[0].place.starts_with("exit status"));
 }
@@ -126,9 +174,16 @@ fn scrub_output_keeps_the_text_and_replaces_the_identifiers() {
         .spawn()
         .and_then(|mut child| {
             use std::io::Write;
-            child.stdin.take().unwrap().write_all(b"Call 415-555-0142 re: Mr. Quixote.")?;
+            child
+                .stdin
+                .take()
+                .unwrap()
+                .write_all(b"Call 415-555-0142 re: Mr. Quixote.")?;
             child.wait_with_output()
         })
         .unwrap();
-    assert_eq!(String::from_utf8(out.stdout).unwrap(), "Call [PHONE] re: Mr. [NAME].");
+    assert_eq!(
+        String::from_utf8(out.stdout).unwrap(),
+        "Call [PHONE] re: Mr. [NAME]."
+    );
 }

@@ -89,7 +89,11 @@ pub struct Finding {
 
 impl std::fmt::Display for Finding {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "invocation `{}`: `{}` in {}", self.invocation, self.canary, self.place)
+        write!(
+            f,
+            "invocation `{}`: `{}` in {}",
+            self.invocation, self.canary, self.place
+        )
     }
 }
 
@@ -115,7 +119,11 @@ pub fn run_and_check(invocations: &[Invocation], canaries: &[&str]) -> Vec<Findi
             .env("HOME", data.path())
             .env("XDG_DATA_HOME", data.path())
             .env_remove("RUST_BACKTRACE")
-            .stdin(if inv.stdin.is_some() { Stdio::piped() } else { Stdio::null() })
+            .stdin(if inv.stdin.is_some() {
+                Stdio::piped()
+            } else {
+                Stdio::null()
+            })
             .stdout(Stdio::piped())
             .stderr(Stdio::piped());
         for (k, v) in &inv.env {
@@ -152,12 +160,20 @@ pub fn run_and_check(invocations: &[Invocation], canaries: &[&str]) -> Vec<Findi
             let c = canary.as_bytes();
             for (place, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
                 if contains(bytes, c) {
-                    findings.push(Finding { invocation: inv.name.clone(), place: place.into(), canary: (*canary).into() });
+                    findings.push(Finding {
+                        invocation: inv.name.clone(),
+                        place: place.into(),
+                        canary: (*canary).into(),
+                    });
                 }
             }
         }
         for file in files_under(data.path()) {
-            let rel = file.strip_prefix(data.path()).unwrap_or(&file).display().to_string();
+            let rel = file
+                .strip_prefix(data.path())
+                .unwrap_or(&file)
+                .display()
+                .to_string();
             let bytes = std::fs::read(&file).unwrap_or_default();
             for canary in canaries {
                 if contains(&bytes, canary.as_bytes()) || rel.contains(canary) {
@@ -178,7 +194,11 @@ pub fn assert_no_canaries(invocations: &[Invocation], canaries: &[&str]) {
     let findings = run_and_check(invocations, canaries);
     if !findings.is_empty() {
         let list: Vec<String> = findings.iter().map(ToString::to_string).collect();
-        panic!("{} canary finding(s):\n  {}", findings.len(), list.join("\n  "));
+        panic!(
+            "{} canary finding(s):\n  {}",
+            findings.len(),
+            list.join("\n  ")
+        );
     }
 }
 
@@ -190,7 +210,9 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     let mut stack = vec![dir.to_path_buf()];
     while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else { continue };
+        let Ok(entries) = std::fs::read_dir(&d) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
