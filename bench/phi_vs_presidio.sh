@@ -24,7 +24,9 @@ cargo build --release -q -p phigate
 PHIGATE="$CARGO_TARGET_DIR/release/phigate"
 
 CORPUS="$OUT/phi_corpus.jsonl"
-PHIGATE_LOG=warn "$PHIGATE" phi eval --notes "$NOTES" --seed "$SEED" --dump "$CORPUS" > "$OUT/phi_eval.txt"
+HANDWRITTEN="$OUT/phi_handwritten.jsonl"
+PHIGATE_LOG=warn "$PHIGATE" phi eval --notes "$NOTES" --seed "$SEED" --dump "$CORPUS" \
+  --dump-handwritten "$HANDWRITTEN" > "$OUT/phi_eval.txt"
 
 if [ ! -x "$VENV/bin/python" ]; then
   python3 -m venv "$VENV"
@@ -41,26 +43,32 @@ else
   echo "Presidio mode: default recognizers + spaCy NER ($MODEL_PKG = spaCy en_core_web_sm 3.8.0)"
 fi
 
-PHI_JSON="$(PHIGATE_LOG=warn "$PHIGATE" phi bench --input "$CORPUS" --passes 5)"
-PRESIDIO_JSON="$("$VENV/bin/python" bench/phi/presidio_eval.py --input "$CORPUS" --model "$MODEL" 2>/dev/null)"
-PRESIDIO_PATTERNS_JSON="$PRESIDIO_JSON"
-if [ "$MODEL" != none ]; then
-  PRESIDIO_PATTERNS_JSON="$("$VENV/bin/python" bench/phi/presidio_eval.py --input "$CORPUS" --model none 2>/dev/null)"
-fi
-
-python3 - "$PHI_JSON" "$PRESIDIO_JSON" "$PRESIDIO_PATTERNS_JSON" "$NOTES" "$SEED" <<'PY'
+compare() {
+  local corpus="$1" title="$2"
+  local phi_json presidio_json patterns_json
+  phi_json="$(PHIGATE_LOG=warn "$PHIGATE" phi bench --input "$corpus" --passes 5)"
+  presidio_json="$("$VENV/bin/python" bench/phi/presidio_eval.py --input "$corpus" --model "$MODEL" 2>/dev/null)"
+  patterns_json="$presidio_json"
+  if [ "$MODEL" != none ]; then
+    patterns_json="$("$VENV/bin/python" bench/phi/presidio_eval.py --input "$corpus" --model none 2>/dev/null)"
+  fi
+  python3 - "$phi_json" "$presidio_json" "$patterns_json" "$title" <<'PY'
 import json, sys
 phi, pre, pat = (json.loads(a) for a in sys.argv[1:4])
-notes, seed = sys.argv[4], sys.argv[5]
-print(f"corpus: {notes} generated notes, seed {seed}, {phi['bytes']} bytes (relaxed overlap, kinds ignored)")
+print()
+print(f"{sys.argv[4]}: {phi['notes']} notes, {phi['bytes']} bytes (relaxed overlap, kinds ignored)")
 print(f"{'tool':<34} {'MB/s':>9} {'precision':>9} {'recall':>7} {'F2':>7}")
-rows = [("phigate", phi)]
 label = "presidio (spaCy NER + patterns)" if pre.get("model") != "none" else "presidio (patterns only)"
-rows.append((label, pre))
-if pat is not pre and pat.get("model") == "none" and pre.get("model") != "none":
+rows = [("phigate", phi), (label, pre)]
+if pre.get("model") != "none":
     rows.append(("presidio (patterns only)", pat))
 for name, r in rows:
     o = r["overall"]
     print(f"{name:<34} {r['mb_per_s']:>9.3f} {o['precision']:>9.4f} {o['recall']:>7.4f} {o['f2']:>7.4f}")
 print(f"throughput ratio phigate / {label}: {phi['mb_per_s'] / pre['mb_per_s']:.0f}x")
 PY
+}
+
+compare "$CORPUS" "generated notes (seed $SEED)"
+compare "$HANDWRITTEN" "hand-written notes (not generated; small)"
+exit 0

@@ -53,9 +53,11 @@ def main():
     gold = found = predicted = correct = 0
     size = 0
     for note, preds in zip(notes, predictions):
-        # Generated notes are ASCII: character offsets equal the byte offsets in the corpus.
-        size += len(note["text"].encode("utf-8"))
-        spans = [(s["start"], s["end"]) for s in note["spans"]]
+        # The corpus holds UTF-8 byte offsets; Presidio reports character offsets.
+        raw = note["text"].encode("utf-8")
+        size += len(raw)
+        to_char = lambda b: len(raw[:b].decode("utf-8"))
+        spans = [(to_char(s["start"]), to_char(s["end"])) for s in note["spans"]]
         pred = [(r.start, r.end) for r in preds]
         for gs, ge in spans:
             gold += 1

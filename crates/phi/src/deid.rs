@@ -291,6 +291,33 @@ impl Policy {
         self.date_mode
     }
 
+    /// Applies the column's action to one value, for column-wise (Arrow) use: `Ok(None)` means
+    /// the value is removed (the column is dropped, or a pseudonym was asked for without a key).
+    /// Columns the policy does not name are scrubbed as free text. A birth-date column of a
+    /// patient aged 90 or more at the reference date gets the aggregate year (see module docs).
+    /// `patient_id` is needed only for date shifting.
+    pub fn apply_str(
+        &self,
+        column: &str,
+        value: &str,
+        patient_id: Option<&str>,
+    ) -> Result<Option<String>, DeidError> {
+        let lower = column.to_ascii_lowercase();
+        if self.birth_date_fields.contains(&lower)
+            && let Some((dob, _)) = parse_date_prefix(value)
+            && age_on(dob, self.reference_date) > 89
+        {
+            return Ok(Some((self.reference_date.year() - 90).to_string()));
+        }
+        let action = self.action(&lower).unwrap_or(Action::Scrub);
+        Ok(
+            apply_scalar(value, action, self, column, patient_id)?.map(|v| match v {
+                Value::String(s) => s,
+                other => other.to_string(),
+            }),
+        )
+    }
+
     /// The default policy for the Kipu records in `docs/kipu-shapes.md`.
     pub fn kipu_default(reference_date: NaiveDate) -> Self {
         let mut p = Policy::new(reference_date);
@@ -688,6 +715,53 @@ mod tests {
         .unwrap_err();
         assert!(err.to_string().contains("$.dob"));
         assert!(!err.to_string().contains("Zebulon"));
+    }
+
+    #[test]
+    fn column_wise_application_matches_the_record_rules() {
+        let policy = Policy::kipu_default(reference());
+        assert_eq!(
+            policy
+                .apply_str("address_zip", "83012", None)
+                .unwrap()
+                .as_deref(),
+            Some("000")
+        );
+        assert_eq!(
+            policy
+                .apply_str("DOB", "1931-05-05", None)
+                .unwrap()
+                .as_deref(),
+            Some("1936")
+        );
+        assert_eq!(
+            policy
+                .apply_str("dob", "1980-05-05", None)
+                .unwrap()
+                .as_deref(),
+            Some("1980")
+        );
+        assert_eq!(
+            policy.apply_str("last_name", "Quixote", None).unwrap(),
+            None
+        );
+        assert_eq!(policy.apply_str("casefile_id", "1:x", None).unwrap(), None);
+        assert_eq!(
+            policy
+                .apply_str("free_text", "call 415-555-0123", None)
+                .unwrap()
+                .as_deref(),
+            Some("call [PHONE]")
+        );
+        let err = policy
+            .apply_str("admission_date", "soon", None)
+            .unwrap_err();
+        assert_eq!(
+            err,
+            DeidError::NotADate {
+                field: "admission_date".into()
+            }
+        );
     }
 
     #[test]

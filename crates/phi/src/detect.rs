@@ -651,6 +651,7 @@ static SURNAMES: &str = include_str!("../data/surnames.txt");
 /// Capitalised words that are in the name dictionaries but are far more often something else
 /// in a clinical note: common English words, months and days, drug brand names, eponyms.
 /// They count as names only with context (a title, a cue, or an unambiguous name beside them).
+#[rustfmt::skip]
 static AMBIGUOUS: &[&str] = &[
     // months, days, seasons
     "january",
@@ -1138,6 +1139,7 @@ static AMBIGUOUS: &[&str] = &[
 
 /// Capitalised words that are never names in a clinical note: drug names (brand and generic)
 /// that look like names, medical eponyms, clinical vocabulary. Checked before the dictionaries.
+#[rustfmt::skip]
 static NEVER_NAMES: &[&str] = &[
     // drugs that look like names
     "ativan",
@@ -1781,6 +1783,7 @@ static NEVER_NAMES: &[&str] = &[
 ];
 
 /// Words after which the next capitalised words are names: titles and cue phrases.
+#[rustfmt::skip]
 static CUES: &[&str] = &[
     "mr.",
     "mr ",

@@ -59,6 +59,10 @@ struct EvalArgs {
     /// Also write the generated corpus to FILE as JSON lines ({"text", "spans"}).
     #[arg(long, value_name = "FILE")]
     dump: Option<PathBuf>,
+    /// Also write the hand-written fixtures to FILE in the same format (byte offsets; they are
+    /// not all ASCII).
+    #[arg(long, value_name = "FILE")]
+    dump_handwritten: Option<PathBuf>,
     /// Print JSON instead of tables.
     #[arg(long)]
     json: bool,
@@ -143,6 +147,16 @@ fn run_eval(a: EvalArgs) -> anyhow::Result<()> {
         }
         out.flush()?;
         tracing::info!(count = notes.len(), "corpus written");
+    }
+    if let Some(path) = &a.dump_handwritten {
+        let mut out = std::io::BufWriter::new(
+            std::fs::File::create(path)
+                .with_context(|| format!("cannot create {}", path.display()))?,
+        );
+        for note in &eval::handwritten() {
+            writeln!(out, "{}", eval::to_json_line(note))?;
+        }
+        out.flush()?;
     }
     let synthetic = eval::evaluate(detector, &notes);
     let handwritten = eval::evaluate(detector, &eval::handwritten());
