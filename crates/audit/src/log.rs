@@ -591,11 +591,29 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.max_batch);
         while let Some(first) = receiver.recv().await {
             batch.push(first);
-            while batch.len() < self.max_batch {
-                match receiver.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
+            // Callers just woken by the previous commit are still building their next event;
+            // yielding lets them enqueue so one fsync covers them all. Stop as soon as a yield
+            // brings nothing new, so a lone caller pays no added latency beyond one yield.
+            loop {
+                let before = batch.len();
+                while batch.len() < self.max_batch {
+                    match receiver.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
                 }
+                if batch.len() >= self.max_batch || (batch.len() == before && before > 1) {
+                    break;
+                }
+                if batch.len() == before {
+                    // Only the first entry so far: give the others one chance.
+                    tokio::task::yield_now().await;
+                    if receiver.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                tokio::task::yield_now().await;
             }
             match self.write_batch(&batch).await {
                 Ok(start) => {
