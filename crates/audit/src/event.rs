@@ -562,6 +562,34 @@ impl Entry {
     }
 }
 
+/// The canonical leaf, spliced from the event's canonical bytes. Equal to
+/// `to_canonical_bytes(entry_json(..))` because JCS orders the members `event`, `index`,
+/// `sealed_detail`, `time`, `v` (already sorted) and none of the spliced strings (an RFC 3339
+/// time, base64) contains a character JCS escapes; a unit test holds this equality.
+pub(crate) fn leaf_bytes(
+    index: u64,
+    time_text: &str,
+    event_canonical: &[u8],
+    sealed_detail: Option<&SealedDetail>,
+) -> Vec<u8> {
+    let mut out = Vec::with_capacity(event_canonical.len() + 96);
+    out.extend_from_slice(b"{\"event\":");
+    out.extend_from_slice(event_canonical);
+    out.extend_from_slice(b",\"index\":");
+    out.extend_from_slice(index.to_string().as_bytes());
+    if let Some(detail) = sealed_detail {
+        out.extend_from_slice(b",\"sealed_detail\":\"");
+        out.extend_from_slice(detail.to_base64().as_bytes());
+        out.push(b'"');
+    }
+    out.extend_from_slice(b",\"time\":\"");
+    out.extend_from_slice(time_text.as_bytes());
+    out.extend_from_slice(b"\",\"v\":");
+    out.extend_from_slice(ENTRY_VERSION.to_string().as_bytes());
+    out.push(b'}');
+    out
+}
+
 pub(crate) fn entry_json(
     index: u64,
     time: &DateTime<Utc>,
@@ -637,5 +665,37 @@ fn redact_secrets(value: Value, under_secret: bool, hasher: &dyn crate::PatientH
                 .collect(),
         ),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn spliced_leaf_equals_the_canonical_form_of_the_entry_object() {
+        let event = serde_json::json!({"kind": "key_lifecycle", "principal": "a\"b\n", "z": [1, {"y": null, "x": -3}]});
+        let event_bytes = canonical::to_canonical_bytes(&event).unwrap();
+        let time = chrono::DateTime::parse_from_rfc3339("2026-11-23T14:40:18.000001Z")
+            .unwrap()
+            .with_timezone(&Utc);
+        for detail in [
+            None,
+            Some(SealedDetail::new(vec![0xff, 0, 1, 2, 3]).unwrap()),
+        ] {
+            for index in [0u64, 7, 9_007_199_254_740_991] {
+                let expected = canonical::to_canonical_bytes(&entry_json(
+                    index,
+                    &time,
+                    event.clone(),
+                    detail.as_ref(),
+                ))
+                .unwrap();
+                assert_eq!(
+                    leaf_bytes(index, &format_time(&time), &event_bytes, detail.as_ref()),
+                    expected
+                );
+            }
+        }
     }
 }

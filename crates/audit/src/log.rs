@@ -5,13 +5,12 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use futures::TryStreamExt as _;
-use serde_json::Value;
 use sqlx::QueryBuilder;
 use tokio::sync::{Mutex, mpsc, oneshot};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{AuditError, storage};
-use crate::event::{Entry, Event, KeyedHash, SealedDetail, entry_json};
+use crate::event::{Entry, Event, KeyedHash, SealedDetail, leaf_bytes};
 use crate::keys::CheckpointSigner;
 use crate::merkle::{self, CompactRange, Hash, MemoryTree};
 use crate::store::{self, Db, Storage};
@@ -86,7 +85,8 @@ pub struct QueryFilter {
 }
 
 struct Pending {
-    event: Value,
+    /// RFC 8785 bytes of the event object.
+    event: Vec<u8>,
     kind: &'static str,
     principal: Option<String>,
     patient: Option<String>,
@@ -210,13 +210,14 @@ impl AuditLog {
         let patient = event.patient().map(|p| p.as_str().to_owned());
         let json = serde_json::to_value(&event)
             .map_err(|_| AuditError::InvalidEntry("event cannot be encoded as JSON"))?;
-        // Refuse what cannot be canonicalized here, so one bad event never fails a batch.
-        crate::canonical::to_canonical_bytes(&json)
+        // Canonicalize here, in the caller's task: a bad event fails only its caller, and the
+        // single writer task only splices bytes (see `crate::event::leaf_bytes`).
+        let event_bytes = crate::canonical::to_canonical_bytes(&json)
             .map_err(|_| AuditError::InvalidEntry("event has a non-integer number"))?;
         let (reply, wait) = oneshot::channel();
         sender
             .send(Pending {
-                event: json,
+                event: event_bytes,
                 kind,
                 principal,
                 patient,
@@ -591,11 +592,29 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.max_batch);
         while let Some(first) = receiver.recv().await {
             batch.push(first);
-            while batch.len() < self.max_batch {
-                match receiver.try_recv() {
-                    Ok(p) => batch.push(p),
-                    Err(_) => break,
+            // Callers just woken by the previous commit are still building their next event;
+            // yielding lets them enqueue so one fsync covers them all. Stop as soon as a yield
+            // brings nothing new, so a lone caller pays no added latency beyond one yield.
+            loop {
+                let before = batch.len();
+                while batch.len() < self.max_batch {
+                    match receiver.try_recv() {
+                        Ok(p) => batch.push(p),
+                        Err(_) => break,
+                    }
                 }
+                if batch.len() >= self.max_batch || (batch.len() == before && before > 1) {
+                    break;
+                }
+                if batch.len() == before {
+                    // Only the first entry so far: give the others one chance.
+                    tokio::task::yield_now().await;
+                    if receiver.is_empty() {
+                        break;
+                    }
+                    continue;
+                }
+                tokio::task::yield_now().await;
             }
             match self.write_batch(&batch).await {
                 Ok(start) => {
@@ -629,11 +648,11 @@ impl Writer {
                 let start = head.compact.size();
                 let now = now_us().max(0);
                 let time = Utc.timestamp_micros(now).single().unwrap_or_default();
+                let time_text = crate::event::format_time(&time);
                 let mut rows = Vec::with_capacity(batch.len());
                 for (i, p) in batch.iter().enumerate() {
-                    let json = entry_json(start + i as u64, &time, p.event.clone(), p.detail.as_ref());
-                    let leaf = crate::canonical::to_canonical_bytes(&json)
-                        .map_err(|_| AuditError::InvalidEntry("entry has a non-integer number"))?;
+                    let leaf =
+                        leaf_bytes(start + i as u64, &time_text, &p.event, p.detail.as_ref());
                     let hash = merkle::leaf_hash(&leaf);
                     head.compact.push(hash);
                     rows.push(Row { leaf, hash });

@@ -251,16 +251,33 @@ async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, Audi
     let empty = CompactRange::new().to_bytes();
     match db {
         Db::Sqlite(pool) => {
-            let mut tx = pool
-                .begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(storage(ctx))?;
-            sqlx::query(
-                "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+            // Readers take no write lock and create nothing, so a read-only copy verifies.
+            let mut tx = if create {
+                pool.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(storage(ctx))?
+            } else {
+                pool.begin().await.map_err(storage(ctx))?
+            };
+            let has_meta: (bool,) = sqlx::query_as(
+                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_meta')",
             )
-            .execute(&mut *tx)
+            .fetch_one(&mut *tx)
             .await
             .map_err(storage(ctx))?;
+            if !has_meta.0 && !create {
+                return Err(AuditError::NotFound(
+                    "the database holds no audit log".into(),
+                ));
+            }
+            if create {
+                sqlx::query(
+                    "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                )
+                .execute(&mut *tx)
+                .await
+                .map_err(storage(ctx))?;
+            }
             let version: Option<(String,)> =
                 sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
                     .fetch_optional(&mut *tx)

@@ -160,6 +160,7 @@ pub async fn verify_log(
     // or never does (deletion).
     let mut missing: Option<u64> = None;
     let mut expected: u64 = 0;
+    let mut time_cache: (i64, String) = (i64::MIN, String::new());
     macro_rules! scan_rows {
         ($pool:expr) => {{
             let mut rows = sqlx::query_as::<_, EntryRow>(ENTRY_SQL).fetch($pool);
@@ -208,8 +209,17 @@ pub async fn verify_log(
                     );
                     break;
                 }
-                let time_ok = chrono::DateTime::parse_from_rfc3339(&fields.time)
-                    .is_ok_and(|t| t.timestamp_micros() == time_us);
+                // Entries of one batch share a commit time: format it once per batch.
+                if time_cache.0 != time_us {
+                    use chrono::TimeZone as _;
+                    let formatted = chrono::Utc
+                        .timestamp_micros(time_us)
+                        .single()
+                        .map(|t| crate::event::format_time(&t))
+                        .unwrap_or_default();
+                    time_cache = (time_us, formatted);
+                }
+                let time_ok = fields.time == time_cache.1.as_str();
                 if !time_ok
                     || fields.event.kind != kind
                     || fields.event.principal.as_deref() != principal.as_deref()

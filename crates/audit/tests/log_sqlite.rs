@@ -595,3 +595,64 @@ fn database_file_is_created_owner_only() {
     assert_eq!(audit::RETENTION_YEARS, 7);
     let _ = Arc::clone(&keys);
 }
+
+#[test]
+fn after_an_hmac_key_rotation_a_patient_is_still_found_under_old_and_new_keys() {
+    use std::io::Write as _;
+    let dir = tempfile::tempdir().unwrap();
+    let first = keys(dir.path());
+    runtime().block_on(async {
+        let log = AuditLog::open(sqlite_config(dir.path(), NEVER), first.clone())
+            .await
+            .unwrap();
+        log.append(phi_read(first.as_ref(), "user:a", "P-42", 1))
+            .await
+            .unwrap();
+        log.close().await;
+    });
+    // Rotate: append a new current key; the old one stays for matching.
+    let mut file = std::fs::OpenOptions::new()
+        .append(true)
+        .open(dir.path().join("keys").join(audit::keys::HMAC_KEY_FILE))
+        .unwrap();
+    writeln!(file, "k2 {}", "ab".repeat(32)).unwrap();
+    drop(file);
+    let rotated = keys(dir.path());
+    let new_ref = patient(rotated.as_ref(), "P-42");
+    assert!(new_ref.as_str().starts_with("hmac-sha256:k2:"));
+    assert_ne!(new_ref, patient(first.as_ref(), "P-42"));
+    runtime().block_on(async {
+        let log = AuditLog::open(sqlite_config(dir.path(), NEVER), rotated.clone())
+            .await
+            .unwrap();
+        log.append(phi_read(rotated.as_ref(), "user:a", "P-42", 2))
+            .await
+            .unwrap();
+        let all = rotated.keyed_hashes_all_keys(b"P-42");
+        assert_eq!(all.len(), 2);
+        let found = log
+            .query(&QueryFilter {
+                patient: all,
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        assert_eq!(
+            found.iter().map(|(e, _)| e.index).collect::<Vec<_>>(),
+            vec![0, 1]
+        );
+    });
+}
+
+#[test]
+fn opening_a_missing_log_read_only_says_so_and_creates_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("audit.db");
+    let err = runtime()
+        .block_on(AuditLog::open_read_only(&Storage::Sqlite {
+            path: path.clone(),
+        }))
+        .unwrap_err();
+    assert!(matches!(err, AuditError::NotFound(_)), "{err}");
+    assert!(!path.exists());
+}
