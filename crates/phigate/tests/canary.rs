@@ -7,12 +7,13 @@
 //! run's data directory and `{input}` for files you supply with `.file(name, bytes)`), stdin,
 //! environment and the exit code it must end with. Feed it the [`CANARIES`] (a simulator whose
 //! patients carry them, a request body, an input file) so that the path really handles them.
-//! Paths that need the Kipu simulator or the gateway are added by those features when they land.
+//! Paths that talk to the Kipu API get a [`harness::Simulator`]: a `phigate sim` process whose
+//! patients carry canaries (listed by `phigate sim --list-canaries`); its own logs are checked too.
 
 #[path = "canary/mod.rs"]
 mod harness;
 
-use harness::{Invocation, assert_no_canaries, run_and_check};
+use harness::{Invocation, Simulator, assert_no_canaries, assert_none, run_and_check};
 
 /// Values planted in inputs. They are shaped like the identifiers they stand for, so that both
 /// the field allow-list and the scrubber are exercised.
@@ -126,9 +127,187 @@ fn invocations() -> Vec<Invocation> {
     ]
 }
 
+/// Invocations that reach PHI through the Kipu client, against a simulator (`sim`) and one
+/// that cuts every response in half (`broken`).
+fn kipu_invocations(sim: &[(String, String)], broken: &[(String, String)]) -> Vec<Invocation> {
+    let wrong_secret: Vec<(String, String)> = sim
+        .iter()
+        .map(|(k, v)| match k.as_str() {
+            "KIPU_SECRET_KEY" => (k.clone(), "not-the-secret".to_string()),
+            _ => (k.clone(), v.clone()),
+        })
+        .collect();
+    vec![
+        // The records are the command's output: stdout must carry them, nothing else may.
+        Invocation::new(
+            "kipu get census, all pages",
+            &[
+                "kipu",
+                "get",
+                "get_patients_census",
+                "--all-pages",
+                "--per",
+                "5",
+            ],
+        )
+        .envs(sim)
+        .stdout_is_data(),
+        Invocation::new(
+            "kipu get census with a PHI-shaped parameter",
+            &[
+                "kipu",
+                "get",
+                "patients_census",
+                "--param",
+                "first_name=Zebulon Quixote",
+            ],
+        )
+        .envs(sim)
+        .stdout_is_data(),
+        // A PHI-shaped id in the path that does not exist: 404, and the id is not echoed.
+        Invocation::new(
+            "kipu get an unknown patient",
+            &[
+                "kipu",
+                "get",
+                "/api/patients/{patient_id}",
+                "--id",
+                "ZQ7731942",
+            ],
+        )
+        .envs(sim)
+        .exits(Some(1)),
+        Invocation::new(
+            "kipu get with the wrong secret",
+            &["kipu", "get", "get_patients_census"],
+        )
+        .envs(&wrong_secret)
+        .exits(Some(1)),
+        // Every body is cut short after its headers: the partial records must not surface.
+        Invocation::new(
+            "kipu get with truncated responses",
+            &["kipu", "get", "get_patients_census", "--timeout", "5"],
+        )
+        .envs(broken)
+        .exits(Some(1)),
+        Invocation::new(
+            "kipu get an unknown endpoint with PHI in it",
+            &["kipu", "get", "/api/Zebulon-Quixote/123-45-6789"],
+        )
+        .envs(sim)
+        .exits(Some(1)),
+    ]
+}
+
+/// Paths through the encrypted store and the audit log; patient ids come on stdin.
+fn store_and_audit_invocations() -> Vec<Invocation> {
+    const KEK: &str = "AAECAwQFBgcICQoLDA0ODxAREhMUFRYXGBkaGxwdHh8=";
+    let with_keys = |inv: Invocation| inv.env("PHIGATE_KEK", KEK).after(&["keys", "init"]);
+    vec![
+        with_keys(Invocation::new(
+            "keys init + store stats",
+            &["store", "stats"],
+        )),
+        with_keys(Invocation::new(
+            "store invalidate a PHI-shaped patient id",
+            &["store", "invalidate", "patient"],
+        ))
+        .stdin("ZQ7731942\n"),
+        with_keys(Invocation::new(
+            "store invalidate a PHI-shaped record id",
+            &["store", "invalidate", "key", "kipu.response"],
+        ))
+        .stdin("/api/patients/ZQ7731942?first_name=Zebulon\n"),
+        with_keys(Invocation::new(
+            "store backup",
+            &["store", "backup", "{data}/backup.bin"],
+        )),
+        Invocation::new("audit checkpoint", &["audit", "checkpoint"]),
+        Invocation::new(
+            "audit disclosures for a PHI-shaped patient id",
+            &["audit", "disclosures", "--patient", "-"],
+        )
+        .after(&["audit", "checkpoint"])
+        .stdin("ZQ7731942\n"),
+        Invocation::new(
+            "audit export for a PHI-shaped patient id",
+            &["audit", "export", "--patient", "-"],
+        )
+        .after(&["audit", "checkpoint"])
+        .stdin("Zebulon Quixote\n"),
+        // The log does not exist yet: the error names the file, not the patient.
+        Invocation::new(
+            "audit disclosures without a log",
+            &["audit", "disclosures", "--patient", "-"],
+        )
+        .stdin("ZQ7731942\n")
+        .exits(Some(1)),
+        Invocation::new(
+            "audit verify-export of a file of PHI",
+            &["audit", "verify-export", "{input}/export.jsonl"],
+        )
+        .file("export.jsonl", NOTE)
+        .exits(Some(1)),
+    ]
+}
+
+/// Command-line errors: clap would echo a rejected value; phigate must not.
+fn command_line_invocations() -> Vec<Invocation> {
+    vec![
+        Invocation::new(
+            "a PHI value for a number",
+            &["sim", "--patients", "Zebulon"],
+        )
+        .exits(Some(2)),
+        Invocation::new("a PHI-shaped unknown subcommand", &["Quixote"]).exits(Some(2)),
+        Invocation::new(
+            "a PHI-shaped extra positional argument",
+            &["store", "stats", "123-45-6789"],
+        )
+        .exits(Some(2)),
+        Invocation::new(
+            "a PHI value for an enum",
+            &["phi", "scrub", "--mode", "zebulon.q@example.org"],
+        )
+        .exits(Some(2)),
+        Invocation::new(
+            "a PHI-shaped unknown flag",
+            &["phi", "scrub", "--415-555-0142"],
+        )
+        .exits(Some(2)),
+    ]
+}
+
 #[test]
 fn no_canary_escapes_any_phigate_path() {
     assert_no_canaries(&invocations(), CANARIES);
+}
+
+#[test]
+fn no_canary_escapes_the_store_audit_or_command_line_paths() {
+    let mut all = store_and_audit_invocations();
+    all.extend(command_line_invocations());
+    assert_no_canaries(&all, CANARIES);
+}
+
+#[test]
+fn no_canary_escapes_the_kipu_client_or_the_simulator() {
+    let sim = Simulator::start("phigate sim", 12, 7, &[]);
+    let broken = Simulator::start(
+        "phigate sim (truncating)",
+        12,
+        7,
+        &["--faults", "truncate=1"],
+    );
+    let mut canaries = sim.canaries();
+    canaries.extend(CANARIES.iter().copied());
+    let canaries: Vec<String> = canaries.into_iter().map(str::to_string).collect();
+    let canaries: Vec<&str> = canaries.iter().map(String::as_str).collect();
+
+    let mut findings = run_and_check(&kipu_invocations(sim.env(), broken.env()), &canaries);
+    findings.extend(sim.stop(&canaries));
+    findings.extend(broken.stop(&canaries));
+    assert_none(&findings);
 }
 
 #[test]

@@ -35,6 +35,13 @@ pub struct Invocation {
     pub expect_exit: Option<i32>,
     /// The run is killed after this long (a hung server must not hang the suite).
     pub timeout: Duration,
+    /// stdout is the command's data channel (e.g. `kipu get` prints the records asked for): it
+    /// is not scanned for leaks, and must instead carry at least one canary, proving the path
+    /// really handled PHI. stderr and files are scanned as always.
+    pub stdout_is_data: bool,
+    /// Commands run first in the same data directory (e.g. `keys init`), each of which must
+    /// succeed; their output is scanned like the invocation's own.
+    pub setup: Vec<Vec<String>>,
 }
 
 impl Invocation {
@@ -48,7 +55,28 @@ impl Invocation {
             input_files: Vec::new(),
             expect_exit: Some(0),
             timeout: Duration::from_secs(120),
+            stdout_is_data: false,
+            setup: Vec::new(),
         }
+    }
+
+    /// Runs `args` first, in the same data directory and environment (no stdin).
+    pub fn after(mut self, args: &[&str]) -> Self {
+        self.setup
+            .push(args.iter().map(|a| (*a).to_string()).collect());
+        self
+    }
+
+    /// Adds every environment variable of `vars` (e.g. a simulator's credentials).
+    pub fn envs(mut self, vars: &[(String, String)]) -> Self {
+        self.env.extend(vars.iter().cloned());
+        self
+    }
+
+    /// Marks stdout as the command's data channel (see [`Invocation::stdout_is_data`]).
+    pub fn stdout_is_data(mut self) -> Self {
+        self.stdout_is_data = true;
+        self
     }
 
     /// Sets stdin.
@@ -110,6 +138,41 @@ pub fn run_and_check(invocations: &[Invocation], canaries: &[&str]) -> Vec<Findi
             arg.replace("{data}", &data.path().display().to_string())
                 .replace("{input}", &input.path().display().to_string())
         };
+        for step in &inv.setup {
+            let mut cmd = Command::new(env!("CARGO_BIN_EXE_phigate"));
+            cmd.arg("--data-dir")
+                .arg(data.path())
+                .args(step.iter().map(|a| fill(a)))
+                .env("PHIGATE_LOG", "trace")
+                .env("PHIGATE_DATA_DIR", data.path())
+                .env("HOME", data.path())
+                .env("XDG_DATA_HOME", data.path())
+                .env_remove("RUST_BACKTRACE")
+                .stdin(Stdio::null());
+            for (k, v) in &inv.env {
+                cmd.env(k, fill(v));
+            }
+            let output = cmd.output().expect("run a setup step");
+            let step_name = format!("{} (setup: {})", inv.name, step.join(" "));
+            if !output.status.success() {
+                findings.push(Finding {
+                    invocation: step_name.clone(),
+                    place: format!("exit status (got {:?})", output.status.code()),
+                    canary: "expected exit 0".into(),
+                });
+            }
+            for canary in canaries {
+                for (place, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+                    if contains(bytes, canary.as_bytes()) {
+                        findings.push(Finding {
+                            invocation: step_name.clone(),
+                            place: place.into(),
+                            canary: (*canary).into(),
+                        });
+                    }
+                }
+            }
+        }
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_phigate"));
         cmd.arg("--data-dir")
             .arg(data.path())
@@ -156,9 +219,23 @@ pub fn run_and_check(invocations: &[Invocation], canaries: &[&str]) -> Vec<Findi
             }),
             _ => {}
         }
+        if inv.stdout_is_data
+            && !canaries
+                .iter()
+                .any(|c| contains(&output.stdout, c.as_bytes()))
+        {
+            findings.push(Finding {
+                invocation: inv.name.clone(),
+                place: "stdout (no canary: the path was not exercised)".into(),
+                canary: "any".into(),
+            });
+        }
         for canary in canaries {
             let c = canary.as_bytes();
             for (place, bytes) in [("stdout", &output.stdout), ("stderr", &output.stderr)] {
+                if place == "stdout" && inv.stdout_is_data {
+                    continue;
+                }
                 if contains(bytes, c) {
                     findings.push(Finding {
                         invocation: inv.name.clone(),
@@ -223,4 +300,157 @@ fn files_under(dir: &Path) -> Vec<PathBuf> {
         }
     }
     out
+}
+
+/// A `phigate sim` process at trace log level, whose patients carry the canaries that the
+/// invocations using it must not leak. Its own stdout, stderr and data directory are checked
+/// too when it stops: the simulator's request logs are a PHI path like any other.
+pub struct Simulator {
+    name: String,
+    child: std::process::Child,
+    env: Vec<(String, String)>,
+    stderr: std::thread::JoinHandle<Vec<u8>>,
+    stdout: std::thread::JoinHandle<Vec<u8>>,
+    data: tempfile::TempDir,
+    canaries: Vec<String>,
+}
+
+impl Simulator {
+    /// Starts `phigate sim --patients N --seed S` plus `extra` arguments on a free loopback
+    /// port and waits for its credentials.
+    pub fn start(name: &str, patients: u64, seed: u64, extra: &[&str]) -> Self {
+        use std::io::BufRead as _;
+        let bin = env!("CARGO_BIN_EXE_phigate");
+        let common = [
+            "sim".to_string(),
+            "--patients".into(),
+            patients.to_string(),
+            "--seed".into(),
+            seed.to_string(),
+        ];
+        let listed = Command::new(bin)
+            .args(&common)
+            .arg("--list-canaries")
+            .env("PHIGATE_LOG", "off")
+            .output()
+            .expect("run phigate sim --list-canaries");
+        assert!(
+            listed.status.success(),
+            "phigate sim --list-canaries failed"
+        );
+        let canaries: Vec<String> = String::from_utf8(listed.stdout)
+            .expect("canaries are UTF-8")
+            .lines()
+            .filter(|l| !l.is_empty())
+            .map(str::to_string)
+            .collect();
+        assert!(!canaries.is_empty(), "the simulator listed no canaries");
+
+        let data = tempfile::tempdir().expect("create the simulator's data dir");
+        let mut child = Command::new(bin)
+            .arg("--data-dir")
+            .arg(data.path())
+            .args(&common)
+            .args(extra)
+            .env("PHIGATE_LOG", "trace")
+            .env("HOME", data.path())
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn phigate sim");
+        let mut stderr_pipe = child.stderr.take().expect("stderr is piped");
+        let stderr = std::thread::spawn(move || {
+            let mut buf = Vec::new();
+            let _ = std::io::Read::read_to_end(&mut stderr_pipe, &mut buf);
+            buf
+        });
+        let mut reader = std::io::BufReader::new(child.stdout.take().expect("stdout is piped"));
+        let mut head = Vec::new();
+        let mut env = Vec::new();
+        loop {
+            let mut line = String::new();
+            let n = reader
+                .read_line(&mut line)
+                .expect("read the simulator's stdout");
+            assert!(n > 0, "phigate sim exited before printing its credentials");
+            head.extend_from_slice(line.as_bytes());
+            if let Some((key, value)) = line
+                .trim_end()
+                .strip_prefix("export ")
+                .and_then(|kv| kv.split_once('='))
+            {
+                env.push((key.to_string(), value.to_string()));
+                if key == "KIPU_BASE_URL" {
+                    break;
+                }
+            }
+        }
+        let stdout = std::thread::spawn(move || {
+            let mut rest = head;
+            let _ = std::io::Read::read_to_end(&mut reader, &mut rest);
+            rest
+        });
+        Self {
+            name: name.to_string(),
+            child,
+            env,
+            stderr,
+            stdout,
+            data,
+            canaries,
+        }
+    }
+
+    /// The `KIPU_*` variables that point a client at this simulator.
+    pub fn env(&self) -> &[(String, String)] {
+        &self.env
+    }
+
+    /// The canaries its patients carry.
+    pub fn canaries(&self) -> Vec<&str> {
+        self.canaries.iter().map(String::as_str).collect()
+    }
+
+    /// Stops the simulator and returns the canaries found in its own output and files.
+    pub fn stop(mut self, canaries: &[&str]) -> Vec<Finding> {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let stdout = self.stdout.join().expect("join the stdout reader");
+        let stderr = self.stderr.join().expect("join the stderr reader");
+        let mut findings = Vec::new();
+        for canary in canaries {
+            for (place, bytes) in [("stdout", &stdout), ("stderr", &stderr)] {
+                if contains(bytes, canary.as_bytes()) {
+                    findings.push(Finding {
+                        invocation: self.name.clone(),
+                        place: place.into(),
+                        canary: (*canary).into(),
+                    });
+                }
+            }
+            for file in files_under(self.data.path()) {
+                if contains(&std::fs::read(&file).unwrap_or_default(), canary.as_bytes()) {
+                    findings.push(Finding {
+                        invocation: self.name.clone(),
+                        place: format!("file {}", file.display()),
+                        canary: (*canary).into(),
+                    });
+                }
+            }
+        }
+        findings
+    }
+}
+
+/// Panics listing the findings, if any.
+pub fn assert_none(findings: &[Finding]) {
+    if !findings.is_empty() {
+        let list: Vec<String> = findings.iter().map(ToString::to_string).collect();
+        panic!(
+            "{} canary finding(s):\n  {}",
+            findings.len(),
+            list.join("\n  ")
+        );
+    }
 }
