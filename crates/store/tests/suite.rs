@@ -723,7 +723,7 @@ async fn list_kind_returns_every_unexpired_record_of_that_kind_once(h: &Harness)
 
 async fn list_kind_pages_walk_every_record_once_whatever_the_page_size(h: &Harness) {
     let store = h.store().await;
-    let n = 23;
+    let n: usize = 23;
     for i in 0..n {
         store
             .put("ehr.diagnosis", &format!("dx-{i:02}"), None, b"v")
