@@ -48,7 +48,8 @@
 //!
 //! # Crash safety
 //!
-//! Every record write is one atomic upsert keyed by `(kind, id)`, so a rerun cannot duplicate.
+//! Records are written as upserts keyed by `(kind, id)`, one transaction per page (or per
+//! patient's listing), so a rerun cannot duplicate and a page is never half-written.
 //! A resource's cursor is written only after its pass and sweep completed, so a run killed at
 //! any point (`kill -9` included) leaves the cursor where it was and the rerun reads the same
 //! range again: nothing is lost, and the comparison skips what was already written. Records of
@@ -491,6 +492,8 @@ struct Pass<'a> {
     unlisted_patients: HashSet<String>,
     /// Whether the listing was complete and stable.
     complete: bool,
+    /// New or changed records not yet written.
+    pending: Vec<Prepared>,
 }
 
 /// Whether a paged listing was stable: the server's `total_records` did not change between
@@ -778,6 +781,7 @@ impl Syncer {
                 .and_then(|h| DateTime::parse_from_rfc3339(h).ok()),
             unlisted_patients: HashSet::new(),
             complete: true,
+            pending: Vec::new(),
         };
         match self
             .run_pass(&mut pass, since, live_patients)
@@ -845,9 +849,9 @@ impl Syncer {
                 match result {
                     Ok(records) => {
                         for record in records {
-                            self.ingest(pass, &record.0.into_inner(), Some(&patient))
-                                .await?;
+                            Self::ingest(pass, &record.0.into_inner(), Some(&patient));
                         }
+                        self.flush(pass).await?;
                     }
                     Err(kipu::Error::NotFound { .. }) => {
                         // Deleted or merged since the census was read: keep what we have;
@@ -884,8 +888,9 @@ impl Syncer {
                 {
                     patients.push(p);
                 }
-                self.ingest(pass, record, None).await?;
+                Self::ingest(pass, record, None);
             }
+            self.flush(pass).await?;
             tracing::debug!(
                 safe_resource = resource.name(),
                 page,
@@ -913,12 +918,12 @@ impl Syncer {
         Ok(())
     }
 
-    async fn ingest(
-        &self,
+    /// Classifies one fetched record; new and changed ones are queued for [`Syncer::flush`].
+    fn ingest(
         pass: &mut Pass<'_>,
         record: &Map<String, Value>,
         path_patient: Option<&str>,
-    ) -> Result<(), SyncError> {
+    ) {
         pass.report.fetched += 1;
         let prepared = prepare(pass.resource, record, path_patient);
         let action = classify(prepared.as_ref(), pass.tombstones, &pass.existing);
@@ -931,22 +936,16 @@ impl Syncer {
         }
         let Some(p) = prepared else {
             pass.report.invalid += 1;
-            return Ok(());
+            return;
         };
         match action {
             Action::Invalid => pass.report.invalid += 1,
-            Action::SkipDeleted => pass.report.skipped_deleted += 1,
+            Action::SkipDeleted => {
+                pass.report.skipped_deleted += 1;
+                return;
+            }
             Action::Unchanged => pass.report.unchanged += 1,
             Action::New | Action::Updated => {
-                self.store
-                    .put_with_ttl(
-                        pass.resource.kind(),
-                        &p.id,
-                        Some(&p.patient),
-                        &p.bytes,
-                        None,
-                    )
-                    .await?;
                 if action == Action::New {
                     pass.report.new += 1;
                 } else {
@@ -959,11 +958,31 @@ impl Syncer {
                         patient: Some(p.patient.clone()),
                     },
                 );
+                pass.seen.insert(p.id.clone());
+                pass.pending.push(p);
+                return;
             }
         }
-        if action != Action::SkipDeleted {
-            pass.seen.insert(p.id);
-        }
+        pass.seen.insert(p.id);
+    }
+
+    /// Writes the queued records in one store transaction (one page, or one patient's
+    /// listing): a crash leaves the page either written or not, never half.
+    async fn flush(&self, pass: &mut Pass<'_>) -> Result<(), SyncError> {
+        let kind = pass.resource.kind();
+        let batch: Vec<store::NewRecord<'_>> = pass
+            .pending
+            .iter()
+            .map(|p| store::NewRecord {
+                kind,
+                id: &p.id,
+                patient: Some(&p.patient),
+                value: &p.bytes,
+                ttl: None,
+            })
+            .collect();
+        self.store.put_many(&batch).await?;
+        pass.pending.clear();
         Ok(())
     }
 

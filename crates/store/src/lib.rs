@@ -150,6 +150,37 @@ pub struct Record {
     pub expires_at_ms: Option<i64>,
 }
 
+/// Insert or replace one record (created_at is kept on replace).
+const UPSERT_RECORD: &str = "INSERT INTO records (kind, key_hmac, patient_hmac, created_at, updated_at, expires_at, kek_version, sealed)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (kind, key_hmac) DO UPDATE SET patient_hmac = excluded.patient_hmac,
+        updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+        kek_version = excluded.kek_version, sealed = excluded.sealed";
+
+/// A record to write with [`Store::put_many`]. Its `Debug` shows the kind and TTL only.
+#[derive(Clone, Copy)]
+pub struct NewRecord<'a> {
+    /// The record's kind.
+    pub kind: &'a str,
+    /// The record's id.
+    pub id: &'a str,
+    /// The patient it is about, if any (sets the patient index).
+    pub patient: Option<&'a str>,
+    /// The value.
+    pub value: &'a [u8],
+    /// Time to live; `None` never expires.
+    pub ttl: Option<Duration>,
+}
+
+impl fmt::Debug for NewRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewRecord")
+            .field("kind", &self.kind)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
 /// The most records one [`Store::list_kind_page`] call returns.
 pub const MAX_LIST_PAGE: u32 = 1000;
 
@@ -488,6 +519,50 @@ impl Store {
             .await
     }
 
+    /// Writes several records in one transaction: all of them or, on error, none. Each gets
+    /// its own TTL (`None`: never expires) and replaces any previous value under its
+    /// `(kind, id)`. One commit (one fsync on SQLite) for the batch instead of one per record.
+    pub async fn put_many(&self, records: &[NewRecord<'_>]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let version = version_i64(self.inner.keyring.active_version()?);
+        let mut rows = Vec::with_capacity(records.len());
+        for r in records {
+            check_kind(r.kind)?;
+            let key_hmac = self.key_hmac(r.kind, r.id);
+            let patient_hmac = r.patient.map(|p| self.patient_hmac(p));
+            let payload = Zeroizing::new(codec::encode_payload(r.id, r.patient, r.value)?);
+            let sealed = self
+                .inner
+                .keyring
+                .seal(&ObjectContext::new(r.kind, &key_hmac), &payload)?;
+            let expires = r
+                .ttl
+                .map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
+            rows.push((r.kind, key_hmac, patient_hmac, expires, sealed));
+        }
+        with_pool!(self.pool(), p => {
+            let mut tx = p.begin().await?;
+            for (kind, key_hmac, patient_hmac, expires, sealed) in &rows {
+                sqlx::query(UPSERT_RECORD)
+                    .bind(*kind)
+                    .bind(key_hmac)
+                    .bind(patient_hmac)
+                    .bind(now)
+                    .bind(now)
+                    .bind(*expires)
+                    .bind(version)
+                    .bind(sealed)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn write_record(
         &self,
@@ -509,13 +584,7 @@ impl Store {
             .seal(&ObjectContext::new(kind, &key_hmac), &payload)?;
         let version = version_i64(self.inner.keyring.active_version()?);
         with_pool!(self.pool(), p => {
-            sqlx::query(
-                "INSERT INTO records (kind, key_hmac, patient_hmac, created_at, updated_at, expires_at, kek_version, sealed)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (kind, key_hmac) DO UPDATE SET patient_hmac = excluded.patient_hmac,
-                    updated_at = excluded.updated_at, expires_at = excluded.expires_at,
-                    kek_version = excluded.kek_version, sealed = excluded.sealed",
-            )
+            sqlx::query(UPSERT_RECORD)
             .bind(kind)
             .bind(&key_hmac)
             .bind(&patient_hmac)

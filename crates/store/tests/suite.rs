@@ -54,6 +54,7 @@ on_both_backends!(
     list_patient_returns_only_that_patients_unexpired_records_of_the_kind,
     list_patient_refuses_a_row_whose_patient_index_was_moved,
     listing_with_a_bad_page_size_or_kind_is_refused,
+    put_many_writes_every_record_and_a_batch_with_an_invalid_one_writes_none,
 );
 
 async fn put_then_get_returns_the_value_and_metadata(h: &Harness) {
@@ -852,4 +853,72 @@ async fn listing_with_a_bad_page_size_or_kind_is_refused(h: &Harness) {
         store.list_patient("p", "has space").await.unwrap_err(),
         StoreError::InvalidArgument(_)
     ));
+}
+
+async fn put_many_writes_every_record_and_a_batch_with_an_invalid_one_writes_none(h: &Harness) {
+    let clock = ManualClock::new();
+    let store = h.store_with(7, TtlPolicy::default(), clock.clone()).await;
+    store.put("ehr.patient", "p1", Some("p1"), b"old").await.unwrap();
+    let batch = [
+        store::NewRecord {
+            kind: "ehr.patient",
+            id: "p1",
+            patient: Some("p1"),
+            value: b"new",
+            ttl: None,
+        },
+        store::NewRecord {
+            kind: "ehr.vital_sign",
+            id: "v1",
+            patient: Some("p1"),
+            value: b"vital",
+            ttl: None,
+        },
+        store::NewRecord {
+            kind: "note",
+            id: "n1",
+            patient: None,
+            value: b"short",
+            ttl: Some(Duration::from_secs(5)),
+        },
+    ];
+    let debug = format!("{:?}", batch[1]);
+    assert!(
+        !debug.contains("v1") && !debug.contains("118, 105"),
+        "Debug hides id and value: {debug}"
+    );
+    store.put_many(&batch).await.unwrap();
+    let p1 = store.get("ehr.patient", "p1").await.unwrap().unwrap();
+    assert_eq!(p1.value.expose().as_slice(), b"new");
+    assert_eq!(
+        store.list_patient("p1", "ehr.vital_sign").await.unwrap().len(),
+        1
+    );
+    assert!(store.get("note", "n1").await.unwrap().is_some());
+    clock.advance_ms(5_000);
+    assert!(store.get("note", "n1").await.unwrap().is_none(), "per-record TTL");
+
+    // An invalid record anywhere in the batch: nothing of it is written.
+    let bad = [
+        store::NewRecord {
+            kind: "ehr.vital_sign",
+            id: "v2",
+            patient: Some("p1"),
+            value: b"x",
+            ttl: None,
+        },
+        store::NewRecord {
+            kind: "",
+            id: "v3",
+            patient: None,
+            value: b"y",
+            ttl: None,
+        },
+    ];
+    assert!(matches!(
+        store.put_many(&bad).await.unwrap_err(),
+        StoreError::InvalidArgument(_)
+    ));
+    assert!(store.get("ehr.vital_sign", "v2").await.unwrap().is_none());
+    store.put_many(&[]).await.unwrap();
 }
