@@ -776,10 +776,7 @@ async fn list_patient_returns_only_that_patients_unexpired_records_of_the_kind(h
         .put("ehr.diagnosis", "d1", Some("pat-1"), b"4")
         .await
         .unwrap();
-    store
-        .put("ehr.vital_sign", "v4", None, b"5")
-        .await
-        .unwrap();
+    store.put("ehr.vital_sign", "v4", None, b"5").await.unwrap();
     store
         .put_with_ttl(
             "ehr.vital_sign",
@@ -820,11 +817,21 @@ async fn list_patient_returns_only_that_patients_unexpired_records_of_the_kind(h
 async fn list_patient_refuses_a_row_whose_patient_index_was_moved(h: &Harness) {
     let store = h.store().await;
     store
-        .put("ehr.vital_sign", "victim-vital", Some("victim"), b"victim data")
+        .put(
+            "ehr.vital_sign",
+            "victim-vital",
+            Some("victim"),
+            b"victim data",
+        )
         .await
         .unwrap();
     store
-        .put("ehr.vital_sign", "other-vital", Some("other"), b"other data")
+        .put(
+            "ehr.vital_sign",
+            "other-vital",
+            Some("other"),
+            b"other data",
+        )
         .await
         .unwrap();
     // Someone with database access points the victim's row at the other patient's index.
@@ -858,7 +865,10 @@ async fn listing_with_a_bad_page_size_or_kind_is_refused(h: &Harness) {
 async fn put_many_writes_every_record_and_a_batch_with_an_invalid_one_writes_none(h: &Harness) {
     let clock = ManualClock::new();
     let store = h.store_with(7, TtlPolicy::default(), clock.clone()).await;
-    store.put("ehr.patient", "p1", Some("p1"), b"old").await.unwrap();
+    store
+        .put("ehr.patient", "p1", Some("p1"), b"old")
+        .await
+        .unwrap();
     let batch = [
         store::NewRecord {
             kind: "ehr.patient",
@@ -891,12 +901,19 @@ async fn put_many_writes_every_record_and_a_batch_with_an_invalid_one_writes_non
     let p1 = store.get("ehr.patient", "p1").await.unwrap().unwrap();
     assert_eq!(p1.value.expose().as_slice(), b"new");
     assert_eq!(
-        store.list_patient("p1", "ehr.vital_sign").await.unwrap().len(),
+        store
+            .list_patient("p1", "ehr.vital_sign")
+            .await
+            .unwrap()
+            .len(),
         1
     );
     assert!(store.get("note", "n1").await.unwrap().is_some());
     clock.advance_ms(5_000);
-    assert!(store.get("note", "n1").await.unwrap().is_none(), "per-record TTL");
+    assert!(
+        store.get("note", "n1").await.unwrap().is_none(),
+        "per-record TTL"
+    );
 
     // An invalid record anywhere in the batch: nothing of it is written.
     let bad = [
