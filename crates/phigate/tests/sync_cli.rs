@@ -654,3 +654,34 @@ fn sync_from_the_builtin_simulator_needs_the_explicit_flag_and_fills_the_store()
     let patients = rt.block_on(store.list_kind("ehr.patient")).unwrap();
     assert_eq!(patients.len(), 200);
 }
+
+#[test]
+fn sync_every_runs_again_after_each_run_until_stopped() {
+    let dir = tempfile::tempdir().unwrap();
+    init_keys(dir.path());
+    let mut child = command(
+        dir.path(),
+        &[],
+        &["sync", "--simulator", "--every", "1s", "--json"],
+    )
+    .env("PHIGATE_LOG", "warn")
+    .spawn()
+    .unwrap();
+    let stdout = child.stdout.take().unwrap();
+    let mut reports = Vec::new();
+    for line in BufReader::new(stdout).lines() {
+        let report: Value = serde_json::from_str(&line.unwrap()).unwrap();
+        reports.push(report);
+        if reports.len() == 2 {
+            break;
+        }
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    assert_eq!(reports.len(), 2, "a second run followed the first");
+    assert_eq!(resource(&reports[0], "patients")["new"], 200);
+    for r in reports[1]["resources"].as_array().unwrap() {
+        assert_eq!(r["new"], 0, "{}", r["resource"]);
+        assert_eq!(r["updated"], 0, "{}", r["resource"]);
+    }
+}
