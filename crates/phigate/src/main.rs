@@ -17,6 +17,7 @@ mod cmd_kipu;
 mod cmd_phi;
 mod cmd_sim;
 mod cmd_store;
+mod cmd_sync;
 mod context;
 mod exit;
 
@@ -44,6 +45,8 @@ enum Command {
     Audit(cmd_audit::Args),
     /// PHI detection: evaluate the detectors on labelled synthetic notes.
     Phi(cmd_phi::Args),
+    /// Pull the EHR into the encrypted store, incrementally (once, or every DURATION).
+    Sync(cmd_sync::Args),
 }
 
 fn main() -> ExitCode {
@@ -64,6 +67,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Store(args) => cmd_store::run(args, &ctx),
         Command::Audit(args) => cmd_audit::run(args, &ctx),
         Command::Phi(args) => cmd_phi::run(args, &ctx),
+        Command::Sync(args) => cmd_sync::run(args, &ctx),
     }
 }
 

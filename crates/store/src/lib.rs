@@ -17,6 +17,16 @@
 //! keyed HMAC lets the store find a row without knowing the id, and the sealed payload repeats
 //! the id so that `get` verifies it.
 //!
+//! # Listing
+//!
+//! [`Store::list_kind_page`] (and [`Store::list_kind`], which collects every page) walks the
+//! unexpired records of a kind in the order of their index HMAC, which says nothing about ids;
+//! the continuation cursor is that HMAC, not an id. [`Store::list_patient`] returns a patient's
+//! unexpired records of a kind through the patient index, and refuses (as corrupt) a row whose
+//! sealed payload names another patient, so that a patient index altered in the database cannot
+//! show one patient's record under another (the AEAD binds kind and record index, not the
+//! patient index). Listings open every row they return and check its id against its index.
+//!
 //! The HMAC key is a random 256-bit key created by `init_keys`, sealed under the key ring like
 //! any record (kind `phigate.store.hmac-key`), so it is never the KEK and it follows rotation.
 //!
@@ -138,6 +148,54 @@ pub struct Record {
     pub updated_at_ms: i64,
     /// Expiry, ms since the epoch.
     pub expires_at_ms: Option<i64>,
+}
+
+/// Insert or replace one record (created_at is kept on replace).
+const UPSERT_RECORD: &str = "INSERT INTO records (kind, key_hmac, patient_hmac, created_at, updated_at, expires_at, kek_version, sealed)
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
+     ON CONFLICT (kind, key_hmac) DO UPDATE SET patient_hmac = excluded.patient_hmac,
+        updated_at = excluded.updated_at, expires_at = excluded.expires_at,
+        kek_version = excluded.kek_version, sealed = excluded.sealed";
+
+/// A record to write with [`Store::put_many`]. Its `Debug` shows the kind and TTL only.
+#[derive(Clone, Copy)]
+pub struct NewRecord<'a> {
+    /// The record's kind.
+    pub kind: &'a str,
+    /// The record's id.
+    pub id: &'a str,
+    /// The patient it is about, if any (sets the patient index).
+    pub patient: Option<&'a str>,
+    /// The value.
+    pub value: &'a [u8],
+    /// Time to live; `None` never expires.
+    pub ttl: Option<Duration>,
+}
+
+impl fmt::Debug for NewRecord<'_> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("NewRecord")
+            .field("kind", &self.kind)
+            .field("ttl", &self.ttl)
+            .finish_non_exhaustive()
+    }
+}
+
+/// The most records one [`Store::list_kind_page`] call returns.
+pub const MAX_LIST_PAGE: u32 = 1000;
+
+/// Where a paged listing continues: the index HMAC of the last record returned (opaque, no
+/// PHI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor(Vec<u8>);
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct RecordPage {
+    /// The records, in index order.
+    pub records: Vec<Record>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<ListCursor>,
 }
 
 /// Counts for `phigate store stats`. Contains no ids.
@@ -461,6 +519,50 @@ impl Store {
             .await
     }
 
+    /// Writes several records in one transaction: all of them or, on error, none. Each gets
+    /// its own TTL (`None`: never expires) and replaces any previous value under its
+    /// `(kind, id)`. One commit (one fsync on SQLite) for the batch instead of one per record.
+    pub async fn put_many(&self, records: &[NewRecord<'_>]) -> Result<()> {
+        if records.is_empty() {
+            return Ok(());
+        }
+        let now = self.now();
+        let version = version_i64(self.inner.keyring.active_version()?);
+        let mut rows = Vec::with_capacity(records.len());
+        for r in records {
+            check_kind(r.kind)?;
+            let key_hmac = self.key_hmac(r.kind, r.id);
+            let patient_hmac = r.patient.map(|p| self.patient_hmac(p));
+            let payload = Zeroizing::new(codec::encode_payload(r.id, r.patient, r.value)?);
+            let sealed = self
+                .inner
+                .keyring
+                .seal(&ObjectContext::new(r.kind, &key_hmac), &payload)?;
+            let expires = r
+                .ttl
+                .map(|t| now.saturating_add(i64::try_from(t.as_millis()).unwrap_or(i64::MAX)));
+            rows.push((r.kind, key_hmac, patient_hmac, expires, sealed));
+        }
+        with_pool!(self.pool(), p => {
+            let mut tx = p.begin().await?;
+            for (kind, key_hmac, patient_hmac, expires, sealed) in &rows {
+                sqlx::query(UPSERT_RECORD)
+                    .bind(*kind)
+                    .bind(key_hmac)
+                    .bind(patient_hmac)
+                    .bind(now)
+                    .bind(now)
+                    .bind(*expires)
+                    .bind(version)
+                    .bind(sealed)
+                    .execute(&mut *tx)
+                    .await?;
+            }
+            tx.commit().await?;
+        });
+        Ok(())
+    }
+
     #[allow(clippy::too_many_arguments)]
     async fn write_record(
         &self,
@@ -482,13 +584,7 @@ impl Store {
             .seal(&ObjectContext::new(kind, &key_hmac), &payload)?;
         let version = version_i64(self.inner.keyring.active_version()?);
         with_pool!(self.pool(), p => {
-            sqlx::query(
-                "INSERT INTO records (kind, key_hmac, patient_hmac, created_at, updated_at, expires_at, kek_version, sealed)
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8)
-                 ON CONFLICT (kind, key_hmac) DO UPDATE SET patient_hmac = excluded.patient_hmac,
-                    updated_at = excluded.updated_at, expires_at = excluded.expires_at,
-                    kek_version = excluded.kek_version, sealed = excluded.sealed",
-            )
+            sqlx::query(UPSERT_RECORD)
             .bind(kind)
             .bind(&key_hmac)
             .bind(&patient_hmac)
@@ -541,6 +637,139 @@ impl Store {
             updated_at_ms: updated,
             expires_at_ms: expires,
         }))
+    }
+
+    /// Opens one row read by a listing: the payload must name the id whose HMAC indexes the
+    /// row (a ciphertext moved to another row does not open anyway; this also catches a payload
+    /// re-sealed under another id).
+    fn open_listed(&self, row: RecordRow) -> Result<Record> {
+        let (kind, key_hmac, created, updated, expires, sealed) = row;
+        let plain = self
+            .inner
+            .keyring
+            .open(&ObjectContext::new(&kind, &key_hmac), &sealed)?;
+        let payload = codec::decode_payload(&plain)?;
+        if self.key_hmac(&kind, &payload.id) != key_hmac {
+            return Err(StoreError::Corrupt("record id does not match its index"));
+        }
+        Ok(Record {
+            kind,
+            id: Sensitive::new(payload.id),
+            patient: payload.patient.map(Sensitive::new),
+            value: Sensitive::new(payload.value),
+            created_at_ms: created,
+            updated_at_ms: updated,
+            expires_at_ms: expires,
+        })
+    }
+
+    /// One page of the unexpired records of `kind`, at most `limit` (1 to
+    /// [`MAX_LIST_PAGE`]), in a stable order (by the record's index HMAC, so the order says
+    /// nothing about ids). Pass the returned [`RecordPage::next`] to continue; `None` means
+    /// the end. Records written or deleted while paging may or may not be seen; none is seen
+    /// twice.
+    pub async fn list_kind_page(
+        &self,
+        kind: &str,
+        after: Option<&ListCursor>,
+        limit: u32,
+    ) -> Result<RecordPage> {
+        check_kind(kind)?;
+        if limit == 0 || limit > MAX_LIST_PAGE {
+            return Err(StoreError::InvalidArgument(format!(
+                "a listing page holds 1 to {MAX_LIST_PAGE} records"
+            )));
+        }
+        let now = self.now();
+        let rows: Vec<RecordRow> = with_pool!(self.pool(), p => {
+            match after {
+                None => sqlx::query_as::<_, RecordRow>(
+                    "SELECT kind, key_hmac, created_at, updated_at, expires_at, sealed FROM records
+                     WHERE kind = $1 AND (expires_at IS NULL OR expires_at > $2)
+                     ORDER BY key_hmac LIMIT $3",
+                )
+                .bind(kind)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?,
+                Some(cursor) => sqlx::query_as::<_, RecordRow>(
+                    "SELECT kind, key_hmac, created_at, updated_at, expires_at, sealed FROM records
+                     WHERE kind = $1 AND (expires_at IS NULL OR expires_at > $2) AND key_hmac > $3
+                     ORDER BY key_hmac LIMIT $4",
+                )
+                .bind(kind)
+                .bind(now)
+                .bind(&cursor.0)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?,
+            }
+        });
+        let full = rows.len() == limit as usize;
+        let next = if full {
+            rows.last().map(|r| ListCursor(r.1.clone()))
+        } else {
+            None
+        };
+        let records = rows
+            .into_iter()
+            .map(|row| self.open_listed(row))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordPage { records, next })
+    }
+
+    /// Every unexpired record of `kind` (all pages of [`Store::list_kind_page`]). Holds them
+    /// all in memory; page through large kinds instead.
+    pub async fn list_kind(&self, kind: &str) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<ListCursor> = None;
+        loop {
+            let page = self
+                .list_kind_page(kind, cursor.as_ref(), MAX_LIST_PAGE)
+                .await?;
+            out.extend(page.records);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The unexpired records of `kind` about `patient`. Each row's sealed payload must name
+    /// that patient: a row whose patient index was altered in the database is refused as
+    /// corrupt rather than shown under another patient.
+    pub async fn list_patient(&self, patient: &str, kind: &str) -> Result<Vec<Record>> {
+        check_kind(kind)?;
+        let h = self.patient_hmac(patient);
+        let now = self.now();
+        let rows: Vec<RecordRow> = with_pool!(self.pool(), p => {
+            sqlx::query_as::<_, RecordRow>(
+                "SELECT kind, key_hmac, created_at, updated_at, expires_at, sealed FROM records
+                 WHERE patient_hmac = $1 AND kind = $2 AND (expires_at IS NULL OR expires_at > $3)
+                 ORDER BY key_hmac",
+            )
+            .bind(&h)
+            .bind(kind)
+            .bind(now)
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter()
+            .map(|row| {
+                let record = self.open_listed(row)?;
+                let same_patient = record
+                    .patient
+                    .as_ref()
+                    .is_some_and(|p| p.expose().as_str() == patient);
+                if !same_patient {
+                    return Err(StoreError::Corrupt(
+                        "record patient does not match its patient index",
+                    ));
+                }
+                Ok(record)
+            })
+            .collect()
     }
 
     /// Deletes `(kind, id)`; returns whether it existed.
