@@ -139,7 +139,7 @@ pub enum MeasureId {
 }
 
 /// One reportable component of a measure (a measure with two rates has two).
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone, Copy, PartialEq)]
 pub struct MeasureInfo {
     /// The measure.
     pub measure: MeasureId,
@@ -176,7 +176,6 @@ macro_rules! m {
     };
 }
 
-const ECQM: &str = "CMS eCQM, 2025 performance period";
 
 /// Every rule component with its citation, priority and impact weight.
 pub static MEASURES: &[MeasureInfo] = &[

@@ -792,29 +792,31 @@ impl ObservationKind {
     /// Accepted units and conversions to the canonical unit.
     pub fn units(self) -> &'static [UnitSpec] {
         use ObservationKind::*;
+        // IFCC mmol/mol → NGSP %: % = 0.09148 × mmol/mol + 2.152 (NGSP master equation).
+        const HBA1C: &[UnitSpec] = &[unit(&["%", "percent"], 1.0, 0.0), unit(&["mmol/mol"], 0.09148, 2.152)];
+        // 1 mmol/L glucose = 18.016 mg/dL.
+        const GLUCOSE: &[UnitSpec] = &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 18.016, 0.0)];
+        const HGB: &[UnitSpec] = &[unit(&["g/dl"], 1.0, 0.0), unit(&["g/l"], 0.1, 0.0)];
+        const NA: &[UnitSpec] = &[unit(&["mmol/l", "meq/l"], 1.0, 0.0)];
+        // 1 mg/dL creatinine = 88.42 µmol/L.
+        const CREAT: &[UnitSpec] = &[unit(MG_DL, 1.0, 0.0), unit(&["umol/l", "µmol/l"], 1.0 / 88.42, 0.0)];
+        const EGFR: &[UnitSpec] = &[unit(&["ml/min/1.73m2", "ml/min/{1.73_m2}", "ml/min/1.73 m2", "ml/min"], 1.0, 0.0)];
+        // Cholesterol: 1 mmol/L = 38.67 mg/dL; triglycerides: 1 mmol/L = 88.57 mg/dL.
+        const CHOL: &[UnitSpec] = &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 38.67, 0.0)];
+        const TG: &[UnitSpec] = &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 88.57, 0.0)];
+        const RATE: &[UnitSpec] = &[unit(&["/min", "{beats}/min", "bpm", "{breaths}/min"], 1.0, 0.0)];
+        const PCT: &[UnitSpec] = &[unit(&["%"], 1.0, 0.0)];
         match self {
-            // IFCC mmol/mol → NGSP %: % = 0.09148 × mmol/mol + 2.152 (NGSP master equation).
-            HbA1c => &[unit(&["%", "percent"], 1.0, 0.0), unit(&["mmol/mol"], 0.09148, 2.152)],
-            // 1 mmol/L glucose = 18.016 mg/dL.
-            Glucose => &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 18.016, 0.0)],
-            Hemoglobin => &[unit(&["g/dl"], 1.0, 0.0), unit(&["g/l"], 0.1, 0.0)],
-            Sodium => &[unit(&["mmol/l", "meq/l"], 1.0, 0.0)],
-            // 1 mg/dL creatinine = 88.42 µmol/L.
-            Creatinine => &[
-                unit(MG_DL, 1.0, 0.0),
-                unit(&["umol/l", "µmol/l"], 1.0 / 88.42, 0.0),
-            ],
-            Egfr => &[unit(
-                &["ml/min/1.73m2", "ml/min/{1.73_m2}", "ml/min/1.73 m2", "ml/min"],
-                1.0,
-                0.0,
-            )],
-            TotalCholesterol | Ldl | Hdl => {
-                &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 38.67, 0.0)]
-            }
-            Triglycerides => &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 88.57, 0.0)],
-            HeartRate | RespiratoryRate => &[unit(&["/min", "{beats}/min", "bpm", "{breaths}/min"], 1.0, 0.0)],
-            OxygenSaturation => &[unit(&["%"], 1.0, 0.0)],
+            HbA1c => HBA1C,
+            Glucose => GLUCOSE,
+            Hemoglobin => HGB,
+            Sodium => NA,
+            Creatinine => CREAT,
+            Egfr => EGFR,
+            TotalCholesterol | Ldl | Hdl => CHOL,
+            Triglycerides => TG,
+            HeartRate | RespiratoryRate => RATE,
+            OxygenSaturation => PCT,
             FecalOccultBlood | FitDna | CervicalCytology | HpvTest => &[],
         }
     }

@@ -55,7 +55,7 @@ pub enum Section {
 }
 
 /// Direction of a lab trend.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, serde::Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Trend {
     /// Toward the target.
