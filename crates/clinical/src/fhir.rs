@@ -430,7 +430,7 @@ mod tests {
                     "subject": {"reference": "Patient/P1A2B3C4D"}, "effectiveDateTime": "2024-02-01T00:00:00Z",
                     "valueQuantity": {"value": 185.0, "unit": "mg/dL"}}},
                 {"resource": {"resourceType": "Observation", "id": "o3", "status": "final",
-                    "code": {"coding": [{"system": "http://loinc.org", "code": "1234-5"}]},
+                    "code": {"coding": [{"system": "http://loinc.org", "code": "6690-2"}]},
                     "subject": {"reference": "Patient/P1A2B3C4D"}, "effectiveDateTime": "2024-02-01T00:00:00Z",
                     "valueQuantity": {"value": 1.0, "unit": "x"}}},
                 {"resource": {"resourceType": "MedicationRequest", "id": "m1", "status": "active", "intent": "order",
