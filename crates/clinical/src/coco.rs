@@ -22,10 +22,12 @@ use std::collections::BTreeMap;
 use chrono::{NaiveDate, NaiveDateTime};
 use serde::{Deserialize, Serialize};
 
+use crate::PatientRecord;
 use crate::gaps::{self, Gap, GapType, MEASURES, Priority};
 use crate::readmission::{Assessment, INTERVENTIONS, RiskTier, Score};
-use crate::summary::{Fact, OutputRedaction, PhiScan, Section, Statement, Summary, Trend, scan_and_redact};
-use crate::PatientRecord;
+use crate::summary::{
+    Fact, OutputRedaction, PhiScan, Section, Statement, Summary, Trend, scan_and_redact,
+};
 
 /// One entry of a response's `audit_trail` (filled by the gateway from its audit log).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -115,7 +117,12 @@ pub struct CareGapResponse {
 
 impl CareGapResponse {
     /// Builds the response from detected gaps.
-    pub fn build(patient_id: &str, analysis_timestamp: NaiveDateTime, gaps: &[Gap], audit_trail: AuditTrail) -> Self {
+    pub fn build(
+        patient_id: &str,
+        analysis_timestamp: NaiveDateTime,
+        gaps: &[Gap],
+        audit_trail: AuditTrail,
+    ) -> Self {
         Self {
             patient_id: patient_id.to_string(),
             analysis_timestamp,
@@ -162,15 +169,25 @@ pub struct CareGapSummary {
 }
 
 /// CoCo's cohort semantics (spec §2.1.7) over per-patient gap lists.
-pub fn cohort_summary(per_patient: &[Vec<Gap>], gap_types: Option<&[GapType]>, min_priority: Option<Priority>) -> CareGapSummary {
+pub fn cohort_summary(
+    per_patient: &[Vec<Gap>],
+    gap_types: Option<&[GapType]>,
+    min_priority: Option<Priority>,
+) -> CareGapSummary {
     let n = per_patient.len();
     let with = per_patient.iter().filter(|g| !g.is_empty()).count();
-    let avg = if n == 0 { 0.0 } else { per_patient.iter().map(|g| gaps::risk_score(g)).sum::<f64>() / n as f64 };
+    let avg = if n == 0 {
+        0.0
+    } else {
+        per_patient.iter().map(|g| gaps::risk_score(g)).sum::<f64>() / n as f64
+    };
     let mut by_type = BTreeMap::new();
     let mut by_prio = BTreeMap::new();
     let mut total = 0;
     for g in per_patient.iter().flatten() {
-        if gap_types.is_some_and(|t| !t.contains(&g.info.gap_type)) || min_priority.is_some_and(|p| g.info.priority < p) {
+        if gap_types.is_some_and(|t| !t.contains(&g.info.gap_type))
+            || min_priority.is_some_and(|p| g.info.priority < p)
+        {
             continue;
         }
         total += 1;
@@ -241,7 +258,12 @@ pub fn guidelines() -> GuidelinesResponse {
             }
             continue;
         }
-        let id = m.version.split_whitespace().next().unwrap_or(m.version).to_ascii_lowercase();
+        let id = m
+            .version
+            .split_whitespace()
+            .next()
+            .unwrap_or(m.version)
+            .to_ascii_lowercase();
         let url = match m.measure {
             gaps::MeasureId::Fua => "https://www.ncqa.org/hedis/measures/follow-up-after-emergency-department-visit-for-substance-use/".to_string(),
             gaps::MeasureId::Fum => "https://www.ncqa.org/hedis/measures/follow-up-after-emergency-department-visit-for-mental-illness/".to_string(),
@@ -251,9 +273,19 @@ pub fn guidelines() -> GuidelinesResponse {
             }
         };
         let name = m.name.split(" (").next().unwrap_or(m.name).to_string();
-        out.push(Guideline { id, name, version: m.version.to_string(), url, gap_types: vec![m.gap_type] });
+        out.push(Guideline {
+            id,
+            name,
+            version: m.version.to_string(),
+            url,
+            gap_types: vec![m.gap_type],
+        });
     }
-    GuidelinesResponse { guidelines: out, last_updated: "2025-01-01".into(), next_update: "2026-01-01".into() }
+    GuidelinesResponse {
+        guidelines: out,
+        last_updated: "2025-01-01".into(),
+        next_update: "2026-01-01".into(),
+    }
 }
 
 /// `ContributingFactor`.
@@ -390,8 +422,16 @@ impl ReadmissionPrediction {
             missing.dedup();
             return Err(missing);
         };
-        let mut f: Vec<ContributingFactor> = [a.lace.score(), a.hospital.score()].into_iter().flatten().flat_map(factors).collect();
-        f.sort_by(|x, y| y.weight.total_cmp(&x.weight).then_with(|| x.factor_name.cmp(&y.factor_name)));
+        let mut f: Vec<ContributingFactor> = [a.lace.score(), a.hospital.score()]
+            .into_iter()
+            .flatten()
+            .flat_map(factors)
+            .collect();
+        f.sort_by(|x, y| {
+            y.weight
+                .total_cmp(&x.weight)
+                .then_with(|| x.factor_name.cmp(&y.factor_name))
+        });
         let (id, auc) = match (a.lace.score(), a.hospital.score()) {
             (Some(_), Some(_)) => ("lace+hospital", 0.684),
             (Some(_), None) => ("lace", 0.684),
@@ -405,10 +445,16 @@ impl ReadmissionPrediction {
             risk_tier: tier,
             confidence_interval: a.confidence_interval.map(|(l, u)| [l, u]),
             contributing_factors: f,
-            recommended_interventions: a.interventions.iter().copied().map(Intervention::from).collect(),
+            recommended_interventions: a
+                .interventions
+                .iter()
+                .copied()
+                .map(Intervention::from)
+                .collect(),
             model_governance: ModelGovernance {
                 model_id: id.into(),
-                model_version: "LACE (van Walraven, CMAJ 2010); HOSPITAL (Donze, JAMA Intern Med 2013)".into(),
+                model_version:
+                    "LACE (van Walraven, CMAJ 2010); HOSPITAL (Donze, JAMA Intern Med 2013)".into(),
                 training_date: None,
                 validation_auc: auc,
                 fairness_metrics: serde_json::Map::new(),
@@ -466,13 +512,24 @@ pub struct BatchPredictionResponse {
 impl BatchPredictionResponse {
     /// Builds the response and its summary.
     pub fn build(predictions: Vec<ReadmissionPrediction>, processing_time_ms: f64) -> Self {
-        let mut dist: BTreeMap<RiskTier, usize> =
-            [RiskTier::Low, RiskTier::Medium, RiskTier::High, RiskTier::Critical].into_iter().map(|t| (t, 0)).collect();
+        let mut dist: BTreeMap<RiskTier, usize> = [
+            RiskTier::Low,
+            RiskTier::Medium,
+            RiskTier::High,
+            RiskTier::Critical,
+        ]
+        .into_iter()
+        .map(|t| (t, 0))
+        .collect();
         for p in &predictions {
             *dist.entry(p.risk_tier).or_insert(0) += 1;
         }
         let n = predictions.len();
-        let avg = if n == 0 { 0.0 } else { predictions.iter().map(|p| p.risk_score).sum::<f64>() / n as f64 };
+        let avg = if n == 0 {
+            0.0
+        } else {
+            predictions.iter().map(|p| p.risk_score).sum::<f64>() / n as f64
+        };
         Self {
             total_patients: n,
             summary: BatchSummary {
@@ -509,7 +566,14 @@ impl SummaryType {
     pub fn sections(self) -> &'static [Section] {
         use Section::*;
         match self {
-            SummaryType::Comprehensive => &[ActiveProblems, Medications, Labs, Vitals, Assessments, Encounters],
+            SummaryType::Comprehensive => &[
+                ActiveProblems,
+                Medications,
+                Labs,
+                Vitals,
+                Assessments,
+                Encounters,
+            ],
             SummaryType::ProblemFocused => &[ActiveProblems, Labs, Assessments],
             SummaryType::Medication => &[Medications],
             SummaryType::LabTrend => &[Labs, Vitals],
@@ -732,10 +796,19 @@ impl ClinicalSummaryResponse {
                 && !ctx.exclude.contains(&s.section)
                 && (ctx.focus.is_empty()
                     || s.section != Section::ActiveProblems
-                    || ctx.focus.iter().any(|f| s.text.to_ascii_lowercase().contains(&f.to_ascii_lowercase())))
+                    || ctx.focus.iter().any(|f| {
+                        s.text
+                            .to_ascii_lowercase()
+                            .contains(&f.to_ascii_lowercase())
+                    }))
         };
         let stmts: Vec<&Statement> = summary.statements.iter().filter(keep).collect();
-        let mut scan = PhiScan { scan_performed: true, phi_detected: false, phi_types_found: vec![], redaction_applied: false };
+        let mut scan = PhiScan {
+            scan_performed: true,
+            phi_detected: false,
+            phi_types_found: vec![],
+            redaction_applied: false,
+        };
         let mut redact = |t: &str| {
             let (out, s) = scan_and_redact(t, ctx.redaction);
             scan.phi_detected |= s.phi_detected;
@@ -783,7 +856,13 @@ impl ClinicalSummaryResponse {
                         trend,
                         citations: s.citations.iter().map(|c| c.to_string()).collect(),
                     });
-                    if let Fact::Lab { kind, value, date, trend, .. } = &s.fact
+                    if let Fact::Lab {
+                        kind,
+                        value,
+                        date,
+                        trend,
+                        ..
+                    } = &s.fact
                         && s.section == Section::Labs
                     {
                         labs.push(serde_json::json!({

@@ -90,12 +90,24 @@ impl CostGuard {
         if max_per_request.0 == 0 || daily_budget.0 == 0 || max_per_request > daily_budget {
             return Err(CostError::InvalidLimits);
         }
-        Ok(Self { max_per_request, daily_budget, day: None, spent: Usd(0), refused: 0 })
+        Ok(Self {
+            max_per_request,
+            daily_budget,
+            day: None,
+            spent: Usd(0),
+            refused: 0,
+        })
     }
 
     /// CoCo's `CostGuard` defaults: $0.25 per request, $1000 per day.
     pub fn coco_defaults() -> Self {
-        Self { max_per_request: Usd(250_000), daily_budget: Usd(1_000_000_000), day: None, spent: Usd(0), refused: 0 }
+        Self {
+            max_per_request: Usd(250_000),
+            daily_budget: Usd(1_000_000_000),
+            day: None,
+            spent: Usd(0),
+            refused: 0,
+        }
     }
 
     fn roll(&mut self, today: NaiveDate) {
@@ -112,11 +124,20 @@ impl CostGuard {
     /// Would a request of `estimated` pass today? Does not record anything.
     pub fn check(&self, estimated: Usd, today: NaiveDate) -> Result<(), CostDenied> {
         if estimated > self.max_per_request {
-            return Err(CostDenied::PerRequest { estimated, limit: self.max_per_request });
+            return Err(CostDenied::PerRequest {
+                estimated,
+                limit: self.max_per_request,
+            });
         }
-        let spent = if self.day.is_some_and(|d| today > d) { Usd(0) } else { self.spent };
+        let spent = if self.day.is_some_and(|d| today > d) {
+            Usd(0)
+        } else {
+            self.spent
+        };
         if spent.0.saturating_add(estimated.0) > self.daily_budget.0 {
-            return Err(CostDenied::DailyBudget { budget: self.daily_budget });
+            return Err(CostDenied::DailyBudget {
+                budget: self.daily_budget,
+            });
         }
         Ok(())
     }
@@ -139,7 +160,11 @@ impl CostGuard {
     /// Replaces a reservation of `reserved` by the `actual` cost (same day).
     pub fn settle(&mut self, reserved: Usd, actual: Usd, today: NaiveDate) {
         self.roll(today);
-        self.spent = Usd(self.spent.0.saturating_sub(reserved.0).saturating_add(actual.0));
+        self.spent = Usd(self
+            .spent
+            .0
+            .saturating_sub(reserved.0)
+            .saturating_add(actual.0));
     }
 
     /// Records a cost without a check (CoCo's `record_spend`).
@@ -150,7 +175,11 @@ impl CostGuard {
 
     /// Spent on `today` (zero if the guard's day is earlier).
     pub fn spent_today(&self, today: NaiveDate) -> Usd {
-        if self.day == Some(today) { self.spent } else { Usd(0) }
+        if self.day == Some(today) {
+            self.spent
+        } else {
+            Usd(0)
+        }
     }
 
     /// Requests refused since creation.
@@ -195,14 +224,26 @@ mod tests {
     #[test]
     fn per_request_ceiling_refuses_with_cocos_message() {
         let g = CostGuard::coco_defaults();
-        let e = g.check(Usd::from_dollars(0.30).unwrap(), d("2026-01-01")).unwrap_err();
-        assert_eq!(e.to_string(), "Estimated cost $0.3000 exceeds per-request limit $0.2500");
-        assert!(g.check(Usd::from_dollars(0.25).unwrap(), d("2026-01-01")).is_ok());
+        let e = g
+            .check(Usd::from_dollars(0.30).unwrap(), d("2026-01-01"))
+            .unwrap_err();
+        assert_eq!(
+            e.to_string(),
+            "Estimated cost $0.3000 exceeds per-request limit $0.2500"
+        );
+        assert!(
+            g.check(Usd::from_dollars(0.25).unwrap(), d("2026-01-01"))
+                .is_ok()
+        );
     }
 
     #[test]
     fn daily_budget_is_enforced_and_resets_on_a_later_utc_date() {
-        let mut g = CostGuard::new(Usd::from_dollars(0.5).unwrap(), Usd::from_dollars(1.0).unwrap()).unwrap();
+        let mut g = CostGuard::new(
+            Usd::from_dollars(0.5).unwrap(),
+            Usd::from_dollars(1.0).unwrap(),
+        )
+        .unwrap();
         let day = d("2026-01-01");
         g.reserve(Usd::from_dollars(0.5).unwrap(), day).unwrap();
         g.reserve(Usd::from_dollars(0.5).unwrap(), day).unwrap();
@@ -212,8 +253,12 @@ mod tests {
         assert_eq!(g.spent_today(day), Usd::from_dollars(1.0).unwrap());
         // The clock going backwards does not reopen the budget.
         assert!(g.reserve(Usd::from_micros(1), d("2025-12-31")).is_err());
-        g.reserve(Usd::from_dollars(0.5).unwrap(), d("2026-01-02")).unwrap();
-        assert_eq!(g.spent_today(d("2026-01-02")), Usd::from_dollars(0.5).unwrap());
+        g.reserve(Usd::from_dollars(0.5).unwrap(), d("2026-01-02"))
+            .unwrap();
+        assert_eq!(
+            g.spent_today(d("2026-01-02")),
+            Usd::from_dollars(0.5).unwrap()
+        );
     }
 
     #[test]
@@ -231,7 +276,13 @@ mod tests {
     fn bad_amounts_and_limits_are_refused() {
         assert!(Usd::from_dollars(-1.0).is_err());
         assert!(Usd::from_dollars(f64::NAN).is_err());
-        assert!(CostGuard::new(Usd::from_dollars(2.0).unwrap(), Usd::from_dollars(1.0).unwrap()).is_err());
+        assert!(
+            CostGuard::new(
+                Usd::from_dollars(2.0).unwrap(),
+                Usd::from_dollars(1.0).unwrap()
+            )
+            .is_err()
+        );
         assert!(CostGuard::new(Usd::from_micros(0), Usd::from_dollars(1.0).unwrap()).is_err());
     }
 }

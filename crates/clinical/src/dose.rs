@@ -39,39 +39,155 @@ pub struct MaxDose {
 }
 
 const fn row(drug: &'static str, max_mg_per_day: f64, source: &'static str) -> MaxDose {
-    MaxDose { drug, max_mg_per_day, source }
+    MaxDose {
+        drug,
+        max_mg_per_day,
+        source,
+    }
 }
 
 /// The maximum-daily-dose table.
 pub static MAX_DAILY_DOSES: &[MaxDose] = &[
-    row("acetaminophen", 4000.0, "FDA OTC acetaminophen labeling: do not exceed 4,000 mg in 24 hours"),
-    row("ibuprofen", 3200.0, "Motrin (ibuprofen) tablets prescribing information: do not exceed 3200 mg/day"),
-    row("naproxen", 1500.0, "Naprosyn prescribing information: up to 1500 mg/day for limited periods"),
-    row("sertraline", 200.0, "Zoloft prescribing information: maximum 200 mg/day"),
-    row("escitalopram", 20.0, "Lexapro prescribing information: maximum 20 mg/day"),
-    row("citalopram", 40.0, "Celexa prescribing information (2011 QT revision): maximum 40 mg/day"),
-    row("fluoxetine", 80.0, "Prozac prescribing information: maximum 80 mg/day"),
-    row("bupropion", 450.0, "Wellbutrin / Wellbutrin SR / XL prescribing information: maximum 450 mg/day"),
-    row("mirtazapine", 45.0, "Remeron prescribing information: maximum 45 mg/day"),
-    row("duloxetine", 120.0, "Cymbalta prescribing information: maximum 120 mg/day"),
-    row("venlafaxine", 375.0, "Effexor (immediate release) prescribing information: maximum 375 mg/day"),
-    row("trazodone", 400.0, "Desyrel prescribing information: outpatients up to 400 mg/day"),
-    row("quetiapine", 800.0, "Seroquel prescribing information: maximum 800 mg/day"),
-    row("olanzapine", 20.0, "Zyprexa prescribing information: maximum 20 mg/day"),
-    row("gabapentin", 3600.0, "Neurontin prescribing information: up to 3600 mg/day"),
-    row("hydroxyzine", 400.0, "Vistaril prescribing information: anxiety 50-100 mg four times daily"),
-    row("lorazepam", 10.0, "Ativan tablets prescribing information: 2-6 mg/day, up to 10 mg/day"),
-    row("chlordiazepoxide", 300.0, "Librium prescribing information: alcohol withdrawal up to 300 mg/day"),
-    row("clonidine", 2.4, "Catapres prescribing information: maximum studied 2.4 mg/day"),
-    row("buprenorphine", 24.0, "Suboxone / Subutex sublingual prescribing information: doses above 24 mg/day not demonstrated"),
-    row("acamprosate", 1998.0, "Campral prescribing information: 666 mg three times daily"),
-    row("disulfiram", 500.0, "Antabuse prescribing information: maximum 500 mg/day"),
-    row("varenicline", 2.0, "Chantix prescribing information: 1 mg twice daily"),
-    row("metformin", 2550.0, "Glucophage (immediate release) prescribing information: maximum 2550 mg/day"),
-    row("lisinopril", 80.0, "Zestril prescribing information: maximum 80 mg/day"),
-    row("atorvastatin", 80.0, "Lipitor prescribing information: maximum 80 mg/day"),
-    row("amlodipine", 10.0, "Norvasc prescribing information: maximum 10 mg/day"),
-    row("loperamide", 16.0, "Imodium (prescription) prescribing information: maximum 16 mg/day"),
+    row(
+        "acetaminophen",
+        4000.0,
+        "FDA OTC acetaminophen labeling: do not exceed 4,000 mg in 24 hours",
+    ),
+    row(
+        "ibuprofen",
+        3200.0,
+        "Motrin (ibuprofen) tablets prescribing information: do not exceed 3200 mg/day",
+    ),
+    row(
+        "naproxen",
+        1500.0,
+        "Naprosyn prescribing information: up to 1500 mg/day for limited periods",
+    ),
+    row(
+        "sertraline",
+        200.0,
+        "Zoloft prescribing information: maximum 200 mg/day",
+    ),
+    row(
+        "escitalopram",
+        20.0,
+        "Lexapro prescribing information: maximum 20 mg/day",
+    ),
+    row(
+        "citalopram",
+        40.0,
+        "Celexa prescribing information (2011 QT revision): maximum 40 mg/day",
+    ),
+    row(
+        "fluoxetine",
+        80.0,
+        "Prozac prescribing information: maximum 80 mg/day",
+    ),
+    row(
+        "bupropion",
+        450.0,
+        "Wellbutrin / Wellbutrin SR / XL prescribing information: maximum 450 mg/day",
+    ),
+    row(
+        "mirtazapine",
+        45.0,
+        "Remeron prescribing information: maximum 45 mg/day",
+    ),
+    row(
+        "duloxetine",
+        120.0,
+        "Cymbalta prescribing information: maximum 120 mg/day",
+    ),
+    row(
+        "venlafaxine",
+        375.0,
+        "Effexor (immediate release) prescribing information: maximum 375 mg/day",
+    ),
+    row(
+        "trazodone",
+        400.0,
+        "Desyrel prescribing information: outpatients up to 400 mg/day",
+    ),
+    row(
+        "quetiapine",
+        800.0,
+        "Seroquel prescribing information: maximum 800 mg/day",
+    ),
+    row(
+        "olanzapine",
+        20.0,
+        "Zyprexa prescribing information: maximum 20 mg/day",
+    ),
+    row(
+        "gabapentin",
+        3600.0,
+        "Neurontin prescribing information: up to 3600 mg/day",
+    ),
+    row(
+        "hydroxyzine",
+        400.0,
+        "Vistaril prescribing information: anxiety 50-100 mg four times daily",
+    ),
+    row(
+        "lorazepam",
+        10.0,
+        "Ativan tablets prescribing information: 2-6 mg/day, up to 10 mg/day",
+    ),
+    row(
+        "chlordiazepoxide",
+        300.0,
+        "Librium prescribing information: alcohol withdrawal up to 300 mg/day",
+    ),
+    row(
+        "clonidine",
+        2.4,
+        "Catapres prescribing information: maximum studied 2.4 mg/day",
+    ),
+    row(
+        "buprenorphine",
+        24.0,
+        "Suboxone / Subutex sublingual prescribing information: doses above 24 mg/day not demonstrated",
+    ),
+    row(
+        "acamprosate",
+        1998.0,
+        "Campral prescribing information: 666 mg three times daily",
+    ),
+    row(
+        "disulfiram",
+        500.0,
+        "Antabuse prescribing information: maximum 500 mg/day",
+    ),
+    row(
+        "varenicline",
+        2.0,
+        "Chantix prescribing information: 1 mg twice daily",
+    ),
+    row(
+        "metformin",
+        2550.0,
+        "Glucophage (immediate release) prescribing information: maximum 2550 mg/day",
+    ),
+    row(
+        "lisinopril",
+        80.0,
+        "Zestril prescribing information: maximum 80 mg/day",
+    ),
+    row(
+        "atorvastatin",
+        80.0,
+        "Lipitor prescribing information: maximum 80 mg/day",
+    ),
+    row(
+        "amlodipine",
+        10.0,
+        "Norvasc prescribing information: maximum 10 mg/day",
+    ),
+    row(
+        "loperamide",
+        16.0,
+        "Imodium (prescription) prescribing information: maximum 16 mg/day",
+    ),
 ];
 
 /// A dose statement found in text.
@@ -109,9 +225,17 @@ pub fn times_per_day(text: &str) -> Option<f64> {
             n.parse::<f64>().ok()
         } else if *w == "every" || *w == "q" {
             match (words.get(i + 1), words.get(i + 2)) {
-                (Some(n), Some(u)) if u.starts_with("hour") || *u == "h" || *u == "hr" || *u == "hrs" => n.parse::<f64>().ok(),
-                (Some(n), Some(u)) if u.starts_with("week") => n.parse::<f64>().ok().map(|x| x * 24.0 * 7.0),
-                (Some(n), Some(u)) if u.starts_with("day") => n.parse::<f64>().ok().map(|x| x * 24.0),
+                (Some(n), Some(u))
+                    if u.starts_with("hour") || *u == "h" || *u == "hr" || *u == "hrs" =>
+                {
+                    n.parse::<f64>().ok()
+                }
+                (Some(n), Some(u)) if u.starts_with("week") => {
+                    n.parse::<f64>().ok().map(|x| x * 24.0 * 7.0)
+                }
+                (Some(n), Some(u)) if u.starts_with("day") => {
+                    n.parse::<f64>().ok().map(|x| x * 24.0)
+                }
                 _ => None,
             }
         } else {
@@ -124,10 +248,57 @@ pub fn times_per_day(text: &str) -> Option<f64> {
         }
     }
     let table: &[(&[&str], f64)] = &[
-        (&["four times daily", "four times a day", "qid", "q.i.d", "4 times daily", "4 times a day"], 4.0),
-        (&["three times daily", "three times a day", "tid", "t.i.d", "3 times daily", "3 times a day"], 3.0),
-        (&["twice daily", "twice a day", "two times daily", "bid", "b.i.d", "2 times daily", "2 times a day"], 2.0),
-        (&["once daily", "once a day", "daily", "qd", "every day", "every morning", "every evening", "at bedtime", "qhs", "nightly", "per day", "a day"], 1.0),
+        (
+            &[
+                "four times daily",
+                "four times a day",
+                "qid",
+                "q.i.d",
+                "4 times daily",
+                "4 times a day",
+            ],
+            4.0,
+        ),
+        (
+            &[
+                "three times daily",
+                "three times a day",
+                "tid",
+                "t.i.d",
+                "3 times daily",
+                "3 times a day",
+            ],
+            3.0,
+        ),
+        (
+            &[
+                "twice daily",
+                "twice a day",
+                "two times daily",
+                "bid",
+                "b.i.d",
+                "2 times daily",
+                "2 times a day",
+            ],
+            2.0,
+        ),
+        (
+            &[
+                "once daily",
+                "once a day",
+                "daily",
+                "qd",
+                "every day",
+                "every morning",
+                "every evening",
+                "at bedtime",
+                "qhs",
+                "nightly",
+                "per day",
+                "a day",
+            ],
+            1.0,
+        ),
         (&["weekly", "once weekly", "every week"], 1.0 / 7.0),
         (&["monthly", "every month"], 1.0 / 30.0),
     ];
@@ -155,17 +326,29 @@ fn tokens(text: &str) -> Vec<Tok<'_>> {
         match (word, start) {
             (true, None) => start = Some(i),
             (false, Some(s)) => {
-                out.push(Tok { text: text[s..i].trim_end_matches('.'), start: s, end: i });
+                out.push(Tok {
+                    text: text[s..i].trim_end_matches('.'),
+                    start: s,
+                    end: i,
+                });
                 start = None;
             }
             _ => {}
         }
         if ch == ';' || ch == '\n' {
-            out.push(Tok { text: ";", start: i, end: i + 1 });
+            out.push(Tok {
+                text: ";",
+                start: i,
+                end: i + 1,
+            });
         }
     }
     if let Some(s) = start {
-        out.push(Tok { text: text[s..].trim_end_matches('.'), start: s, end: text.len() });
+        out.push(Tok {
+            text: text[s..].trim_end_matches('.'),
+            start: s,
+            end: text.len(),
+        });
     }
     out
 }
@@ -220,14 +403,17 @@ pub fn check_text(text: &str) -> Vec<DoseFinding> {
                 };
                 let unit_base = unit.split('/').next().unwrap_or(unit);
                 if let Some(f) = mass_to_mg(unit_base) {
-                    let per_day_unit = unit.ends_with("/day") || unit.ends_with("/d") || unit.ends_with("/24h");
+                    let per_day_unit =
+                        unit.ends_with("/day") || unit.ends_with("/d") || unit.ends_with("/24h");
                     found = Some((amount * f * if per_day_unit { -1.0 } else { 1.0 }, unit_idx));
                     break;
                 }
             }
             j += 1;
         }
-        let Some((mg_signed, unit_idx)) = found else { continue };
+        let Some((mg_signed, unit_idx)) = found else {
+            continue;
+        };
         let mut end_idx = unit_idx;
         // Frequency phrase: up to 8 words after the unit, within the clause.
         let mut phrase = Vec::new();
@@ -264,7 +450,10 @@ pub fn check_text(text: &str) -> Vec<DoseFinding> {
 
 /// Only the findings above the maximum.
 pub fn flag_overdoses(text: &str) -> Vec<DoseFinding> {
-    check_text(text).into_iter().filter(|f| f.exceeds_maximum).collect()
+    check_text(text)
+        .into_iter()
+        .filter(|f| f.exceeds_maximum)
+        .collect()
 }
 
 #[cfg(test)]
@@ -275,7 +464,10 @@ mod tests {
     fn frequencies_are_read() {
         assert_eq!(times_per_day("twice daily"), Some(2.0));
         assert_eq!(times_per_day("BID"), Some(2.0));
-        assert_eq!(times_per_day("every 6 hours as needed (CIWA > 10)"), Some(4.0));
+        assert_eq!(
+            times_per_day("every 6 hours as needed (CIWA > 10)"),
+            Some(4.0)
+        );
         assert_eq!(times_per_day("q8h"), Some(3.0));
         assert_eq!(times_per_day("three times daily"), Some(3.0));
         assert_eq!(times_per_day("daily"), Some(1.0));
@@ -295,7 +487,9 @@ mod tests {
 
     #[test]
     fn doses_within_the_maximum_pass() {
-        let all = check_text("Sertraline 50 mg daily; Gabapentin 300 mg three times daily; Metformin 500mg BID.");
+        let all = check_text(
+            "Sertraline 50 mg daily; Gabapentin 300 mg three times daily; Metformin 500mg BID.",
+        );
         assert_eq!(all.len(), 3);
         assert!(all.iter().all(|f| !f.exceeds_maximum && f.frequency_known));
         assert!((all[1].daily_mg - 900.0).abs() < 1e-9);

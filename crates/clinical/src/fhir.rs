@@ -27,9 +27,10 @@ use serde_json::Value;
 
 use crate::error::{ClinicalError, ImportError};
 use crate::model::{
-    AdmissionType, BloodPressure, Code, CodeSystem, Demographics, Diagnosis, DiagnosisStatus, Dose, DoseUnit, Encounter,
-    EncounterClass, Evaluation, Immunization, Instrument, Medication, MedicationStatus, Observation, ObservationKind,
-    PatientRecord, Procedure, Sex, SourceId, parse_date,
+    AdmissionType, BloodPressure, Code, CodeSystem, Demographics, Diagnosis, DiagnosisStatus, Dose,
+    DoseUnit, Encounter, EncounterClass, Evaluation, Immunization, Instrument, Medication,
+    MedicationStatus, Observation, ObservationKind, PatientRecord, Procedure, Sex, SourceId,
+    parse_date,
 };
 
 /// The result of an import.
@@ -66,30 +67,51 @@ fn codings(cc: Option<&Value>) -> Vec<(Option<CodeSystem>, &str, Option<&str>)> 
             a.iter()
                 .filter_map(|c| {
                     let code = s(c, "code")?;
-                    Some((s(c, "system").and_then(CodeSystem::from_fhir_uri), code, s(c, "display")))
+                    Some((
+                        s(c, "system").and_then(CodeSystem::from_fhir_uri),
+                        code,
+                        s(c, "display"),
+                    ))
                 })
                 .collect()
         })
         .unwrap_or_default()
 }
 
-fn first_code(cc: Option<&Value>, systems: &[CodeSystem], field: &'static str) -> Result<Option<Code>, ClinicalError> {
+fn first_code(
+    cc: Option<&Value>,
+    systems: &[CodeSystem],
+    field: &'static str,
+) -> Result<Option<Code>, ClinicalError> {
     for (sys, code, _) in codings(cc) {
         if let Some(sys) = sys
             && systems.contains(&sys)
         {
-            return Code::new(sys, code).map(Some).map_err(|_| ClinicalError::InvalidCode { field, system: sys.name() });
+            return Code::new(sys, code)
+                .map(Some)
+                .map_err(|_| ClinicalError::InvalidCode {
+                    field,
+                    system: sys.name(),
+                });
         }
     }
     Ok(None)
 }
 
-fn date_of(v: &Value, keys: &[&str], field: &'static str) -> Result<chrono::NaiveDate, ClinicalError> {
+fn date_of(
+    v: &Value,
+    keys: &[&str],
+    field: &'static str,
+) -> Result<chrono::NaiveDate, ClinicalError> {
     for k in keys {
         if let Some(t) = s(v, k) {
             return parse_date(field, t);
         }
-        if let Some(p) = v.get(*k).and_then(|p| p.get("start")).and_then(Value::as_str) {
+        if let Some(p) = v
+            .get(*k)
+            .and_then(|p| p.get("start"))
+            .and_then(Value::as_str)
+        {
             return parse_date(field, p);
         }
     }
@@ -118,9 +140,19 @@ enum Item {
 
 /// Imports a bundle (already parsed as JSON).
 pub fn import_bundle(bundle: &Value) -> Result<FhirImport, ImportError> {
-    let err = |location: String, cause: ClinicalError| ImportError { format: "FHIR R4", location, cause };
+    let err = |location: String, cause: ClinicalError| ImportError {
+        format: "FHIR R4",
+        location,
+        cause,
+    };
     if s(bundle, "resourceType") != Some("Bundle") {
-        return Err(err("root".into(), ClinicalError::Invalid { what: "bundle", reason: "resourceType is not Bundle" }));
+        return Err(err(
+            "root".into(),
+            ClinicalError::Invalid {
+                what: "bundle",
+                reason: "resourceType is not Bundle",
+            },
+        ));
     }
     let entries = bundle
         .get("entry")
@@ -137,10 +169,21 @@ pub fn import_bundle(bundle: &Value) -> Result<FhirImport, ImportError> {
         }
         let loc = || format!("entry {i} (Patient)");
         let id = s(r, "id").ok_or_else(|| err(loc(), ClinicalError::Missing("Patient.id")))?;
-        let birth = s(r, "birthDate").map(|b| parse_date("Patient.birthDate", b)).transpose().map_err(|c| err(loc(), c))?;
+        let birth = s(r, "birthDate")
+            .map(|b| parse_date("Patient.birthDate", b))
+            .transpose()
+            .map_err(|c| err(loc(), c))?;
         let sex = match s(r, "gender") {
             None => None,
-            Some(g) => Some(Sex::parse(g).ok_or_else(|| err(loc(), ClinicalError::Invalid { what: "Patient.gender", reason: "not a FHIR administrative gender" }))?),
+            Some(g) => Some(Sex::parse(g).ok_or_else(|| {
+                err(
+                    loc(),
+                    ClinicalError::Invalid {
+                        what: "Patient.gender",
+                        reason: "not a FHIR administrative gender",
+                    },
+                )
+            })?),
         };
         let demo = Demographics::new(birth, sex).map_err(|c| err(loc(), c))?;
         let idx = patients.len();
@@ -174,9 +217,15 @@ pub fn import_bundle(bundle: &Value) -> Result<FhirImport, ImportError> {
             .or_else(|| r.get("patient"))
             .and_then(|p| s(p, "reference"))
             .ok_or_else(|| err(loc(), ClinicalError::Missing("subject.reference")))?;
-        let &idx = refs
-            .get(reference)
-            .ok_or_else(|| err(loc(), ClinicalError::Invalid { what: "subject.reference", reason: "no such Patient in the bundle" }))?;
+        let &idx = refs.get(reference).ok_or_else(|| {
+            err(
+                loc(),
+                ClinicalError::Invalid {
+                    what: "subject.reference",
+                    reason: "no such Patient in the bundle",
+                },
+            )
+        })?;
         let id = s(r, "id").ok_or_else(|| err(loc(), ClinicalError::Missing("id")))?;
         let sid = SourceId::new(format!("fhir:{rt}/{id}")).map_err(|c| err(loc(), c))?;
         let item = resource(rt, r, sid).map_err(|c| err(loc(), c))?;
@@ -207,38 +256,72 @@ fn resource(rt: &str, r: &Value, id: SourceId) -> Result<Item, ClinicalError> {
     }
     match rt {
         "Condition" => {
-            let vstatus = codings(r.get("verificationStatus")).first().map(|c| c.1).unwrap_or("confirmed");
+            let vstatus = codings(r.get("verificationStatus"))
+                .first()
+                .map(|c| c.1)
+                .unwrap_or("confirmed");
             if matches!(vstatus, "refuted" | "entered-in-error") {
                 return Ok(Item::Skip("condition refuted"));
             }
-            let Some(code) = first_code(r.get("code"), &[CodeSystem::Icd10Cm], "Condition.code")? else {
+            let Some(code) = first_code(r.get("code"), &[CodeSystem::Icd10Cm], "Condition.code")?
+            else {
                 return Ok(Item::Skip("condition without an ICD-10-CM code"));
             };
-            let onset = date_of(r, &["onsetDateTime", "onsetPeriod", "recordedDate"], "Condition.onset")?;
-            let resolved = ["abatementDateTime"].iter().find_map(|k| s(r, k)).map(|t| parse_date("Condition.abatement", t)).transpose()?;
-            let clinical = codings(r.get("clinicalStatus")).first().map(|c| c.1).unwrap_or("active");
+            let onset = date_of(
+                r,
+                &["onsetDateTime", "onsetPeriod", "recordedDate"],
+                "Condition.onset",
+            )?;
+            let resolved = ["abatementDateTime"]
+                .iter()
+                .find_map(|k| s(r, k))
+                .map(|t| parse_date("Condition.abatement", t))
+                .transpose()?;
+            let clinical = codings(r.get("clinicalStatus"))
+                .first()
+                .map(|c| c.1)
+                .unwrap_or("active");
             let st = match clinical {
                 "active" | "recurrence" | "relapse" => DiagnosisStatus::Active,
                 _ => DiagnosisStatus::Resolved,
             };
-            let desc = codings(r.get("code")).first().and_then(|c| c.2).map(str::to_string);
-            Ok(Item::Diagnosis(Diagnosis::new(id, code, onset, resolved, st, desc)?))
+            let desc = codings(r.get("code"))
+                .first()
+                .and_then(|c| c.2)
+                .map(str::to_string);
+            Ok(Item::Diagnosis(Diagnosis::new(
+                id, code, onset, resolved, st, desc,
+            )?))
         }
         "Procedure" => {
             if matches!(status, "not-done" | "stopped" | "preparation") {
                 return Ok(Item::Skip("procedure not completed"));
             }
-            let Some(code) = first_code(r.get("code"), &[CodeSystem::Cpt, CodeSystem::Hcpcs, CodeSystem::Snomed], "Procedure.code")? else {
+            let Some(code) = first_code(
+                r.get("code"),
+                &[CodeSystem::Cpt, CodeSystem::Hcpcs, CodeSystem::Snomed],
+                "Procedure.code",
+            )?
+            else {
                 return Ok(Item::Skip("procedure without a CPT/HCPCS/SNOMED code"));
             };
-            let date = date_of(r, &["performedDateTime", "performedPeriod"], "Procedure.performed")?;
+            let date = date_of(
+                r,
+                &["performedDateTime", "performedPeriod"],
+                "Procedure.performed",
+            )?;
             Ok(Item::Procedure(Procedure::new(id, code, date)?))
         }
         "Immunization" => {
             if status == "not-done" {
                 return Ok(Item::Skip("immunization not done"));
             }
-            let Some(code) = first_code(r.get("vaccineCode"), &[CodeSystem::Cvx, CodeSystem::Cpt], "Immunization.vaccineCode")? else {
+            let Some(code) = first_code(
+                r.get("vaccineCode"),
+                &[CodeSystem::Cvx, CodeSystem::Cpt],
+                "Immunization.vaccineCode",
+            )?
+            else {
                 return Ok(Item::Skip("immunization without a CVX code"));
             };
             let date = date_of(r, &["occurrenceDateTime"], "Immunization.occurrence")?;
@@ -254,9 +337,14 @@ fn resource(rt: &str, r: &Value, id: SourceId) -> Result<Item, ClinicalError> {
                 .iter()
                 .find_map(|c| c.2)
                 .or_else(|| cc.and_then(|c| s(c, "text")))
-                .ok_or(ClinicalError::Missing("MedicationRequest.medication display"))?
+                .ok_or(ClinicalError::Missing(
+                    "MedicationRequest.medication display",
+                ))?
                 .to_string();
-            let dosage = r.get("dosageInstruction").and_then(Value::as_array).and_then(|a| a.first());
+            let dosage = r
+                .get("dosageInstruction")
+                .and_then(Value::as_array)
+                .and_then(|a| a.first());
             let dose = match dosage
                 .and_then(|d| d.get("doseAndRate"))
                 .and_then(Value::as_array)
@@ -264,17 +352,23 @@ fn resource(rt: &str, r: &Value, id: SourceId) -> Result<Item, ClinicalError> {
                 .and_then(|x| x.get("doseQuantity"))
             {
                 Some(q) => {
-                    let amount = number(q.get("value")).ok_or(ClinicalError::Missing("doseQuantity.value"))?;
-                    let unit = s(q, "unit").or_else(|| s(q, "code")).and_then(DoseUnit::parse).ok_or(ClinicalError::BadUnit {
-                        what: "doseQuantity",
-                        expected: "mg, mcg, g, mg/24h, mL, units",
-                    })?;
+                    let amount = number(q.get("value"))
+                        .ok_or(ClinicalError::Missing("doseQuantity.value"))?;
+                    let unit = s(q, "unit")
+                        .or_else(|| s(q, "code"))
+                        .and_then(DoseUnit::parse)
+                        .ok_or(ClinicalError::BadUnit {
+                            what: "doseQuantity",
+                            expected: "mg, mcg, g, mg/24h, mL, units",
+                        })?;
                     Some(Dose::new(amount, unit)?)
                 }
                 None => None,
             };
             let text = dosage.and_then(|d| s(d, "text")).map(str::to_string);
-            let repeat = dosage.and_then(|d| d.get("timing")).and_then(|t| t.get("repeat"));
+            let repeat = dosage
+                .and_then(|d| d.get("timing"))
+                .and_then(|t| t.get("repeat"));
             let structured = repeat.and_then(|rp| {
                 let f = number(rp.get("frequency"))?;
                 let p = number(rp.get("period")).unwrap_or(1.0);
@@ -308,11 +402,23 @@ fn resource(rt: &str, r: &Value, id: SourceId) -> Result<Item, ClinicalError> {
                 Some("EMER") => EncounterClass::Emergency,
                 Some("VR") => EncounterClass::Telehealth,
                 Some("AMB" | "HH" | "OBSENC" | "PRENC" | "SS") => EncounterClass::Outpatient,
-                _ => return Err(ClinicalError::Invalid { what: "Encounter.class", reason: "unknown v3 ActCode class" }),
+                _ => {
+                    return Err(ClinicalError::Invalid {
+                        what: "Encounter.class",
+                        reason: "unknown v3 ActCode class",
+                    });
+                }
             };
-            let period = r.get("period").ok_or(ClinicalError::Missing("Encounter.period"))?;
-            let start = parse_date("Encounter.period.start", s(period, "start").ok_or(ClinicalError::Missing("Encounter.period.start"))?)?;
-            let end = s(period, "end").map(|t| parse_date("Encounter.period.end", t)).transpose()?;
+            let period = r
+                .get("period")
+                .ok_or(ClinicalError::Missing("Encounter.period"))?;
+            let start = parse_date(
+                "Encounter.period.start",
+                s(period, "start").ok_or(ClinicalError::Missing("Encounter.period.start"))?,
+            )?;
+            let end = s(period, "end")
+                .map(|t| parse_date("Encounter.period.end", t))
+                .transpose()?;
             let admission_type = codings(r.get("priority")).first().and_then(|c| match c.1 {
                 "EM" | "emergency" => Some(AdmissionType::Emergent),
                 "UR" | "urgent" => Some(AdmissionType::Urgent),
@@ -325,18 +431,43 @@ fn resource(rt: &str, r: &Value, id: SourceId) -> Result<Item, ClinicalError> {
                 t.contains("oncolog")
             });
             let mut dx = Vec::new();
-            for rc in r.get("reasonCode").and_then(Value::as_array).into_iter().flatten() {
-                if let Some(c) = first_code(Some(rc), &[CodeSystem::Icd10Cm], "Encounter.reasonCode")? {
+            for rc in r
+                .get("reasonCode")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(c) =
+                    first_code(Some(rc), &[CodeSystem::Icd10Cm], "Encounter.reasonCode")?
+                {
                     dx.push(c);
                 }
             }
             let mut types = Vec::new();
-            for t in r.get("type").and_then(Value::as_array).into_iter().flatten() {
-                if let Some(c) = first_code(Some(t), &[CodeSystem::Cpt, CodeSystem::Hcpcs, CodeSystem::Snomed], "Encounter.type")? {
+            for t in r
+                .get("type")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+            {
+                if let Some(c) = first_code(
+                    Some(t),
+                    &[CodeSystem::Cpt, CodeSystem::Hcpcs, CodeSystem::Snomed],
+                    "Encounter.type",
+                )? {
                     types.push(c);
                 }
             }
-            Ok(Item::Encounter(Encounter::new(id, class, start, end, admission_type, oncology, dx, types)?))
+            Ok(Item::Encounter(Encounter::new(
+                id,
+                class,
+                start,
+                end,
+                admission_type,
+                oncology,
+                dx,
+                types,
+            )?))
         }
         "Observation" => observation(r, id, status),
         _ => Ok(Item::Skip("resource type not modelled")),
@@ -350,10 +481,16 @@ fn observation(r: &Value, id: SourceId, status: &str) -> Result<Item, ClinicalEr
     let Some(loinc) = first_code(r.get("code"), &[CodeSystem::Loinc], "Observation.code")? else {
         return Ok(Item::Skip("observation without a LOINC code"));
     };
-    let date = date_of(r, &["effectiveDateTime", "effectivePeriod", "issued"], "Observation.effective")?;
+    let date = date_of(
+        r,
+        &["effectiveDateTime", "effectivePeriod", "issued"],
+        "Observation.effective",
+    )?;
     let qty = r.get("valueQuantity");
     let value = number(qty.and_then(|q| q.get("value"))).or_else(|| number(r.get("valueInteger")));
-    let unit = qty.and_then(|q| s(q, "unit").or_else(|| s(q, "code"))).unwrap_or("");
+    let unit = qty
+        .and_then(|q| s(q, "unit").or_else(|| s(q, "code")))
+        .unwrap_or("");
     let instrument = match loinc.code.as_str() {
         "44261-6" => Some(Instrument::Phq9),
         "55758-7" => Some(Instrument::Phq2),
@@ -367,10 +504,17 @@ fn observation(r: &Value, id: SourceId, status: &str) -> Result<Item, ClinicalEr
     }
     match loinc.code.as_str() {
         "85354-9" | "55284-4" => {
-            let comps = r.get("component").and_then(Value::as_array).ok_or(ClinicalError::Missing("Observation.component"))?;
+            let comps = r
+                .get("component")
+                .and_then(Value::as_array)
+                .ok_or(ClinicalError::Missing("Observation.component"))?;
             let find = |code: &str| {
                 comps.iter().find_map(|c| {
-                    codings(c.get("code")).iter().any(|x| x.1 == code).then(|| number(c.get("valueQuantity").and_then(|q| q.get("value")))).flatten()
+                    codings(c.get("code"))
+                        .iter()
+                        .any(|x| x.1 == code)
+                        .then(|| number(c.get("valueQuantity").and_then(|q| q.get("value"))))
+                        .flatten()
                 })
             };
             let sys = find("8480-6").ok_or(ClinicalError::Missing("systolic component"))?;
@@ -383,7 +527,8 @@ fn observation(r: &Value, id: SourceId, status: &str) -> Result<Item, ClinicalEr
                 return Err(ClinicalError::Missing("Observation.valueCodeableConcept"));
             };
             let user = match ans.1 {
-                "449868002" | "428041000124106" | "77176002" | "428071000124103" | "428061000124105" => true,
+                "449868002" | "428041000124106" | "77176002" | "428071000124103"
+                | "428061000124105" => true,
                 "266919005" | "8517006" => false,
                 _ => return Ok(Item::Skip("smoking status unknown")),
             };
@@ -394,10 +539,22 @@ fn observation(r: &Value, id: SourceId, status: &str) -> Result<Item, ClinicalEr
                 return Ok(Item::Skip("LOINC code not modelled"));
             };
             if kind.canonical_unit().is_none() {
-                return Ok(Item::Observation(Observation::performed(id, kind, Some(loinc), date)?));
+                return Ok(Item::Observation(Observation::performed(
+                    id,
+                    kind,
+                    Some(loinc),
+                    date,
+                )?));
             }
             let v = value.ok_or(ClinicalError::Missing("Observation.valueQuantity.value"))?;
-            Ok(Item::Observation(Observation::quantity(id, kind, Some(loinc), v, unit, date)?))
+            Ok(Item::Observation(Observation::quantity(
+                id,
+                kind,
+                Some(loinc),
+                v,
+                unit,
+                date,
+            )?))
         }
     }
 }
@@ -458,11 +615,18 @@ mod tests {
         assert_eq!(p.diagnoses[0].code.code, "E11.9");
         assert_eq!(p.observations.len(), 2);
         assert_eq!(p.observations[0].value, Some(9.4));
-        assert_eq!(p.medications[0].times_per_day, Some(2.0), "structured timing wins over the text");
+        assert_eq!(
+            p.medications[0].times_per_day,
+            Some(2.0),
+            "structured timing wins over the text"
+        );
         assert_eq!(p.immunizations[0].vaccine.code, "141");
         assert_eq!(p.procedures[0].code.code, "77067");
         assert_eq!(imp.skipped.get("LOINC code not modelled"), Some(&1));
-        assert!(p.find(&SourceId::new("fhir:Observation/o1").unwrap()).is_some());
+        assert!(
+            p.find(&SourceId::new("fhir:Observation/o1").unwrap())
+                .is_some()
+        );
     }
 
     #[test]
@@ -483,10 +647,16 @@ mod tests {
         assert!(!e.to_string().contains("-4"));
         let mut b = bundle();
         b["entry"][0]["resource"]["birthDate"] = json!("1962-02-30");
-        assert!(matches!(import_bundle(&b).unwrap_err().cause, ClinicalError::UnparsableDate { .. }));
+        assert!(matches!(
+            import_bundle(&b).unwrap_err().cause,
+            ClinicalError::UnparsableDate { .. }
+        ));
         let mut b = bundle();
         b["entry"][2]["resource"]["valueQuantity"]["unit"] = json!("furlongs");
-        assert!(matches!(import_bundle(&b).unwrap_err().cause, ClinicalError::BadUnit { .. }));
+        assert!(matches!(
+            import_bundle(&b).unwrap_err().cause,
+            ClinicalError::BadUnit { .. }
+        ));
     }
 
     #[test]

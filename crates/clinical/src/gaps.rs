@@ -176,27 +176,242 @@ macro_rules! m {
     };
 }
 
-
 /// Every rule component with its citation, priority and impact weight.
 pub static MEASURES: &[MeasureInfo] = &[
-    m!(Cms130, "", "CMS130v13", "Colorectal Cancer Screening", "Colonoscopy (10 y), FIT/FOBT (1 y), sDNA-FIT (3 y), flexible sigmoidoscopy or CT colonography (5 y)", "CMS130v13 (CMS eCQM, 2025 performance period); USPSTF 2021 grade A/B", Screening, High, 0.85, ["Z12.11", "Z12.12"], ["45378", "82274", "81528", "45330", "74263"]),
-    m!(Cms125, "", "CMS125v13", "Breast Cancer Screening", "Mammogram within the last 27 months", "CMS125v13 (CMS eCQM, 2025 performance period); USPSTF 2024 grade B", Screening, High, 0.8, ["Z12.31"], ["77067"]),
-    m!(Cms124, "", "CMS124v13", "Cervical Cancer Screening", "Cervical cytology (3 y) or, from age 30, hrHPV testing (5 y)", "CMS124v13 (CMS eCQM, 2025 performance period); USPSTF 2018 grade A", Screening, Medium, 0.7, ["Z12.4"], ["88175", "87624"]),
-    m!(Cms122, "", "CMS122v13", "Diabetes: HbA1c Poor Control (>9%)", "Most recent HbA1c in the period is above 9.0% or missing: test and intensify treatment", "CMS122v13 (CMS eCQM, 2025 performance period); ADA Standards of Care", LabTest, High, 0.8, ["E11.9"], ["83036"]),
-    m!(Cms131, "", "CMS131v13", "Diabetes: Eye Exam", "Retinal or dilated eye exam by an eye care professional", "CMS131v13 (CMS eCQM, 2025 performance period); ADA Standards of Care", Screening, Medium, 0.6, ["E11.9"], ["92014", "92250"]),
-    m!(Cms165, "", "CMS165v13", "Controlling High Blood Pressure", "Most recent blood pressure below 140/90 mmHg", "CMS165v13 (CMS eCQM, 2025 performance period)", Medication, High, 0.8, ["I10"], ["99214"]),
-    m!(Cms147, "", "CMS147v14", "Influenza Immunization", "Influenza vaccine for the current season (from August 1)", "CMS147v14 (CMS eCQM, 2025 performance period); ACIP", Vaccination, Medium, 0.6, ["Z23"], ["90686", "90688"]),
-    m!(Cms127, "", "CMS127v13", "Pneumococcal Vaccination", "Pneumococcal vaccine (PCV20/PCV21, or PCV15 followed by PPSV23)", "CMS127v13 (CMS eCQM, 2025 performance period); ACIP", Vaccination, Medium, 0.55, ["Z23"], ["90677", "90671"]),
-    m!(Cms2, "screening", "CMS2v14", "Depression Screening", "Standardized depression screen (PHQ-9, PHQ-2, PHQ-A) in the period", "CMS2v14 (CMS eCQM, 2025 performance period); USPSTF 2016/2023", Screening, Medium, 0.6, ["Z13.31"], ["G0444", "96127"]),
-    m!(Cms2, "follow_up", "CMS2v14", "Depression Follow-up Plan", "Follow-up plan on the day of, or within 2 days after, a positive depression screen", "CMS2v14 (CMS eCQM, 2025 performance period)", FollowUp, High, 0.8, ["F32.A"], ["90791", "90832"]),
-    m!(Cms138, "screening", "CMS138v13", "Tobacco Use Screening", "Tobacco use screening in the period", "CMS138v13 (CMS eCQM, 2025 performance period); USPSTF 2021 grade A", Screening, Medium, 0.6, ["Z72.0"], ["99406"]),
-    m!(Cms138, "cessation", "CMS138v13", "Tobacco Cessation Intervention", "Cessation counseling or pharmacotherapy for a tobacco user", "CMS138v13 (CMS eCQM, 2025 performance period); USPSTF 2021 grade A", Medication, High, 0.8, ["F17.210"], ["99406", "99407"]),
-    m!(Cms137, "initiation", "CMS137v13", "SUD Treatment Initiation (14 days)", "Treatment (visit, admission, or medication) within 14 days of a new SUD diagnosis", "CMS137v13 (CMS eCQM, 2025 performance period)", FollowUp, Critical, 0.9, ["F10.20", "F11.20"], ["H0001", "H0004"]),
-    m!(Cms137, "engagement", "CMS137v13", "SUD Treatment Engagement (34 days)", "Two more treatment events, or one long-acting medication, within 34 days after initiation", "CMS137v13 (CMS eCQM, 2025 performance period)", FollowUp, High, 0.85, ["F10.20", "F11.20"], ["H0004", "H0005"]),
-    m!(Fua, "7_day", "FUA (HEDIS MY2024)", "ED Follow-up for Substance Use (7 days)", "Follow-up visit or SUD pharmacotherapy within 7 days of an ED visit for substance use", "NCQA HEDIS FUA MY2024, CMS Medicaid Core Set 2024", FollowUp, Critical, 0.9, ["F10.20", "F11.20"], ["99214", "H0004"]),
-    m!(Fua, "30_day", "FUA (HEDIS MY2024)", "ED Follow-up for Substance Use (30 days)", "Follow-up visit or SUD pharmacotherapy within 30 days of an ED visit for substance use", "NCQA HEDIS FUA MY2024, CMS Medicaid Core Set 2024", FollowUp, High, 0.8, ["F10.20", "F11.20"], ["99214", "H0004"]),
-    m!(Fum, "7_day", "FUM (HEDIS MY2024)", "ED Follow-up for Mental Illness (7 days)", "Mental health follow-up visit within 7 days of an ED visit for mental illness or self-harm", "NCQA HEDIS FUM MY2024, CMS Medicaid Core Set 2024", FollowUp, Critical, 0.9, ["F32.9"], ["90832", "99214"]),
-    m!(Fum, "30_day", "FUM (HEDIS MY2024)", "ED Follow-up for Mental Illness (30 days)", "Mental health follow-up visit within 30 days of an ED visit for mental illness or self-harm", "NCQA HEDIS FUM MY2024, CMS Medicaid Core Set 2024", FollowUp, High, 0.8, ["F32.9"], ["90832", "99214"]),
+    m!(
+        Cms130,
+        "",
+        "CMS130v13",
+        "Colorectal Cancer Screening",
+        "Colonoscopy (10 y), FIT/FOBT (1 y), sDNA-FIT (3 y), flexible sigmoidoscopy or CT colonography (5 y)",
+        "CMS130v13 (CMS eCQM, 2025 performance period); USPSTF 2021 grade A/B",
+        Screening,
+        High,
+        0.85,
+        ["Z12.11", "Z12.12"],
+        ["45378", "82274", "81528", "45330", "74263"]
+    ),
+    m!(
+        Cms125,
+        "",
+        "CMS125v13",
+        "Breast Cancer Screening",
+        "Mammogram within the last 27 months",
+        "CMS125v13 (CMS eCQM, 2025 performance period); USPSTF 2024 grade B",
+        Screening,
+        High,
+        0.8,
+        ["Z12.31"],
+        ["77067"]
+    ),
+    m!(
+        Cms124,
+        "",
+        "CMS124v13",
+        "Cervical Cancer Screening",
+        "Cervical cytology (3 y) or, from age 30, hrHPV testing (5 y)",
+        "CMS124v13 (CMS eCQM, 2025 performance period); USPSTF 2018 grade A",
+        Screening,
+        Medium,
+        0.7,
+        ["Z12.4"],
+        ["88175", "87624"]
+    ),
+    m!(
+        Cms122,
+        "",
+        "CMS122v13",
+        "Diabetes: HbA1c Poor Control (>9%)",
+        "Most recent HbA1c in the period is above 9.0% or missing: test and intensify treatment",
+        "CMS122v13 (CMS eCQM, 2025 performance period); ADA Standards of Care",
+        LabTest,
+        High,
+        0.8,
+        ["E11.9"],
+        ["83036"]
+    ),
+    m!(
+        Cms131,
+        "",
+        "CMS131v13",
+        "Diabetes: Eye Exam",
+        "Retinal or dilated eye exam by an eye care professional",
+        "CMS131v13 (CMS eCQM, 2025 performance period); ADA Standards of Care",
+        Screening,
+        Medium,
+        0.6,
+        ["E11.9"],
+        ["92014", "92250"]
+    ),
+    m!(
+        Cms165,
+        "",
+        "CMS165v13",
+        "Controlling High Blood Pressure",
+        "Most recent blood pressure below 140/90 mmHg",
+        "CMS165v13 (CMS eCQM, 2025 performance period)",
+        Medication,
+        High,
+        0.8,
+        ["I10"],
+        ["99214"]
+    ),
+    m!(
+        Cms147,
+        "",
+        "CMS147v14",
+        "Influenza Immunization",
+        "Influenza vaccine for the current season (from August 1)",
+        "CMS147v14 (CMS eCQM, 2025 performance period); ACIP",
+        Vaccination,
+        Medium,
+        0.6,
+        ["Z23"],
+        ["90686", "90688"]
+    ),
+    m!(
+        Cms127,
+        "",
+        "CMS127v13",
+        "Pneumococcal Vaccination",
+        "Pneumococcal vaccine (PCV20/PCV21, or PCV15 followed by PPSV23)",
+        "CMS127v13 (CMS eCQM, 2025 performance period); ACIP",
+        Vaccination,
+        Medium,
+        0.55,
+        ["Z23"],
+        ["90677", "90671"]
+    ),
+    m!(
+        Cms2,
+        "screening",
+        "CMS2v14",
+        "Depression Screening",
+        "Standardized depression screen (PHQ-9, PHQ-2, PHQ-A) in the period",
+        "CMS2v14 (CMS eCQM, 2025 performance period); USPSTF 2016/2023",
+        Screening,
+        Medium,
+        0.6,
+        ["Z13.31"],
+        ["G0444", "96127"]
+    ),
+    m!(
+        Cms2,
+        "follow_up",
+        "CMS2v14",
+        "Depression Follow-up Plan",
+        "Follow-up plan on the day of, or within 2 days after, a positive depression screen",
+        "CMS2v14 (CMS eCQM, 2025 performance period)",
+        FollowUp,
+        High,
+        0.8,
+        ["F32.A"],
+        ["90791", "90832"]
+    ),
+    m!(
+        Cms138,
+        "screening",
+        "CMS138v13",
+        "Tobacco Use Screening",
+        "Tobacco use screening in the period",
+        "CMS138v13 (CMS eCQM, 2025 performance period); USPSTF 2021 grade A",
+        Screening,
+        Medium,
+        0.6,
+        ["Z72.0"],
+        ["99406"]
+    ),
+    m!(
+        Cms138,
+        "cessation",
+        "CMS138v13",
+        "Tobacco Cessation Intervention",
+        "Cessation counseling or pharmacotherapy for a tobacco user",
+        "CMS138v13 (CMS eCQM, 2025 performance period); USPSTF 2021 grade A",
+        Medication,
+        High,
+        0.8,
+        ["F17.210"],
+        ["99406", "99407"]
+    ),
+    m!(
+        Cms137,
+        "initiation",
+        "CMS137v13",
+        "SUD Treatment Initiation (14 days)",
+        "Treatment (visit, admission, or medication) within 14 days of a new SUD diagnosis",
+        "CMS137v13 (CMS eCQM, 2025 performance period)",
+        FollowUp,
+        Critical,
+        0.9,
+        ["F10.20", "F11.20"],
+        ["H0001", "H0004"]
+    ),
+    m!(
+        Cms137,
+        "engagement",
+        "CMS137v13",
+        "SUD Treatment Engagement (34 days)",
+        "Two more treatment events, or one long-acting medication, within 34 days after initiation",
+        "CMS137v13 (CMS eCQM, 2025 performance period)",
+        FollowUp,
+        High,
+        0.85,
+        ["F10.20", "F11.20"],
+        ["H0004", "H0005"]
+    ),
+    m!(
+        Fua,
+        "7_day",
+        "FUA (HEDIS MY2024)",
+        "ED Follow-up for Substance Use (7 days)",
+        "Follow-up visit or SUD pharmacotherapy within 7 days of an ED visit for substance use",
+        "NCQA HEDIS FUA MY2024, CMS Medicaid Core Set 2024",
+        FollowUp,
+        Critical,
+        0.9,
+        ["F10.20", "F11.20"],
+        ["99214", "H0004"]
+    ),
+    m!(
+        Fua,
+        "30_day",
+        "FUA (HEDIS MY2024)",
+        "ED Follow-up for Substance Use (30 days)",
+        "Follow-up visit or SUD pharmacotherapy within 30 days of an ED visit for substance use",
+        "NCQA HEDIS FUA MY2024, CMS Medicaid Core Set 2024",
+        FollowUp,
+        High,
+        0.8,
+        ["F10.20", "F11.20"],
+        ["99214", "H0004"]
+    ),
+    m!(
+        Fum,
+        "7_day",
+        "FUM (HEDIS MY2024)",
+        "ED Follow-up for Mental Illness (7 days)",
+        "Mental health follow-up visit within 7 days of an ED visit for mental illness or self-harm",
+        "NCQA HEDIS FUM MY2024, CMS Medicaid Core Set 2024",
+        FollowUp,
+        Critical,
+        0.9,
+        ["F32.9"],
+        ["90832", "99214"]
+    ),
+    m!(
+        Fum,
+        "30_day",
+        "FUM (HEDIS MY2024)",
+        "ED Follow-up for Mental Illness (30 days)",
+        "Mental health follow-up visit within 30 days of an ED visit for mental illness or self-harm",
+        "NCQA HEDIS FUM MY2024, CMS Medicaid Core Set 2024",
+        FollowUp,
+        High,
+        0.8,
+        ["F32.9"],
+        ["90832", "99214"]
+    ),
 ];
 
 /// The catalogue entry of a measure component.
@@ -314,7 +529,12 @@ impl<'a> Ctx<'a> {
     }
 
     /// Procedures and encounter type codes in `set` dated in `[from, to]`, latest first.
-    fn services(&self, set: &ValueSet, from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, SourceId)> {
+    fn services(
+        &self,
+        set: &ValueSet,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<(NaiveDate, SourceId)> {
         let mut v: Vec<(NaiveDate, SourceId)> = self
             .r
             .procedures
@@ -356,7 +576,12 @@ impl<'a> Ctx<'a> {
         v
     }
 
-    fn observations(&self, kind: ObservationKind, from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, SourceId, Option<f64>)> {
+    fn observations(
+        &self,
+        kind: ObservationKind,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<(NaiveDate, SourceId, Option<f64>)> {
         let mut v: Vec<_> = self
             .r
             .observations
@@ -368,7 +593,12 @@ impl<'a> Ctx<'a> {
         v
     }
 
-    fn vaccines(&self, set: &ValueSet, from: NaiveDate, to: NaiveDate) -> Vec<(NaiveDate, SourceId)> {
+    fn vaccines(
+        &self,
+        set: &ValueSet,
+        from: NaiveDate,
+        to: NaiveDate,
+    ) -> Vec<(NaiveDate, SourceId)> {
         let mut v: Vec<_> = self
             .r
             .immunizations
@@ -391,7 +621,11 @@ impl<'a> Ctx<'a> {
             });
         }
         if palliative {
-            let mut ev: Vec<SourceId> = self.services(&vs::PALLIATIVE, from, to).into_iter().map(|x| x.1).collect();
+            let mut ev: Vec<SourceId> = self
+                .services(&vs::PALLIATIVE, from, to)
+                .into_iter()
+                .map(|x| x.1)
+                .collect();
             ev.extend(self.diagnosed(&vs::PALLIATIVE, from, to));
             if !ev.is_empty() {
                 return Some(Outcome::Excluded {
@@ -416,7 +650,11 @@ fn gap(measure: MeasureId, component: &str, due: NaiveDate, evidence: Vec<Source
     let info = info(measure, component);
     RuleResult {
         info,
-        outcome: Outcome::Gap(Gap { info, due, evidence }),
+        outcome: Outcome::Gap(Gap {
+            info,
+            due,
+            evidence,
+        }),
     }
 }
 fn res(measure: MeasureId, component: &str, outcome: Outcome) -> RuleResult {
@@ -427,7 +665,10 @@ fn res(measure: MeasureId, component: &str, outcome: Outcome) -> RuleResult {
 }
 
 /// Evaluates every rule at `as_of`. Errors only for an impossible record (birth after `as_of`).
-pub fn evaluate(record: &PatientRecord, as_of: NaiveDate) -> Result<Vec<RuleResult>, ClinicalError> {
+pub fn evaluate(
+    record: &PatientRecord,
+    as_of: NaiveDate,
+) -> Result<Vec<RuleResult>, ClinicalError> {
     crate::model::check_date("as_of", as_of)?;
     // Validates that the birth date is not after as_of.
     record.demographics.age_on(as_of)?;
@@ -496,16 +737,31 @@ fn cms130(c: &Ctx) -> RuleResult {
     let m = MeasureId::Cms130;
     let age = need_age!(c, m, "", c.p.end);
     if !(46..=75).contains(&age) {
-        return res(m, "", Outcome::NotEligible("age outside 46-75 at period end"));
+        return res(
+            m,
+            "",
+            Outcome::NotEligible("age outside 46-75 at period end"),
+        );
     }
     if let Some(o) = c.hospice_or_palliative(true) {
         return res(m, "", o);
     }
     let ever = NaiveDate::MIN;
     let mut ex = c.diagnosed(&vs::COLORECTAL_CANCER, ever, c.p.end);
-    ex.extend(c.services(&vs::TOTAL_COLECTOMY, ever, c.p.end).into_iter().map(|x| x.1));
+    ex.extend(
+        c.services(&vs::TOTAL_COLECTOMY, ever, c.p.end)
+            .into_iter()
+            .map(|x| x.1),
+    );
     if !ex.is_empty() {
-        return res(m, "", Outcome::Excluded { reason: "colorectal cancer or total colectomy", evidence: ex });
+        return res(
+            m,
+            "",
+            Outcome::Excluded {
+                reason: "colorectal cancer or total colectomy",
+                evidence: ex,
+            },
+        );
     }
     // (event date, validity in years counted as the period plus N prior years, id)
     let mut events: Vec<(NaiveDate, u32, SourceId)> = Vec::new();
@@ -532,7 +788,12 @@ fn cms130(c: &Ctx) -> RuleResult {
 
 /// Met if any event lies in `[period.start − (years − 1), end]`; otherwise a gap due when the
 /// most recently valid event lapsed (or `as_of`).
-fn window_rule(c: &Ctx, m: MeasureId, comp: &str, events: Vec<(NaiveDate, u32, SourceId)>) -> RuleResult {
+fn window_rule(
+    c: &Ctx,
+    m: MeasureId,
+    comp: &str,
+    events: Vec<(NaiveDate, u32, SourceId)>,
+) -> RuleResult {
     let met: Vec<SourceId> = events
         .iter()
         .filter(|(d, years, _)| *d >= years_before(c.p.start, years - 1) && *d <= c.p.end)
@@ -557,7 +818,11 @@ fn cms125(c: &Ctx) -> RuleResult {
     need_female!(c, m);
     let age = need_age!(c, m, "", c.p.end);
     if !(52..=74).contains(&age) {
-        return res(m, "", Outcome::NotEligible("age outside 52-74 at period end"));
+        return res(
+            m,
+            "",
+            Outcome::NotEligible("age outside 52-74 at period end"),
+        );
     }
     if let Some(o) = c.hospice_or_palliative(true) {
         return res(m, "", o);
@@ -571,11 +836,22 @@ fn cms125(c: &Ctx) -> RuleResult {
         if ev.is_empty() {
             ev = right.into_iter().chain(left).collect();
         }
-        return res(m, "", Outcome::Excluded { reason: "bilateral mastectomy", evidence: ev });
+        return res(
+            m,
+            "",
+            Outcome::Excluded {
+                reason: "bilateral mastectomy",
+                evidence: ev,
+            },
+        );
     }
     let from = plus_days(months_before(c.p.end, 27), 1);
     let all = c.services(&vs::MAMMOGRAPHY, ever, c.p.end);
-    let met: Vec<SourceId> = all.iter().filter(|(d, _)| *d >= from).map(|x| x.1.clone()).collect();
+    let met: Vec<SourceId> = all
+        .iter()
+        .filter(|(d, _)| *d >= from)
+        .map(|x| x.1.clone())
+        .collect();
     if !met.is_empty() {
         return res(m, "", Outcome::Met(met));
     }
@@ -590,16 +866,31 @@ fn cms124(c: &Ctx) -> RuleResult {
     need_female!(c, m);
     let age = need_age!(c, m, "", c.p.end);
     if !(24..=64).contains(&age) {
-        return res(m, "", Outcome::NotEligible("age outside 24-64 at period end"));
+        return res(
+            m,
+            "",
+            Outcome::NotEligible("age outside 24-64 at period end"),
+        );
     }
     if let Some(o) = c.hospice_or_palliative(true) {
         return res(m, "", o);
     }
     let ever = NaiveDate::MIN;
     let mut ex = c.diagnosed(&vs::NO_CERVIX, ever, c.p.end);
-    ex.extend(c.services(&vs::NO_CERVIX, ever, c.p.end).into_iter().map(|x| x.1));
+    ex.extend(
+        c.services(&vs::NO_CERVIX, ever, c.p.end)
+            .into_iter()
+            .map(|x| x.1),
+    );
     if !ex.is_empty() {
-        return res(m, "", Outcome::Excluded { reason: "no residual cervix", evidence: ex });
+        return res(
+            m,
+            "",
+            Outcome::Excluded {
+                reason: "no residual cervix",
+                evidence: ex,
+            },
+        );
     }
     let mut events = Vec::new();
     for (d, id, _) in c.observations(ObservationKind::CervicalCytology, ever, c.p.end) {
@@ -627,12 +918,19 @@ fn cms122(c: &Ctx) -> RuleResult {
         return res(m, "", Outcome::NotEligible("no diabetes during the period"));
     }
     if !(18..=75).contains(&age) {
-        return res(m, "", Outcome::NotEligible("age outside 18-75 at period end"));
+        return res(
+            m,
+            "",
+            Outcome::NotEligible("age outside 18-75 at period end"),
+        );
     }
     if let Some(o) = c.hospice_or_palliative(true) {
         return res(m, "", o);
     }
-    match c.observations(ObservationKind::HbA1c, c.p.start, c.p.end).first() {
+    match c
+        .observations(ObservationKind::HbA1c, c.p.start, c.p.end)
+        .first()
+    {
         // Inverse measure: > 9.0 % is poor control, a gap.
         Some((_, id, Some(v))) if *v > 9.0 => gap(m, "", c.p.end, vec![id.clone()]),
         Some((_, id, _)) => res(m, "", Outcome::Met(vec![id.clone()])),
@@ -648,19 +946,35 @@ fn cms131(c: &Ctx) -> RuleResult {
         return res(m, "", Outcome::NotEligible("no diabetes during the period"));
     }
     if !(18..=75).contains(&age) {
-        return res(m, "", Outcome::NotEligible("age outside 18-75 at period end"));
+        return res(
+            m,
+            "",
+            Outcome::NotEligible("age outside 18-75 at period end"),
+        );
     }
     if let Some(o) = c.hospice_or_palliative(true) {
         return res(m, "", o);
     }
     let in_period = c.services(&vs::RETINAL_EXAM, c.p.start, c.p.end);
     if !in_period.is_empty() {
-        return res(m, "", Outcome::Met(in_period.into_iter().map(|x| x.1).collect()));
+        return res(
+            m,
+            "",
+            Outcome::Met(in_period.into_iter().map(|x| x.1).collect()),
+        );
     }
     let prior_start = years_before(c.p.start, 1);
-    let prior = c.services(&vs::RETINAL_EXAM_NEGATIVE, prior_start, c.p.start - Days::new(1));
+    let prior = c.services(
+        &vs::RETINAL_EXAM_NEGATIVE,
+        prior_start,
+        c.p.start - Days::new(1),
+    );
     if !prior.is_empty() {
-        return res(m, "", Outcome::Met(prior.into_iter().map(|x| x.1).collect()));
+        return res(
+            m,
+            "",
+            Outcome::Met(prior.into_iter().map(|x| x.1).collect()),
+        );
     }
     let last = c.services(&vs::RETINAL_EXAM, NaiveDate::MIN, c.p.end);
     match last.first() {
@@ -673,39 +987,82 @@ fn cms165(c: &Ctx) -> RuleResult {
     let m = MeasureId::Cms165;
     let age = need_age!(c, m, "", c.p.end);
     let six = plus_months(c.p.start, 6) - Days::new(1);
-    let htn: Vec<SourceId> = c
-        .r
-        .diagnoses
-        .iter()
-        .filter(|d| vs::ESSENTIAL_HYPERTENSION.contains(&d.code) && d.onset <= six && d.overlaps(c.p.start, c.p.end))
-        .map(|d| d.id.clone())
-        .collect();
+    let htn: Vec<SourceId> =
+        c.r.diagnoses
+            .iter()
+            .filter(|d| {
+                vs::ESSENTIAL_HYPERTENSION.contains(&d.code)
+                    && d.onset <= six
+                    && d.overlaps(c.p.start, c.p.end)
+            })
+            .map(|d| d.id.clone())
+            .collect();
     if htn.is_empty() {
-        return res(m, "", Outcome::NotEligible("no essential hypertension before the first six months of the period ended"));
+        return res(
+            m,
+            "",
+            Outcome::NotEligible(
+                "no essential hypertension before the first six months of the period ended",
+            ),
+        );
     }
     if !(18..=85).contains(&age) {
-        return res(m, "", Outcome::NotEligible("age outside 18-85 at period end"));
+        return res(
+            m,
+            "",
+            Outcome::NotEligible("age outside 18-85 at period end"),
+        );
     }
     if let Some(o) = c.hospice_or_palliative(true) {
         return res(m, "", o);
     }
     let ever = NaiveDate::MIN;
     let mut ex = c.diagnosed(&vs::ESRD_DIALYSIS_TRANSPLANT, ever, c.p.end);
-    ex.extend(c.services(&vs::ESRD_DIALYSIS_TRANSPLANT, ever, c.p.end).into_iter().map(|x| x.1));
+    ex.extend(
+        c.services(&vs::ESRD_DIALYSIS_TRANSPLANT, ever, c.p.end)
+            .into_iter()
+            .map(|x| x.1),
+    );
     if !ex.is_empty() {
-        return res(m, "", Outcome::Excluded { reason: "end-stage renal disease, dialysis or kidney transplant", evidence: ex });
+        return res(
+            m,
+            "",
+            Outcome::Excluded {
+                reason: "end-stage renal disease, dialysis or kidney transplant",
+                evidence: ex,
+            },
+        );
     }
     let preg = c.diagnosed(&vs::PREGNANCY, c.p.start, c.p.end);
     if !preg.is_empty() {
-        return res(m, "", Outcome::Excluded { reason: "pregnancy in the period", evidence: preg });
+        return res(
+            m,
+            "",
+            Outcome::Excluded {
+                reason: "pregnancy in the period",
+                evidence: preg,
+            },
+        );
     }
-    let readings: Vec<_> = c.r.blood_pressures.iter().filter(|b| b.date >= c.p.start && b.date <= c.p.end).collect();
+    let readings: Vec<_> =
+        c.r.blood_pressures
+            .iter()
+            .filter(|b| b.date >= c.p.start && b.date <= c.p.end)
+            .collect();
     let Some(day) = readings.iter().map(|b| b.date).max() else {
         return gap(m, "", c.p.end, htn);
     };
     let that_day: Vec<_> = readings.iter().filter(|b| b.date == day).collect();
-    let sys = that_day.iter().map(|b| b.systolic).min().unwrap_or(u16::MAX);
-    let dia = that_day.iter().map(|b| b.diastolic).min().unwrap_or(u16::MAX);
+    let sys = that_day
+        .iter()
+        .map(|b| b.systolic)
+        .min()
+        .unwrap_or(u16::MAX);
+    let dia = that_day
+        .iter()
+        .map(|b| b.diastolic)
+        .min()
+        .unwrap_or(u16::MAX);
     let ids: Vec<SourceId> = that_day.iter().map(|b| b.id.clone()).collect();
     if sys < 140 && dia < 90 {
         res(m, "", Outcome::Met(ids))
@@ -720,7 +1077,13 @@ fn cms147(c: &Ctx) -> RuleResult {
     let season_start = match as_of.month() {
         8..=12 => NaiveDate::from_ymd_opt(as_of.year(), 8, 1),
         1..=3 => NaiveDate::from_ymd_opt(as_of.year() - 1, 8, 1),
-        _ => return res(m, "", Outcome::NotEligible("outside the influenza season (August 1 - March 31)")),
+        _ => {
+            return res(
+                m,
+                "",
+                Outcome::NotEligible("outside the influenza season (August 1 - March 31)"),
+            );
+        }
     };
     let Some(season_start) = season_start else {
         return res(m, "", Outcome::NotEligible("date out of range"));
@@ -780,31 +1143,61 @@ fn cms2(c: &Ctx) -> Vec<RuleResult> {
     screens.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.id.cmp(&a.id)));
     let latest = screens.first();
     let before = latest.map_or(c.p.end, |s| s.date);
-    let ex: Vec<SourceId> = c
-        .r
-        .diagnoses
-        .iter()
-        .filter(|d| vs::DEPRESSION_OR_BIPOLAR.contains(&d.code) && d.onset < before && d.resolved.is_none_or(|r| r >= c.p.start))
-        .map(|d| d.id.clone())
-        .collect();
+    let ex: Vec<SourceId> =
+        c.r.diagnoses
+            .iter()
+            .filter(|d| {
+                vs::DEPRESSION_OR_BIPOLAR.contains(&d.code)
+                    && d.onset < before
+                    && d.resolved.is_none_or(|r| r >= c.p.start)
+            })
+            .map(|d| d.id.clone())
+            .collect();
     if !ex.is_empty() {
-        let o = Outcome::Excluded { reason: "depression or bipolar disorder diagnosed before the screen", evidence: ex };
+        let o = Outcome::Excluded {
+            reason: "depression or bipolar disorder diagnosed before the screen",
+            evidence: ex,
+        };
         return vec![res(m, "screening", o.clone()), res(m, "follow_up", o)];
     }
     let Some(s) = latest else {
         return vec![
             gap(m, "screening", c.p.end, vec![]),
-            res(m, "follow_up", Outcome::NotEligible("no screen in the period")),
+            res(
+                m,
+                "follow_up",
+                Outcome::NotEligible("no screen in the period"),
+            ),
         ];
     };
     let screening = res(m, "screening", Outcome::Met(vec![s.id.clone()]));
     if s.depression_positive() != Some(true) {
-        return vec![screening, res(m, "follow_up", Outcome::NotEligible("latest screen negative"))];
+        return vec![
+            screening,
+            res(
+                m,
+                "follow_up",
+                Outcome::NotEligible("latest screen negative"),
+            ),
+        ];
     }
     let (from, to) = (s.date, plus_days(s.date, 2));
-    let mut fu: Vec<SourceId> = c.services(&vs::DEPRESSION_FOLLOW_UP, from, to).into_iter().map(|x| x.1).collect();
-    fu.extend(c.r.orders.iter().filter(|o| o.kind == OrderKind::Referral && o.date >= from && o.date <= to).map(|o| o.id.clone()));
-    fu.extend(c.meds_started(drugs::ANTIDEPRESSANTS, from, to).into_iter().map(|m| m.id.clone()));
+    let mut fu: Vec<SourceId> = c
+        .services(&vs::DEPRESSION_FOLLOW_UP, from, to)
+        .into_iter()
+        .map(|x| x.1)
+        .collect();
+    fu.extend(
+        c.r.orders
+            .iter()
+            .filter(|o| o.kind == OrderKind::Referral && o.date >= from && o.date <= to)
+            .map(|o| o.id.clone()),
+    );
+    fu.extend(
+        c.meds_started(drugs::ANTIDEPRESSANTS, from, to)
+            .into_iter()
+            .map(|m| m.id.clone()),
+    );
     let follow = if fu.is_empty() {
         gap(m, "follow_up", to, vec![s.id.clone()])
     } else {
@@ -828,24 +1221,38 @@ fn cms138(c: &Ctx) -> Vec<RuleResult> {
     if let Some(o) = c.hospice_or_palliative(false) {
         return vec![res(m, "screening", o.clone()), res(m, "cessation", o)];
     }
-    let latest = c
-        .r
-        .evaluations
-        .iter()
-        .filter(|e| e.tobacco_user.is_some() && e.date >= c.p.start && e.date <= c.p.end)
-        .max_by(|a, b| a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id)));
+    let latest =
+        c.r.evaluations
+            .iter()
+            .filter(|e| e.tobacco_user.is_some() && e.date >= c.p.start && e.date <= c.p.end)
+            .max_by(|a, b| a.date.cmp(&b.date).then_with(|| a.id.cmp(&b.id)));
     let Some(s) = latest else {
         return vec![
             gap(m, "screening", c.p.end, vec![]),
-            res(m, "cessation", Outcome::NotEligible("not screened in the period")),
+            res(
+                m,
+                "cessation",
+                Outcome::NotEligible("not screened in the period"),
+            ),
         ];
     };
     let screening = res(m, "screening", Outcome::Met(vec![s.id.clone()]));
     if s.tobacco_user != Some(true) {
-        return vec![screening, res(m, "cessation", Outcome::NotEligible("latest screen: non-user"))];
+        return vec![
+            screening,
+            res(
+                m,
+                "cessation",
+                Outcome::NotEligible("latest screen: non-user"),
+            ),
+        ];
     }
     let from = months_before(c.p.start, 6);
-    let mut ev: Vec<SourceId> = c.services(&vs::TOBACCO_CESSATION_COUNSELING, from, c.p.end).into_iter().map(|x| x.1).collect();
+    let mut ev: Vec<SourceId> = c
+        .services(&vs::TOBACCO_CESSATION_COUNSELING, from, c.p.end)
+        .into_iter()
+        .map(|x| x.1)
+        .collect();
     ev.extend(
         c.r.medications
             .iter()
@@ -870,7 +1277,11 @@ fn sud_dates(c: &Ctx) -> Vec<NaiveDate> {
         .chain(
             c.r.encounters
                 .iter()
-                .filter(|e| e.diagnoses.iter().any(|x| vs::SUBSTANCE_USE_DISORDER.contains(x)))
+                .filter(|e| {
+                    e.diagnoses
+                        .iter()
+                        .any(|x| vs::SUBSTANCE_USE_DISORDER.contains(x))
+                })
                 .map(|e| e.start),
         )
         .collect()
@@ -883,18 +1294,23 @@ fn has_dx(codes: &[Code], set: &ValueSet) -> bool {
 /// SUD treatment events after `after` up to `until` (inclusive): non-ED encounters with an SUD
 /// diagnosis, and SUD medications started.
 fn sud_treatment(c: &Ctx, after: NaiveDate, until: NaiveDate) -> Vec<(NaiveDate, SourceId, bool)> {
-    let mut v: Vec<(NaiveDate, SourceId, bool)> = c
-        .r
-        .encounters
-        .iter()
-        .filter(|e| e.class != EC::Emergency && e.start > after && e.start <= until)
-        .filter(|e| has_dx(&e.diagnoses, &vs::SUBSTANCE_USE_DISORDER))
-        .map(|e| (e.start, e.id.clone(), false))
-        .collect();
+    let mut v: Vec<(NaiveDate, SourceId, bool)> =
+        c.r.encounters
+            .iter()
+            .filter(|e| e.class != EC::Emergency && e.start > after && e.start <= until)
+            .filter(|e| has_dx(&e.diagnoses, &vs::SUBSTANCE_USE_DISORDER))
+            .map(|e| (e.start, e.id.clone(), false))
+            .collect();
     v.extend(
         c.meds_started(drugs::SUD_PHARMACOTHERAPY, plus_days(after, 1), until)
             .into_iter()
-            .map(|md| (md.start, md.id.clone(), drugs::matches(&md.name, drugs::SUD_LONG_ACTING))),
+            .map(|md| {
+                (
+                    md.start,
+                    md.id.clone(),
+                    drugs::matches(&md.name, drugs::SUD_LONG_ACTING),
+                )
+            }),
     );
     v.sort();
     v
@@ -915,16 +1331,19 @@ fn cms137(c: &Ctx) -> Vec<RuleResult> {
     let history = sud_dates(c);
     // The most recent SUD episode in the period: an SUD-coded encounter with no SUD diagnosis
     // in the 60 days before it.
-    let episode = c
-        .r
-        .encounters
-        .iter()
-        .filter(|e| e.start >= c.p.start && e.start <= c.p.end && has_dx(&e.diagnoses, &vs::SUBSTANCE_USE_DISORDER))
-        .filter(|e| {
-            let from = e.start - Days::new(60);
-            !history.iter().any(|d| *d >= from && *d < e.start)
-        })
-        .max_by(|a, b| a.start.cmp(&b.start).then_with(|| a.id.cmp(&b.id)));
+    let episode =
+        c.r.encounters
+            .iter()
+            .filter(|e| {
+                e.start >= c.p.start
+                    && e.start <= c.p.end
+                    && has_dx(&e.diagnoses, &vs::SUBSTANCE_USE_DISORDER)
+            })
+            .filter(|e| {
+                let from = e.start - Days::new(60);
+                !history.iter().any(|d| *d >= from && *d < e.start)
+            })
+            .max_by(|a, b| a.start.cmp(&b.start).then_with(|| a.id.cmp(&b.id)));
     let Some(ep) = episode else {
         let o = Outcome::NotEligible("no new SUD episode in the period");
         return vec![res(m, "initiation", o.clone()), res(m, "engagement", o)];
@@ -936,12 +1355,20 @@ fn cms137(c: &Ctx) -> Vec<RuleResult> {
     let initiation: Option<(NaiveDate, SourceId)> = if ep.is_stay() {
         Some((ep.start, ep.id.clone()))
     } else {
-        sud_treatment(c, ep.start, init_due).into_iter().next().map(|(d, id, _)| (d, id))
+        sud_treatment(c, ep.start, init_due)
+            .into_iter()
+            .next()
+            .map(|(d, id, _)| (d, id))
     };
     let Some((init_date, init_id)) = initiation else {
         return vec![
             gap(m, "initiation", init_due, vec![ep.id.clone()]),
-            gap(m, "engagement", plus_days(init_due, 34), vec![ep.id.clone()]),
+            gap(
+                m,
+                "engagement",
+                plus_days(init_due, 34),
+                vec![ep.id.clone()],
+            ),
         ];
     };
     let first = res(m, "initiation", Outcome::Met(vec![init_id.clone()]));
@@ -951,7 +1378,11 @@ fn cms137(c: &Ctx) -> Vec<RuleResult> {
     let engagement = if !long_acting.is_empty() {
         res(m, "engagement", Outcome::Met(long_acting))
     } else if events.len() >= 2 {
-        res(m, "engagement", Outcome::Met(events.into_iter().map(|e| e.1).collect()))
+        res(
+            m,
+            "engagement",
+            Outcome::Met(events.into_iter().map(|e| e.1).collect()),
+        )
     } else {
         gap(m, "engagement", eng_due, vec![ep.id.clone(), init_id])
     };
@@ -969,20 +1400,23 @@ fn ed_follow_up(c: &Ctx, m: MeasureId) -> Vec<RuleResult> {
             res(m, "30_day", Outcome::InsufficientData("birth date")),
         ];
     };
-    let visits: Vec<_> = c
-        .r
-        .encounters
-        .iter()
-        .filter(|e| e.class == EC::Emergency && e.start >= c.p.start && e.start <= c.p.end)
-        .filter(|e| e.principal_diagnosis().is_some_and(|d| set.contains(d)))
-        .filter(|e| crate::model::age_on(birth, e.start) >= min_age)
-        .collect();
+    let visits: Vec<_> =
+        c.r.encounters
+            .iter()
+            .filter(|e| e.class == EC::Emergency && e.start >= c.p.start && e.start <= c.p.end)
+            .filter(|e| e.principal_diagnosis().is_some_and(|d| set.contains(d)))
+            .filter(|e| crate::model::age_on(birth, e.start) >= min_age)
+            .collect();
     // Visits followed by an admission within 30 days are excluded (the stay is the follow-up
     // a different measure covers).
     let admitted = |d: NaiveDate| {
-        c.r.encounters
-            .iter()
-            .find(|e| matches!(e.class, EncounterClass::Inpatient | EncounterClass::Residential) && e.start >= d && e.start <= plus_days(d, 30))
+        c.r.encounters.iter().find(|e| {
+            matches!(
+                e.class,
+                EncounterClass::Inpatient | EncounterClass::Residential
+            ) && e.start >= d
+                && e.start <= plus_days(d, 30)
+        })
     };
     let Some(ed) = visits
         .iter()
@@ -992,7 +1426,10 @@ fn ed_follow_up(c: &Ctx, m: MeasureId) -> Vec<RuleResult> {
         if let Some(e) = visits.iter().max_by_key(|e| e.start)
             && let Some(adm) = admitted(e.start)
         {
-            let o = Outcome::Excluded { reason: "admitted within 30 days of the ED visit", evidence: vec![e.id.clone(), adm.id.clone()] };
+            let o = Outcome::Excluded {
+                reason: "admitted within 30 days of the ED visit",
+                evidence: vec![e.id.clone(), adm.id.clone()],
+            };
             return vec![res(m, "7_day", o.clone()), res(m, "30_day", o)];
         }
         let o = Outcome::NotEligible("no qualifying ED visit in the period");
@@ -1007,15 +1444,24 @@ fn ed_follow_up(c: &Ctx, m: MeasureId) -> Vec<RuleResult> {
             .r
             .encounters
             .iter()
-            .filter(|e| e.id != ed.id && e.class != EC::Emergency && e.start >= ed.start && e.start <= until)
+            .filter(|e| {
+                e.id != ed.id && e.class != EC::Emergency && e.start >= ed.start && e.start <= until
+            })
             .filter(|e| match m {
                 MeasureId::Fua => has_dx(&e.diagnoses, set),
-                _ => e.principal_diagnosis().is_some_and(|d| set.contains(d)) || has_dx(&e.diagnoses, &SELF_HARM),
+                _ => {
+                    e.principal_diagnosis().is_some_and(|d| set.contains(d))
+                        || has_dx(&e.diagnoses, &SELF_HARM)
+                }
             })
             .map(|e| e.id.clone())
             .collect();
         if m == MeasureId::Fua {
-            v.extend(c.meds_started(drugs::SUD_PHARMACOTHERAPY, ed.start, until).into_iter().map(|md| md.id.clone()));
+            v.extend(
+                c.meds_started(drugs::SUD_PHARMACOTHERAPY, ed.start, until)
+                    .into_iter()
+                    .map(|md| md.id.clone()),
+            );
         }
         v
     };
@@ -1051,7 +1497,10 @@ pub fn risk_score(gaps: &[Gap]) -> f64 {
     if gaps.is_empty() {
         return 0.0;
     }
-    let sum: f64 = gaps.iter().map(|g| g.info.priority.weight() * g.info.impact).sum();
+    let sum: f64 = gaps
+        .iter()
+        .map(|g| g.info.priority.weight() * g.info.impact)
+        .sum();
     (sum / gaps.len() as f64).min(1.0)
 }
 
@@ -1059,11 +1508,21 @@ pub fn risk_score(gaps: &[Gap]) -> f64 {
 /// produced.
 pub fn recommendations(gaps: &[Gap]) -> Vec<String> {
     let mut out = Vec::new();
-    let high = gaps.iter().filter(|g| g.info.priority >= Priority::High).count();
+    let high = gaps
+        .iter()
+        .filter(|g| g.info.priority >= Priority::High)
+        .count();
     if high > 0 {
-        out.push(format!("Schedule appointments for {high} high-priority care gaps within 30 days"));
+        out.push(format!(
+            "Schedule appointments for {high} high-priority care gaps within 30 days"
+        ));
     }
-    let names = |t: GapType| -> Vec<&str> { gaps.iter().filter(|g| g.info.gap_type == t).map(|g| g.info.name).collect() };
+    let names = |t: GapType| -> Vec<&str> {
+        gaps.iter()
+            .filter(|g| g.info.gap_type == t)
+            .map(|g| g.info.name)
+            .collect()
+    };
     let s = names(GapType::Screening);
     if !s.is_empty() {
         out.push(format!("Preventive screenings needed: {}", s.join(", ")));

@@ -25,9 +25,9 @@ use serde_json::Value;
 
 use crate::error::{ClinicalError, ImportError};
 use crate::model::{
-    AdmissionType, BloodPressure, Code, CodeSystem, Demographics, Diagnosis, DiagnosisStatus, Dose, Encounter,
-    EncounterClass, Evaluation, Instrument, Medication, MedicationStatus, Observation, ObservationKind, Order, OrderKind,
-    PatientRecord, Sex, SourceId, parse_date,
+    AdmissionType, BloodPressure, Code, CodeSystem, Demographics, Diagnosis, DiagnosisStatus, Dose,
+    Encounter, EncounterClass, Evaluation, Instrument, Medication, MedicationStatus, Observation,
+    ObservationKind, Order, OrderKind, PatientRecord, Sex, SourceId, parse_date,
 };
 
 /// The Kipu records of one patient, as JSON values of the documented shapes.
@@ -63,7 +63,9 @@ pub struct KipuImport {
 }
 
 fn s<'a>(v: &'a Value, key: &str) -> Option<&'a str> {
-    v.get(key).and_then(Value::as_str).filter(|t| !t.trim().is_empty())
+    v.get(key)
+        .and_then(Value::as_str)
+        .filter(|t| !t.trim().is_empty())
 }
 
 fn num(v: &Value, key: &str) -> Option<f64> {
@@ -96,11 +98,21 @@ fn stay_class(level: Option<&str>) -> EncounterClass {
 
 /// Maps one patient's Kipu records.
 pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
-    let err = |location: String, cause: ClinicalError| ImportError { format: "Kipu", location, cause };
-    let p = records.patient.ok_or_else(|| err("patient".into(), ClinicalError::Missing("patient")))?;
+    let err = |location: String, cause: ClinicalError| ImportError {
+        format: "Kipu",
+        location,
+        cause,
+    };
+    let p = records
+        .patient
+        .ok_or_else(|| err("patient".into(), ClinicalError::Missing("patient")))?;
     let ploc = || "patient".to_string();
-    let casefile = s(p, "casefile_id").ok_or_else(|| err(ploc(), ClinicalError::Missing("casefile_id")))?;
-    let dob = s(p, "dob").map(|d| parse_date("dob", d)).transpose().map_err(|c| err(ploc(), c))?;
+    let casefile =
+        s(p, "casefile_id").ok_or_else(|| err(ploc(), ClinicalError::Missing("casefile_id")))?;
+    let dob = s(p, "dob")
+        .map(|d| parse_date("dob", d))
+        .transpose()
+        .map_err(|c| err(ploc(), c))?;
     let sex = s(p, "gender").and_then(Sex::parse);
     let demo = Demographics::new(dob, sex).map_err(|c| err(ploc(), c))?;
     let mut rec = PatientRecord::new(casefile.to_string(), demo).map_err(|c| err(ploc(), c))?;
@@ -111,29 +123,63 @@ pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
     for (i, d) in records.diagnoses.iter().enumerate() {
         let loc = || format!("diagnosis_history[{i}]");
         let id = rid("diagnosis_history", d, "").map_err(|c| err(loc(), c))?;
-        let code = Code::new(CodeSystem::Icd10Cm, s(d, "code").ok_or_else(|| err(loc(), ClinicalError::Missing("code")))?)
-            .map_err(|c| err(loc(), c))?;
-        let date = parse_date("diagnosis_date", s(d, "diagnosis_date").ok_or_else(|| err(loc(), ClinicalError::Missing("diagnosis_date")))?)
-            .map_err(|c| err(loc(), c))?;
+        let code = Code::new(
+            CodeSystem::Icd10Cm,
+            s(d, "code").ok_or_else(|| err(loc(), ClinicalError::Missing("code")))?,
+        )
+        .map_err(|c| err(loc(), c))?;
+        let date = parse_date(
+            "diagnosis_date",
+            s(d, "diagnosis_date")
+                .ok_or_else(|| err(loc(), ClinicalError::Missing("diagnosis_date")))?,
+        )
+        .map_err(|c| err(loc(), c))?;
         let status = match s(d, "status") {
             Some("resolved") | Some("inactive") => DiagnosisStatus::Resolved,
             _ => DiagnosisStatus::Active,
         };
-        dx.push((date, d.get("is_primary").and_then(Value::as_bool).unwrap_or(false), code.clone()));
-        let item = Diagnosis::new(id, code, date, None, status, s(d, "description").map(str::to_string)).map_err(|c| err(loc(), c))?;
+        dx.push((
+            date,
+            d.get("is_primary")
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
+            code.clone(),
+        ));
+        let item = Diagnosis::new(
+            id,
+            code,
+            date,
+            None,
+            status,
+            s(d, "description").map(str::to_string),
+        )
+        .map_err(|c| err(loc(), c))?;
         rec.push_diagnosis(item).map_err(|c| err(loc(), c))?;
     }
 
     // The stay.
     if let Some(adm) = s(p, "admission_date") {
         let start = parse_date("admission_date", adm).map_err(|c| err(ploc(), c))?;
-        let end = s(p, "discharge_date").map(|d| parse_date("discharge_date", d)).transpose().map_err(|c| err(ploc(), c))?;
+        let end = s(p, "discharge_date")
+            .map(|d| parse_date("discharge_date", d))
+            .transpose()
+            .map_err(|c| err(ploc(), c))?;
         let admission_type = match s(p, "admission_type") {
             None => None,
-            Some(t) => Some(AdmissionType::parse(t).ok_or_else(|| err(ploc(), ClinicalError::Invalid { what: "admission_type", reason: "not elective, urgent or emergency" }))?),
+            Some(t) => Some(AdmissionType::parse(t).ok_or_else(|| {
+                err(
+                    ploc(),
+                    ClinicalError::Invalid {
+                        what: "admission_type",
+                        reason: "not elective, urgent or emergency",
+                    },
+                )
+            })?),
         };
-        let mut within: Vec<&(chrono::NaiveDate, bool, Code)> =
-            dx.iter().filter(|(d, _, _)| *d >= start && end.is_none_or(|e| *d <= e)).collect();
+        let mut within: Vec<&(chrono::NaiveDate, bool, Code)> = dx
+            .iter()
+            .filter(|(d, _, _)| *d >= start && end.is_none_or(|e| *d <= e))
+            .collect();
         within.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(&b.0)));
         let codes: Vec<Code> = within.into_iter().map(|x| x.2.clone()).collect();
         let enc = Encounter::new(
@@ -153,30 +199,71 @@ pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
     // Vital signs.
     for (i, v) in records.vital_signs.iter().enumerate() {
         let loc = || format!("vital_signs[{i}]");
-        let date = parse_date("recorded_at", s(v, "recorded_at").or_else(|| s(v, "created_at")).ok_or_else(|| err(loc(), ClinicalError::Missing("recorded_at")))?)
-            .map_err(|c| err(loc(), c))?;
-        match (num(v, "systolic_blood_pressure"), num(v, "diastolic_blood_pressure")) {
+        let date = parse_date(
+            "recorded_at",
+            s(v, "recorded_at")
+                .or_else(|| s(v, "created_at"))
+                .ok_or_else(|| err(loc(), ClinicalError::Missing("recorded_at")))?,
+        )
+        .map_err(|c| err(loc(), c))?;
+        match (
+            num(v, "systolic_blood_pressure"),
+            num(v, "diastolic_blood_pressure"),
+        ) {
             (Some(sys), Some(dia)) => {
-                let bp = BloodPressure::new(rid("vital_signs", v, "").map_err(|c| err(loc(), c))?, sys, dia, date).map_err(|c| err(loc(), c))?;
+                let bp = BloodPressure::new(
+                    rid("vital_signs", v, "").map_err(|c| err(loc(), c))?,
+                    sys,
+                    dia,
+                    date,
+                )
+                .map_err(|c| err(loc(), c))?;
                 rec.push_blood_pressure(bp).map_err(|c| err(loc(), c))?;
             }
             (None, None) => {}
-            _ => return Err(err(loc(), ClinicalError::Invalid { what: "blood pressure", reason: "systolic and diastolic must come together" })),
+            _ => {
+                return Err(err(
+                    loc(),
+                    ClinicalError::Invalid {
+                        what: "blood pressure",
+                        reason: "systolic and diastolic must come together",
+                    },
+                ));
+            }
         }
         for (key, kind, suffix, unit) in [
             ("heart_rate", ObservationKind::HeartRate, "#hr", "/min"),
-            ("respiratory_rate", ObservationKind::RespiratoryRate, "#rr", "/min"),
-            ("oxygen_saturation", ObservationKind::OxygenSaturation, "#spo2", "%"),
+            (
+                "respiratory_rate",
+                ObservationKind::RespiratoryRate,
+                "#rr",
+                "/min",
+            ),
+            (
+                "oxygen_saturation",
+                ObservationKind::OxygenSaturation,
+                "#spo2",
+                "%",
+            ),
         ] {
             if let Some(x) = num(v, key) {
-                let o = Observation::quantity(rid("vital_signs", v, suffix).map_err(|c| err(loc(), c))?, kind, None, x, unit, date)
-                    .map_err(|c| err(loc(), c))?;
+                let o = Observation::quantity(
+                    rid("vital_signs", v, suffix).map_err(|c| err(loc(), c))?,
+                    kind,
+                    None,
+                    x,
+                    unit,
+                    date,
+                )
+                .map_err(|c| err(loc(), c))?;
                 rec.push_observation(o).map_err(|c| err(loc(), c))?;
             }
         }
         for key in ["temperature", "weight", "height"] {
             if v.get(key).is_some_and(|x| !x.is_null()) {
-                *skipped.entry("vital sign without a stated unit (temperature, weight, height)").or_default() += 1;
+                *skipped
+                    .entry("vital sign without a stated unit (temperature, weight, height)")
+                    .or_default() += 1;
             }
         }
     }
@@ -189,24 +276,52 @@ pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
             continue;
         }
         let Some(inst) = s(e, "name").and_then(Instrument::parse) else {
-            *skipped.entry("evaluation template not modelled").or_default() += 1;
+            *skipped
+                .entry("evaluation template not modelled")
+                .or_default() += 1;
             continue;
         };
         let Some(score) = num(e, "score") else {
             *skipped.entry("evaluation without a score").or_default() += 1;
             continue;
         };
-        let date = parse_date("completed_at", s(e, "completed_at").or_else(|| s(e, "updated_at")).ok_or_else(|| err(loc(), ClinicalError::Missing("completed_at")))?)
-            .map_err(|c| err(loc(), c))?;
-        let ev = Evaluation::scored(rid("patient_evaluations", e, "").map_err(|c| err(loc(), c))?, inst, score, date).map_err(|c| err(loc(), c))?;
+        let date = parse_date(
+            "completed_at",
+            s(e, "completed_at")
+                .or_else(|| s(e, "updated_at"))
+                .ok_or_else(|| err(loc(), ClinicalError::Missing("completed_at")))?,
+        )
+        .map_err(|c| err(loc(), c))?;
+        let ev = Evaluation::scored(
+            rid("patient_evaluations", e, "").map_err(|c| err(loc(), c))?,
+            inst,
+            score,
+            date,
+        )
+        .map_err(|c| err(loc(), c))?;
         rec.push_evaluation(ev).map_err(|c| err(loc(), c))?;
     }
-    for (collection, list, inst) in [("ciwa_ars", records.ciwa_ars, Instrument::CiwaAr), ("cows", records.cows, Instrument::Cows)] {
+    for (collection, list, inst) in [
+        ("ciwa_ars", records.ciwa_ars, Instrument::CiwaAr),
+        ("cows", records.cows, Instrument::Cows),
+    ] {
         for (i, e) in list.iter().enumerate() {
             let loc = || format!("{collection}[{i}]");
-            let score = num(e, "score").ok_or_else(|| err(loc(), ClinicalError::Missing("score")))?;
-            let date = parse_date("recorded_at", s(e, "recorded_at").ok_or_else(|| err(loc(), ClinicalError::Missing("recorded_at")))?).map_err(|c| err(loc(), c))?;
-            let ev = Evaluation::scored(rid(collection, e, "").map_err(|c| err(loc(), c))?, inst, score, date).map_err(|c| err(loc(), c))?;
+            let score =
+                num(e, "score").ok_or_else(|| err(loc(), ClinicalError::Missing("score")))?;
+            let date = parse_date(
+                "recorded_at",
+                s(e, "recorded_at")
+                    .ok_or_else(|| err(loc(), ClinicalError::Missing("recorded_at")))?,
+            )
+            .map_err(|c| err(loc(), c))?;
+            let ev = Evaluation::scored(
+                rid(collection, e, "").map_err(|c| err(loc(), c))?,
+                inst,
+                score,
+                date,
+            )
+            .map_err(|c| err(loc(), c))?;
             rec.push_evaluation(ev).map_err(|c| err(loc(), c))?;
         }
     }
@@ -216,9 +331,20 @@ pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
         let loc = || format!("glucose_logs[{i}]");
         let value = num(g, "value").ok_or_else(|| err(loc(), ClinicalError::Missing("value")))?;
         let unit = s(g, "unit").ok_or_else(|| err(loc(), ClinicalError::Missing("unit")))?;
-        let date = parse_date("recorded_at", s(g, "recorded_at").ok_or_else(|| err(loc(), ClinicalError::Missing("recorded_at")))?).map_err(|c| err(loc(), c))?;
-        let o = Observation::quantity(rid("glucose_logs", g, "").map_err(|c| err(loc(), c))?, ObservationKind::Glucose, None, value, unit, date)
-            .map_err(|c| err(loc(), c))?;
+        let date = parse_date(
+            "recorded_at",
+            s(g, "recorded_at").ok_or_else(|| err(loc(), ClinicalError::Missing("recorded_at")))?,
+        )
+        .map_err(|c| err(loc(), c))?;
+        let o = Observation::quantity(
+            rid("glucose_logs", g, "").map_err(|c| err(loc(), c))?,
+            ObservationKind::Glucose,
+            None,
+            value,
+            unit,
+            date,
+        )
+        .map_err(|c| err(loc(), c))?;
         rec.push_observation(o).map_err(|c| err(loc(), c))?;
     }
 
@@ -226,8 +352,15 @@ pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
     for (i, o) in records.orders.iter().enumerate() {
         let loc = || format!("patient_orders[{i}]");
         let id = rid("patient_orders", o, "").map_err(|c| err(loc(), c))?;
-        let date = parse_date("ordered_at", s(o, "ordered_at").ok_or_else(|| err(loc(), ClinicalError::Missing("ordered_at")))?).map_err(|c| err(loc(), c))?;
-        let name = s(o, "medication").or_else(|| s(o, "name")).ok_or_else(|| err(loc(), ClinicalError::Missing("name")))?.to_string();
+        let date = parse_date(
+            "ordered_at",
+            s(o, "ordered_at").ok_or_else(|| err(loc(), ClinicalError::Missing("ordered_at")))?,
+        )
+        .map_err(|c| err(loc(), c))?;
+        let name = s(o, "medication")
+            .or_else(|| s(o, "name"))
+            .ok_or_else(|| err(loc(), ClinicalError::Missing("name")))?
+            .to_string();
         match s(o, "order_type") {
             Some("medication") => {
                 let dose = match (o.get("dose"), s(o, "dose_unit")) {
@@ -246,7 +379,17 @@ pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
                     Some("discontinued") | Some("cancelled") => MedicationStatus::Stopped,
                     _ => MedicationStatus::Active,
                 };
-                let m = Medication::new(id, name, None, dose, s(o, "frequency").map(str::to_string), date, None, status).map_err(|c| err(loc(), c))?;
+                let m = Medication::new(
+                    id,
+                    name,
+                    None,
+                    dose,
+                    s(o, "frequency").map(str::to_string),
+                    date,
+                    None,
+                    status,
+                )
+                .map_err(|c| err(loc(), c))?;
                 rec.push_medication(m).map_err(|c| err(loc(), c))?;
             }
             Some(kind) => {
@@ -254,7 +397,15 @@ pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
                     "lab" => OrderKind::Lab,
                     "procedure" => OrderKind::Procedure,
                     "referral" => OrderKind::Referral,
-                    _ => return Err(err(loc(), ClinicalError::Invalid { what: "order_type", reason: "not medication, lab, procedure or referral" })),
+                    _ => {
+                        return Err(err(
+                            loc(),
+                            ClinicalError::Invalid {
+                                what: "order_type",
+                                reason: "not medication, lab, procedure or referral",
+                            },
+                        ));
+                    }
                 };
                 let ord = Order::new(id, kind, name, None, date).map_err(|c| err(loc(), c))?;
                 rec.push_order(ord).map_err(|c| err(loc(), c))?;
@@ -270,15 +421,36 @@ pub fn import(records: &KipuRecords<'_>) -> Result<KipuImport, ImportError> {
             *skipped.entry("appointment not completed").or_default() += 1;
             continue;
         }
-        let date = parse_date("start_time", s(a, "start_time").ok_or_else(|| err(loc(), ClinicalError::Missing("start_time")))?).map_err(|c| err(loc(), c))?;
-        let tele = s(a, "appointment_type").is_some_and(|t| t.to_ascii_lowercase().contains("tele"));
-        let class = if tele { EncounterClass::Telehealth } else { EncounterClass::Outpatient };
-        let enc = Encounter::new(rid("appointments", a, "").map_err(|c| err(loc(), c))?, class, date, Some(date), None, None, vec![], vec![])
-            .map_err(|c| err(loc(), c))?;
+        let date = parse_date(
+            "start_time",
+            s(a, "start_time").ok_or_else(|| err(loc(), ClinicalError::Missing("start_time")))?,
+        )
+        .map_err(|c| err(loc(), c))?;
+        let tele =
+            s(a, "appointment_type").is_some_and(|t| t.to_ascii_lowercase().contains("tele"));
+        let class = if tele {
+            EncounterClass::Telehealth
+        } else {
+            EncounterClass::Outpatient
+        };
+        let enc = Encounter::new(
+            rid("appointments", a, "").map_err(|c| err(loc(), c))?,
+            class,
+            date,
+            Some(date),
+            None,
+            None,
+            vec![],
+            vec![],
+        )
+        .map_err(|c| err(loc(), c))?;
         rec.push_encounter(enc).map_err(|c| err(loc(), c))?;
     }
 
-    Ok(KipuImport { record: rec, skipped })
+    Ok(KipuImport {
+        record: rec,
+        skipped,
+    })
 }
 
 #[cfg(test)]
@@ -292,15 +464,30 @@ mod tests {
             "gender": "Female", "first_name": "Ann", "last_name": "Roe-Qxcanary",
             "admission_date": "2024-03-01", "discharge_date": "2024-03-09", "admission_type": "emergency",
             "level_of_care": "ASAM 3.7-WM"});
-        let dx = [json!({"id": 129, "code": "F10.239", "description": "Alcohol dependence with withdrawal", "diagnosis_date": "2024-03-01", "status": "active", "is_primary": true}),
-                  json!({"id": 130, "code": "I10", "diagnosis_date": "2020-01-01", "status": "active", "is_primary": false})];
-        let vitals = [json!({"id": 200, "systolic_blood_pressure": 142, "diastolic_blood_pressure": 91, "heart_rate": 88,
-            "temperature": 98.6, "oxygen_saturation": 97, "recorded_at": "2024-03-02T08:05:00-05:00"})];
-        let evals = [json!({"id": 300, "name": "PHQ-9", "status": "completed", "score": 14, "completed_at": "2024-03-03T10:00:00-05:00"}),
-                     json!({"id": 301, "name": "Biopsychosocial Assessment", "status": "completed", "score": null, "completed_at": "2024-03-03T10:00:00-05:00"})];
-        let orders = [json!({"id": 400, "order_type": "medication", "name": "Buprenorphine/naloxone", "medication": "Buprenorphine/naloxone",
-            "dose": "8/2", "dose_unit": "mg", "frequency": "daily", "status": "active", "ordered_at": "2024-03-02T09:00:00-05:00"})];
-        let k = KipuRecords { patient: Some(&patient), diagnoses: &dx, vital_signs: &vitals, evaluations: &evals, orders: &orders, ..Default::default() };
+        let dx = [
+            json!({"id": 129, "code": "F10.239", "description": "Alcohol dependence with withdrawal", "diagnosis_date": "2024-03-01", "status": "active", "is_primary": true}),
+            json!({"id": 130, "code": "I10", "diagnosis_date": "2020-01-01", "status": "active", "is_primary": false}),
+        ];
+        let vitals = [
+            json!({"id": 200, "systolic_blood_pressure": 142, "diastolic_blood_pressure": 91, "heart_rate": 88,
+            "temperature": 98.6, "oxygen_saturation": 97, "recorded_at": "2024-03-02T08:05:00-05:00"}),
+        ];
+        let evals = [
+            json!({"id": 300, "name": "PHQ-9", "status": "completed", "score": 14, "completed_at": "2024-03-03T10:00:00-05:00"}),
+            json!({"id": 301, "name": "Biopsychosocial Assessment", "status": "completed", "score": null, "completed_at": "2024-03-03T10:00:00-05:00"}),
+        ];
+        let orders = [
+            json!({"id": 400, "order_type": "medication", "name": "Buprenorphine/naloxone", "medication": "Buprenorphine/naloxone",
+            "dose": "8/2", "dose_unit": "mg", "frequency": "daily", "status": "active", "ordered_at": "2024-03-02T09:00:00-05:00"}),
+        ];
+        let k = KipuRecords {
+            patient: Some(&patient),
+            diagnoses: &dx,
+            vital_signs: &vitals,
+            evaluations: &evals,
+            orders: &orders,
+            ..Default::default()
+        };
         let imp = import(&k).unwrap();
         let r = &imp.record;
         assert_eq!(r.encounters.len(), 1);
@@ -309,7 +496,11 @@ mod tests {
         assert_eq!(stay.admission_type, Some(AdmissionType::Emergent));
         assert_eq!(stay.length_of_stay(), Some(8));
         assert_eq!(stay.principal_diagnosis().unwrap().code, "F10.239");
-        assert_eq!(stay.diagnoses.len(), 1, "the 2020 diagnosis is not the stay's");
+        assert_eq!(
+            stay.diagnoses.len(),
+            1,
+            "the 2020 diagnosis is not the stay's"
+        );
         assert_eq!(r.blood_pressures[0].systolic, 142);
         assert_eq!(r.observations.len(), 2);
         assert_eq!(r.evaluations.len(), 1);
@@ -323,12 +514,26 @@ mod tests {
     #[test]
     fn malformed_kipu_records_name_the_collection_and_index() {
         let patient = json!({"casefile_id": "1:x", "dob": "1980-02-03"});
-        let vitals = [json!({"id": 1, "systolic_blood_pressure": -5, "diastolic_blood_pressure": 80, "recorded_at": "2024-01-01"})];
-        let e = import(&KipuRecords { patient: Some(&patient), vital_signs: &vitals, ..Default::default() }).unwrap_err();
+        let vitals = [
+            json!({"id": 1, "systolic_blood_pressure": -5, "diastolic_blood_pressure": 80, "recorded_at": "2024-01-01"}),
+        ];
+        let e = import(&KipuRecords {
+            patient: Some(&patient),
+            vital_signs: &vitals,
+            ..Default::default()
+        })
+        .unwrap_err();
         assert_eq!(e.location, "vital_signs[0]");
         assert!(!e.to_string().contains("-5"));
-        let evals = [json!({"id": 2, "name": "PHQ-9", "status": "completed", "score": 40, "completed_at": "2024-01-01"})];
-        let e = import(&KipuRecords { patient: Some(&patient), evaluations: &evals, ..Default::default() }).unwrap_err();
+        let evals = [
+            json!({"id": 2, "name": "PHQ-9", "status": "completed", "score": 40, "completed_at": "2024-01-01"}),
+        ];
+        let e = import(&KipuRecords {
+            patient: Some(&patient),
+            evaluations: &evals,
+            ..Default::default()
+        })
+        .unwrap_err();
         assert!(matches!(e.cause, ClinicalError::ValueOutOfRange { .. }));
     }
 }

@@ -175,9 +175,8 @@ impl CodeSystem {
                 CodeSystem::Icd10Cm
             }
             "http://www.ama-assn.org/go/cpt" => CodeSystem::Cpt,
-            "urn:oid:2.16.840.1.113883.6.285" | "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets" => {
-                CodeSystem::Hcpcs
-            }
+            "urn:oid:2.16.840.1.113883.6.285"
+            | "https://www.cms.gov/Medicare/Coding/HCPCSReleaseCodeSets" => CodeSystem::Hcpcs,
             "http://loinc.org" => CodeSystem::Loinc,
             "http://hl7.org/fhir/sid/cvx" => CodeSystem::Cvx,
             "http://snomed.info/sct" => CodeSystem::Snomed,
@@ -269,7 +268,9 @@ impl Code {
                 }
                 // CVX codes are written without leading zeros in FHIR and with them in
                 // some exports; keep one form.
-                code.trim_start_matches('0').to_string().max("0".to_string())
+                code.trim_start_matches('0')
+                    .to_string()
+                    .max("0".to_string())
             }
             CodeSystem::Snomed => {
                 if !(digits(b) && (6..=18).contains(&b.len())) {
@@ -739,14 +740,14 @@ impl ObservationKind {
             "9279-1" => RespiratoryRate,
             "59408-5" | "2708-6" => OxygenSaturation,
             "2335-8" | "27396-1" | "29771-3" | "57905-2" | "56490-6" | "56491-4" | "80372-6"
-            | "12503-9" | "12504-7" | "14563-1" | "14564-9" | "14565-6" | "27401-9"
-            | "27925-7" | "27926-5" | "58453-2" => FecalOccultBlood,
+            | "12503-9" | "12504-7" | "14563-1" | "14564-9" | "14565-6" | "27401-9" | "27925-7"
+            | "27926-5" | "58453-2" => FecalOccultBlood,
             "77353-1" | "77354-9" => FitDna,
             "10524-7" | "18500-9" | "19762-4" | "19764-0" | "19765-7" | "19766-5" | "19774-9"
             | "33717-0" | "47527-7" | "47528-5" => CervicalCytology,
             "21440-3" | "30167-1" | "38372-9" | "59263-4" | "59264-2" | "59420-0" | "69002-4"
-            | "71431-1" | "75406-9" | "75694-0" | "77379-6" | "77399-4" | "77400-0"
-            | "82354-2" | "82456-5" | "82675-0" => HpvTest,
+            | "71431-1" | "75406-9" | "75694-0" | "77379-6" | "77399-4" | "77400-0" | "82354-2"
+            | "82456-5" | "82675-0" => HpvTest,
             _ => return None,
         })
     }
@@ -793,18 +794,37 @@ impl ObservationKind {
     pub fn units(self) -> &'static [UnitSpec] {
         use ObservationKind::*;
         // IFCC mmol/mol → NGSP %: % = 0.09148 × mmol/mol + 2.152 (NGSP master equation).
-        const HBA1C: &[UnitSpec] = &[unit(&["%", "percent"], 1.0, 0.0), unit(&["mmol/mol"], 0.09148, 2.152)];
+        const HBA1C: &[UnitSpec] = &[
+            unit(&["%", "percent"], 1.0, 0.0),
+            unit(&["mmol/mol"], 0.09148, 2.152),
+        ];
         // 1 mmol/L glucose = 18.016 mg/dL.
         const GLUCOSE: &[UnitSpec] = &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 18.016, 0.0)];
         const HGB: &[UnitSpec] = &[unit(&["g/dl"], 1.0, 0.0), unit(&["g/l"], 0.1, 0.0)];
         const NA: &[UnitSpec] = &[unit(&["mmol/l", "meq/l"], 1.0, 0.0)];
         // 1 mg/dL creatinine = 88.42 µmol/L.
-        const CREAT: &[UnitSpec] = &[unit(MG_DL, 1.0, 0.0), unit(&["umol/l", "µmol/l"], 1.0 / 88.42, 0.0)];
-        const EGFR: &[UnitSpec] = &[unit(&["ml/min/1.73m2", "ml/min/{1.73_m2}", "ml/min/1.73 m2", "ml/min"], 1.0, 0.0)];
+        const CREAT: &[UnitSpec] = &[
+            unit(MG_DL, 1.0, 0.0),
+            unit(&["umol/l", "µmol/l"], 1.0 / 88.42, 0.0),
+        ];
+        const EGFR: &[UnitSpec] = &[unit(
+            &[
+                "ml/min/1.73m2",
+                "ml/min/{1.73_m2}",
+                "ml/min/1.73 m2",
+                "ml/min",
+            ],
+            1.0,
+            0.0,
+        )];
         // Cholesterol: 1 mmol/L = 38.67 mg/dL; triglycerides: 1 mmol/L = 88.57 mg/dL.
         const CHOL: &[UnitSpec] = &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 38.67, 0.0)];
         const TG: &[UnitSpec] = &[unit(MG_DL, 1.0, 0.0), unit(&["mmol/l"], 88.57, 0.0)];
-        const RATE: &[UnitSpec] = &[unit(&["/min", "{beats}/min", "bpm", "{breaths}/min"], 1.0, 0.0)];
+        const RATE: &[UnitSpec] = &[unit(
+            &["/min", "{beats}/min", "bpm", "{breaths}/min"],
+            1.0,
+            0.0,
+        )];
         const PCT: &[UnitSpec] = &[unit(&["%"], 1.0, 0.0)];
         match self {
             HbA1c => HBA1C,
@@ -1513,15 +1533,48 @@ impl PatientRecord {
         Ok(())
     }
 
-    pusher!(push_diagnosis, diagnoses, Diagnosis, "diagnoses", |d| d.onset);
-    pusher!(push_encounter, encounters, Encounter, "encounters", |e| e.start);
-    pusher!(push_procedure, procedures, Procedure, "procedures", |p| p.date);
+    pusher!(push_diagnosis, diagnoses, Diagnosis, "diagnoses", |d| d
+        .onset);
+    pusher!(push_encounter, encounters, Encounter, "encounters", |e| e
+        .start);
+    pusher!(push_procedure, procedures, Procedure, "procedures", |p| p
+        .date);
     pusher!(push_order, orders, Order, "orders", |o| o.date);
-    pusher!(push_observation, observations, Observation, "observations", |o| o.date);
-    pusher!(push_blood_pressure, blood_pressures, BloodPressure, "blood_pressures", |b| b.date);
-    pusher!(push_immunization, immunizations, Immunization, "immunizations", |i| i.date);
-    pusher!(push_medication, medications, Medication, "medications", |m| m.start);
-    pusher!(push_evaluation, evaluations, Evaluation, "evaluations", |e| e.date);
+    pusher!(
+        push_observation,
+        observations,
+        Observation,
+        "observations",
+        |o| o.date
+    );
+    pusher!(
+        push_blood_pressure,
+        blood_pressures,
+        BloodPressure,
+        "blood_pressures",
+        |b| b.date
+    );
+    pusher!(
+        push_immunization,
+        immunizations,
+        Immunization,
+        "immunizations",
+        |i| i.date
+    );
+    pusher!(
+        push_medication,
+        medications,
+        Medication,
+        "medications",
+        |m| m.start
+    );
+    pusher!(
+        push_evaluation,
+        evaluations,
+        Evaluation,
+        "evaluations",
+        |e| e.date
+    );
 
     /// The item with this source id, if any.
     pub fn find(&self, id: &SourceId) -> Option<ItemRef<'_>> {
@@ -1566,7 +1619,10 @@ mod tests {
 
     #[test]
     fn icd10_codes_are_checked_and_normalised() {
-        assert_eq!(Code::new(CodeSystem::Icd10Cm, "f1020").unwrap().code, "F10.20");
+        assert_eq!(
+            Code::new(CodeSystem::Icd10Cm, "f1020").unwrap().code,
+            "F10.20"
+        );
         assert_eq!(Code::new(CodeSystem::Icd10Cm, "I10").unwrap().code, "I10");
         assert!(Code::new(CodeSystem::Icd10Cm, "1234").is_err());
         assert!(Code::new(CodeSystem::Icd10Cm, "E1.19").is_err());
@@ -1609,8 +1665,15 @@ mod tests {
         ));
         let ok = Observation::quantity(sid("a"), k, None, 53.0, "mmol/mol", day).unwrap();
         assert!((ok.value.unwrap() - 7.0).abs() < 0.05);
-        let hb = Observation::quantity(sid("b"), ObservationKind::Hemoglobin, None, 115.0, "g/L", day)
-            .unwrap();
+        let hb = Observation::quantity(
+            sid("b"),
+            ObservationKind::Hemoglobin,
+            None,
+            115.0,
+            "g/L",
+            day,
+        )
+        .unwrap();
         assert!((hb.value.unwrap() - 11.5).abs() < 1e-9);
     }
 
@@ -1619,7 +1682,10 @@ mod tests {
         assert!(parse_date("x", "2024-02-30").is_err());
         assert!(parse_date("x", "1850-01-01").is_err());
         assert!(parse_date("x", "2024-13-01").is_err());
-        assert_eq!(parse_date("x", "2024-03-01T14:05:00-05:00").unwrap(), d("2024-03-01"));
+        assert_eq!(
+            parse_date("x", "2024-03-01T14:05:00-05:00").unwrap(),
+            d("2024-03-01")
+        );
         assert!(parse_date("x", "2024-03-01garbage").is_err());
         let e = Encounter::new(
             sid("e"),

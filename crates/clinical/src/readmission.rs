@@ -81,10 +81,14 @@ use chrono::{Months, NaiveDate};
 use serde::Serialize;
 
 use crate::error::ClinicalError;
-use crate::model::{AdmissionType, Encounter, EncounterClass, ObservationKind, PatientRecord, SourceId};
+use crate::model::{
+    AdmissionType, Encounter, EncounterClass, ObservationKind, PatientRecord, SourceId,
+};
 
 /// CoCo's `RiskTier`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize)]
+#[derive(
+    Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, serde::Deserialize,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum RiskTier {
     /// Low.
@@ -200,7 +204,12 @@ pub static INTERVENTIONS: &[Intervention] = &[
         id: "int-apn",
         name: "Advanced practice nurse transitional care",
         description: "Discharge planning and home follow-up by an advanced practice nurse for 4 weeks after discharge",
-        target_factors: &["charlson_comorbidity_index", "admissions_previous_12_months", "length_of_stay", "oncology_service"],
+        target_factors: &[
+            "charlson_comorbidity_index",
+            "admissions_previous_12_months",
+            "length_of_stay",
+            "oncology_service",
+        ],
         estimated_risk_reduction: 0.45,
         evidence_level: "A",
         implementation_difficulty: "complex",
@@ -210,7 +219,12 @@ pub static INTERVENTIONS: &[Intervention] = &[
         id: "int-cti",
         name: "Care Transitions Intervention",
         description: "A transition coach, a personal health record, a home visit and follow-up calls over 28 days",
-        target_factors: &["acuity", "ed_visits_previous_6_months", "index_admission_type", "admissions_previous_12_months"],
+        target_factors: &[
+            "acuity",
+            "ed_visits_previous_6_months",
+            "index_admission_type",
+            "admissions_previous_12_months",
+        ],
         estimated_risk_reduction: 0.30,
         evidence_level: "A",
         implementation_difficulty: "moderate",
@@ -220,7 +234,13 @@ pub static INTERVENTIONS: &[Intervention] = &[
         id: "int-red",
         name: "Re-Engineered Discharge (Project RED)",
         description: "Nurse discharge advocate, medication reconciliation, scheduled follow-up and a pharmacist call 2-4 days after discharge",
-        target_factors: &["length_of_stay", "procedure_during_stay", "hemoglobin_at_discharge", "sodium_at_discharge", "charlson_comorbidity_index"],
+        target_factors: &[
+            "length_of_stay",
+            "procedure_during_stay",
+            "hemoglobin_at_discharge",
+            "sodium_at_discharge",
+            "charlson_comorbidity_index",
+        ],
         estimated_risk_reduction: 0.30,
         evidence_level: "A",
         implementation_difficulty: "moderate",
@@ -292,33 +312,139 @@ struct Charlson {
 }
 
 static CHARLSON: &[Charlson] = &[
-    Charlson { name: "mi", weight: 1, prefixes: &["I21", "I22", "I25.2"] },
-    Charlson { name: "chf", weight: 1, prefixes: &["I09.9", "I11.0", "I13.0", "I13.2", "I25.5", "I42.0", "I42.5", "I42.6", "I42.7", "I42.8", "I42.9", "I43", "I50", "P29.0"] },
-    Charlson { name: "pvd", weight: 1, prefixes: &["I70", "I71", "I73.1", "I73.8", "I73.9", "I77.1", "I79.0", "I79.2", "K55.1", "K55.8", "K55.9", "Z95.8", "Z95.9"] },
-    Charlson { name: "cvd", weight: 1, prefixes: &["G45", "G46", "H34.0", "I6"] },
-    Charlson { name: "dementia", weight: 1, prefixes: &["F00", "F01", "F02", "F03", "F05.1", "G30", "G31.1"] },
-    Charlson { name: "copd", weight: 1, prefixes: &["I27.8", "I27.9", "J40", "J41", "J42", "J43", "J44", "J45", "J46", "J47", "J60", "J61", "J62", "J63", "J64", "J65", "J66", "J67", "J68.4", "J70.1", "J70.3"] },
-    Charlson { name: "rheumatic", weight: 1, prefixes: &["M05", "M06", "M31.5", "M32", "M33", "M34", "M35.1", "M35.3", "M36.0"] },
-    Charlson { name: "pud", weight: 1, prefixes: &["K25", "K26", "K27", "K28"] },
-    Charlson { name: "mild_liver", weight: 1, prefixes: &["B18", "K70.0", "K70.1", "K70.2", "K70.3", "K70.9", "K71.3", "K71.4", "K71.5", "K71.7", "K73", "K74", "K76.0", "K76.2", "K76.3", "K76.4", "K76.8", "K76.9", "Z94.4"] },
-    Charlson { name: "diabetes", weight: 1, prefixes: &["E10.0", "E10.1", "E10.6", "E10.8", "E10.9", "E11.0", "E11.1", "E11.6", "E11.8", "E11.9", "E13.0", "E13.1", "E13.6", "E13.8", "E13.9"] },
-    Charlson { name: "diabetes_complicated", weight: 2, prefixes: &["E10.2", "E10.3", "E10.4", "E10.5", "E10.7", "E11.2", "E11.3", "E11.4", "E11.5", "E11.7", "E13.2", "E13.3", "E13.4", "E13.5", "E13.7"] },
-    Charlson { name: "hemiplegia", weight: 2, prefixes: &["G04.1", "G11.4", "G80.1", "G80.2", "G81", "G82", "G83.0", "G83.1", "G83.2", "G83.3", "G83.4", "G83.9"] },
-    Charlson { name: "renal", weight: 2, prefixes: &["I12.0", "I13.1", "N03.2", "N03.3", "N03.4", "N03.5", "N03.6", "N03.7", "N05.2", "N05.3", "N05.4", "N05.5", "N05.6", "N05.7", "N18", "N19", "N25.0", "Z49.0", "Z49.1", "Z49.2", "Z94.0", "Z99.2"] },
-    Charlson { name: "malignancy", weight: 2, prefixes: &["C0", "C1", "C20", "C21", "C22", "C23", "C24", "C25", "C26", "C30", "C31", "C32", "C33", "C34", "C37", "C38", "C39", "C40", "C41", "C43", "C45", "C46", "C47", "C48", "C49", "C50", "C51", "C52", "C53", "C54", "C55", "C56", "C57", "C58", "C60", "C61", "C62", "C63", "C64", "C65", "C66", "C67", "C68", "C69", "C70", "C71", "C72", "C73", "C74", "C75", "C76", "C81", "C82", "C83", "C84", "C85", "C88", "C90", "C91", "C92", "C93", "C94", "C95", "C96", "C97"] },
-    Charlson { name: "severe_liver", weight: 3, prefixes: &["I85.0", "I85.9", "I86.4", "I98.2", "K70.4", "K71.1", "K72.1", "K72.9", "K76.5", "K76.6", "K76.7"] },
-    Charlson { name: "metastatic", weight: 6, prefixes: &["C77", "C78", "C79", "C80"] },
-    Charlson { name: "hiv", weight: 6, prefixes: &["B20", "B21", "B22", "B24"] },
+    Charlson {
+        name: "mi",
+        weight: 1,
+        prefixes: &["I21", "I22", "I25.2"],
+    },
+    Charlson {
+        name: "chf",
+        weight: 1,
+        prefixes: &[
+            "I09.9", "I11.0", "I13.0", "I13.2", "I25.5", "I42.0", "I42.5", "I42.6", "I42.7",
+            "I42.8", "I42.9", "I43", "I50", "P29.0",
+        ],
+    },
+    Charlson {
+        name: "pvd",
+        weight: 1,
+        prefixes: &[
+            "I70", "I71", "I73.1", "I73.8", "I73.9", "I77.1", "I79.0", "I79.2", "K55.1", "K55.8",
+            "K55.9", "Z95.8", "Z95.9",
+        ],
+    },
+    Charlson {
+        name: "cvd",
+        weight: 1,
+        prefixes: &["G45", "G46", "H34.0", "I6"],
+    },
+    Charlson {
+        name: "dementia",
+        weight: 1,
+        prefixes: &["F00", "F01", "F02", "F03", "F05.1", "G30", "G31.1"],
+    },
+    Charlson {
+        name: "copd",
+        weight: 1,
+        prefixes: &[
+            "I27.8", "I27.9", "J40", "J41", "J42", "J43", "J44", "J45", "J46", "J47", "J60", "J61",
+            "J62", "J63", "J64", "J65", "J66", "J67", "J68.4", "J70.1", "J70.3",
+        ],
+    },
+    Charlson {
+        name: "rheumatic",
+        weight: 1,
+        prefixes: &[
+            "M05", "M06", "M31.5", "M32", "M33", "M34", "M35.1", "M35.3", "M36.0",
+        ],
+    },
+    Charlson {
+        name: "pud",
+        weight: 1,
+        prefixes: &["K25", "K26", "K27", "K28"],
+    },
+    Charlson {
+        name: "mild_liver",
+        weight: 1,
+        prefixes: &[
+            "B18", "K70.0", "K70.1", "K70.2", "K70.3", "K70.9", "K71.3", "K71.4", "K71.5", "K71.7",
+            "K73", "K74", "K76.0", "K76.2", "K76.3", "K76.4", "K76.8", "K76.9", "Z94.4",
+        ],
+    },
+    Charlson {
+        name: "diabetes",
+        weight: 1,
+        prefixes: &[
+            "E10.0", "E10.1", "E10.6", "E10.8", "E10.9", "E11.0", "E11.1", "E11.6", "E11.8",
+            "E11.9", "E13.0", "E13.1", "E13.6", "E13.8", "E13.9",
+        ],
+    },
+    Charlson {
+        name: "diabetes_complicated",
+        weight: 2,
+        prefixes: &[
+            "E10.2", "E10.3", "E10.4", "E10.5", "E10.7", "E11.2", "E11.3", "E11.4", "E11.5",
+            "E11.7", "E13.2", "E13.3", "E13.4", "E13.5", "E13.7",
+        ],
+    },
+    Charlson {
+        name: "hemiplegia",
+        weight: 2,
+        prefixes: &[
+            "G04.1", "G11.4", "G80.1", "G80.2", "G81", "G82", "G83.0", "G83.1", "G83.2", "G83.3",
+            "G83.4", "G83.9",
+        ],
+    },
+    Charlson {
+        name: "renal",
+        weight: 2,
+        prefixes: &[
+            "I12.0", "I13.1", "N03.2", "N03.3", "N03.4", "N03.5", "N03.6", "N03.7", "N05.2",
+            "N05.3", "N05.4", "N05.5", "N05.6", "N05.7", "N18", "N19", "N25.0", "Z49.0", "Z49.1",
+            "Z49.2", "Z94.0", "Z99.2",
+        ],
+    },
+    Charlson {
+        name: "malignancy",
+        weight: 2,
+        prefixes: &[
+            "C0", "C1", "C20", "C21", "C22", "C23", "C24", "C25", "C26", "C30", "C31", "C32",
+            "C33", "C34", "C37", "C38", "C39", "C40", "C41", "C43", "C45", "C46", "C47", "C48",
+            "C49", "C50", "C51", "C52", "C53", "C54", "C55", "C56", "C57", "C58", "C60", "C61",
+            "C62", "C63", "C64", "C65", "C66", "C67", "C68", "C69", "C70", "C71", "C72", "C73",
+            "C74", "C75", "C76", "C81", "C82", "C83", "C84", "C85", "C88", "C90", "C91", "C92",
+            "C93", "C94", "C95", "C96", "C97",
+        ],
+    },
+    Charlson {
+        name: "severe_liver",
+        weight: 3,
+        prefixes: &[
+            "I85.0", "I85.9", "I86.4", "I98.2", "K70.4", "K71.1", "K72.1", "K72.9", "K76.5",
+            "K76.6", "K76.7",
+        ],
+    },
+    Charlson {
+        name: "metastatic",
+        weight: 6,
+        prefixes: &["C77", "C78", "C79", "C80"],
+    },
+    Charlson {
+        name: "hiv",
+        weight: 6,
+        prefixes: &["B20", "B21", "B22", "B24"],
+    },
 ];
 
 /// The Charlson index of a list of ICD-10-CM codes (dotted form), with hierarchies.
 pub fn charlson_index<'a>(codes: impl IntoIterator<Item = &'a str>) -> u32 {
     let codes: Vec<&str> = codes.into_iter().collect();
     let has = |name: &str| {
-        CHARLSON
-            .iter()
-            .find(|c| c.name == name)
-            .is_some_and(|c| codes.iter().any(|code| c.prefixes.iter().any(|p| code.starts_with(p))))
+        CHARLSON.iter().find(|c| c.name == name).is_some_and(|c| {
+            codes
+                .iter()
+                .any(|code| c.prefixes.iter().any(|p| code.starts_with(p)))
+        })
     };
     let mut total = 0;
     for c in CHARLSON {
@@ -335,6 +461,7 @@ pub fn charlson_index<'a>(codes: impl IntoIterator<Item = &'a str>) -> u32 {
     total
 }
 
+#[allow(clippy::too_many_arguments)]
 fn component(
     name: &'static str,
     letter: char,
@@ -346,7 +473,17 @@ fn component(
     modifiable: bool,
     evidence: Vec<SourceId>,
 ) -> Component {
-    Component { name, letter, points, max_points, value, reference_range, category, modifiable, evidence }
+    Component {
+        name,
+        letter,
+        points,
+        max_points,
+        value,
+        reference_range,
+        category,
+        modifiable,
+        evidence,
+    }
 }
 
 struct Stay<'a> {
@@ -356,11 +493,17 @@ struct Stay<'a> {
 }
 
 fn ed_visits_6m(r: &PatientRecord, s: &Stay) -> (u32, Vec<SourceId>) {
-    let from = s.enc.start.checked_sub_months(Months::new(6)).unwrap_or(s.enc.start);
+    let from = s
+        .enc
+        .start
+        .checked_sub_months(Months::new(6))
+        .unwrap_or(s.enc.start);
     let ids: Vec<SourceId> = r
         .encounters
         .iter()
-        .filter(|e| e.class == EncounterClass::Emergency && e.start >= from && e.start < s.enc.start)
+        .filter(|e| {
+            e.class == EncounterClass::Emergency && e.start >= from && e.start < s.enc.start
+        })
         .map(|e| e.id.clone())
         .collect();
     (ids.len() as u32, ids)
@@ -437,7 +580,13 @@ fn lace(r: &PatientRecord, s: &Stay) -> ScoreOutcome {
         ed_ids,
     ));
     let points = comps.iter().map(|c| c.points).sum();
-    ScoreOutcome::Scored(Score { name: "LACE", points, max_points: 19, components: comps, tier: lace_tier(points) })
+    ScoreOutcome::Scored(Score {
+        name: "LACE",
+        points,
+        max_points: 19,
+        components: comps,
+        tier: lace_tier(points),
+    })
 }
 
 fn last_in_stay(r: &PatientRecord, s: &Stay, kind: ObservationKind) -> Option<(f64, SourceId)> {
@@ -464,7 +613,9 @@ fn hospital(r: &PatientRecord, s: &Stay) -> ScoreOutcome {
     if s.enc.admission_type.is_none() {
         missing.push("index admission type");
     }
-    let (Some((hb, hb_id)), Some(onc), Some((na, na_id)), Some(adm)) = (hb, s.enc.oncology_service, na, s.enc.admission_type) else {
+    let (Some((hb, hb_id)), Some(onc), Some((na, na_id)), Some(adm)) =
+        (hb, s.enc.oncology_service, na, s.enc.admission_type)
+    else {
         return ScoreOutcome::InsufficientData(missing);
     };
     let procs: Vec<SourceId> = r
@@ -473,25 +624,110 @@ fn hospital(r: &PatientRecord, s: &Stay) -> ScoreOutcome {
         .filter(|p| p.date >= s.enc.start && p.date <= s.end)
         .map(|p| p.id.clone())
         .collect();
-    let from = s.enc.start.checked_sub_months(Months::new(12)).unwrap_or(s.enc.start);
+    let from = s
+        .enc
+        .start
+        .checked_sub_months(Months::new(12))
+        .unwrap_or(s.enc.start);
     let prior: Vec<SourceId> = r
         .encounters
         .iter()
-        .filter(|e| e.class == EncounterClass::Inpatient && e.id != s.enc.id && e.start >= from && e.start < s.enc.start)
+        .filter(|e| {
+            e.class == EncounterClass::Inpatient
+                && e.id != s.enc.id
+                && e.start >= from
+                && e.start < s.enc.start
+        })
         .map(|e| e.id.clone())
         .collect();
     let urgent = matches!(adm, AdmissionType::Urgent | AdmissionType::Emergent);
     let comps = vec![
-        component("hemoglobin_at_discharge", 'H', u8::from(hb < 12.0), 1, format!("{hb:.1} g/dL"), ">= 12 g/dL", "clinical", true, vec![hb_id]),
-        component("oncology_service", 'O', if onc { 2 } else { 0 }, 2, if onc { "yes" } else { "no" }.into(), "no", "clinical", false, vec![s.enc.id.clone()]),
-        component("sodium_at_discharge", 'S', u8::from(na < 135.0), 1, format!("{na:.0} mmol/L"), ">= 135 mmol/L", "clinical", true, vec![na_id]),
-        component("procedure_during_stay", 'P', u8::from(!procs.is_empty()), 1, procs.len().to_string(), "0", "clinical", false, procs.clone()),
-        component("index_admission_type", 'I', u8::from(urgent), 1, format!("{adm:?}").to_ascii_lowercase(), "elective", "utilization", false, vec![s.enc.id.clone()]),
-        component("admissions_previous_12_months", 'T', hospital_admission_points(prior.len() as u32), 5, prior.len().to_string(), "0-1", "utilization", false, prior),
-        component("length_of_stay", 'L', if s.los >= 5 { 2 } else { 0 }, 2, format!("{} days", s.los), "< 5 days", "utilization", false, vec![s.enc.id.clone()]),
+        component(
+            "hemoglobin_at_discharge",
+            'H',
+            u8::from(hb < 12.0),
+            1,
+            format!("{hb:.1} g/dL"),
+            ">= 12 g/dL",
+            "clinical",
+            true,
+            vec![hb_id],
+        ),
+        component(
+            "oncology_service",
+            'O',
+            if onc { 2 } else { 0 },
+            2,
+            if onc { "yes" } else { "no" }.into(),
+            "no",
+            "clinical",
+            false,
+            vec![s.enc.id.clone()],
+        ),
+        component(
+            "sodium_at_discharge",
+            'S',
+            u8::from(na < 135.0),
+            1,
+            format!("{na:.0} mmol/L"),
+            ">= 135 mmol/L",
+            "clinical",
+            true,
+            vec![na_id],
+        ),
+        component(
+            "procedure_during_stay",
+            'P',
+            u8::from(!procs.is_empty()),
+            1,
+            procs.len().to_string(),
+            "0",
+            "clinical",
+            false,
+            procs.clone(),
+        ),
+        component(
+            "index_admission_type",
+            'I',
+            u8::from(urgent),
+            1,
+            format!("{adm:?}").to_ascii_lowercase(),
+            "elective",
+            "utilization",
+            false,
+            vec![s.enc.id.clone()],
+        ),
+        component(
+            "admissions_previous_12_months",
+            'T',
+            hospital_admission_points(prior.len() as u32),
+            5,
+            prior.len().to_string(),
+            "0-1",
+            "utilization",
+            false,
+            prior,
+        ),
+        component(
+            "length_of_stay",
+            'L',
+            if s.los >= 5 { 2 } else { 0 },
+            2,
+            format!("{} days", s.los),
+            "< 5 days",
+            "utilization",
+            false,
+            vec![s.enc.id.clone()],
+        ),
     ];
     let points = comps.iter().map(|c| c.points).sum();
-    ScoreOutcome::Scored(Score { name: "HOSPITAL", points, max_points: 13, components: comps, tier: hospital_tier(points) })
+    ScoreOutcome::Scored(Score {
+        name: "HOSPITAL",
+        points,
+        max_points: 13,
+        components: comps,
+        tier: hospital_tier(points),
+    })
 }
 
 /// Combined tier (see the module docs).
@@ -505,22 +741,40 @@ pub fn combined_tier(lace: Option<&Score>, hospital: Option<&Score>) -> Option<R
 }
 
 /// Picks the interventions for a tier and the non-zero components.
-pub fn select_interventions(tier: RiskTier, components: &[&Component]) -> Vec<&'static Intervention> {
+pub fn select_interventions(
+    tier: RiskTier,
+    components: &[&Component],
+) -> Vec<&'static Intervention> {
     let n = match tier {
         RiskTier::Low => return vec![],
         RiskTier::Medium => 1,
         RiskTier::High => 2,
         RiskTier::Critical => 3,
     };
-    let active: Vec<&str> = components.iter().filter(|c| c.points > 0).map(|c| c.name).collect();
+    let active: Vec<&str> = components
+        .iter()
+        .filter(|c| c.points > 0)
+        .map(|c| c.name)
+        .collect();
     let mut scored: Vec<(usize, &'static Intervention)> = INTERVENTIONS
         .iter()
-        .map(|i| (i.target_factors.iter().filter(|t| active.contains(t)).count(), i))
+        .map(|i| {
+            (
+                i.target_factors
+                    .iter()
+                    .filter(|t| active.contains(t))
+                    .count(),
+                i,
+            )
+        })
         .filter(|(overlap, _)| *overlap > 0)
         .collect();
     scored.sort_by(|a, b| {
         b.0.cmp(&a.0)
-            .then(b.1.estimated_risk_reduction.total_cmp(&a.1.estimated_risk_reduction))
+            .then(
+                b.1.estimated_risk_reduction
+                    .total_cmp(&a.1.estimated_risk_reduction),
+            )
             .then(a.1.id.cmp(b.1.id))
     });
     scored.into_iter().take(n).map(|x| x.1).collect()
@@ -528,22 +782,36 @@ pub fn select_interventions(tier: RiskTier, components: &[&Component]) -> Vec<&'
 
 /// Scores the index stay: `encounter` if given (must be an inpatient stay of this record), else
 /// the most recently discharged inpatient stay.
-pub fn assess(record: &PatientRecord, encounter: Option<&SourceId>) -> Result<Assessment, ClinicalError> {
+pub fn assess(
+    record: &PatientRecord,
+    encounter: Option<&SourceId>,
+) -> Result<Assessment, ClinicalError> {
     let enc = match encounter {
-        Some(id) => record
-            .encounters
-            .iter()
-            .find(|e| &e.id == id)
-            .ok_or(ClinicalError::Invalid { what: "encounter", reason: "not found in this patient's record" })?,
+        Some(id) => {
+            record
+                .encounters
+                .iter()
+                .find(|e| &e.id == id)
+                .ok_or(ClinicalError::Invalid {
+                    what: "encounter",
+                    reason: "not found in this patient's record",
+                })?
+        }
         None => record
             .encounters
             .iter()
             .filter(|e| e.class == EncounterClass::Inpatient && e.end.is_some())
             .max_by(|a, b| a.end.cmp(&b.end).then_with(|| a.id.cmp(&b.id)))
-            .ok_or(ClinicalError::Invalid { what: "readmission", reason: "no discharged inpatient stay in the record" })?,
+            .ok_or(ClinicalError::Invalid {
+                what: "readmission",
+                reason: "no discharged inpatient stay in the record",
+            })?,
     };
     if enc.class != EncounterClass::Inpatient {
-        return Err(ClinicalError::Invalid { what: "encounter", reason: "LACE and HOSPITAL apply to inpatient stays only" });
+        return Err(ClinicalError::Invalid {
+            what: "encounter",
+            reason: "LACE and HOSPITAL apply to inpatient stays only",
+        });
     }
     let (lace_o, hosp_o) = match (enc.end, enc.length_of_stay()) {
         (Some(end), Some(los)) => {
@@ -556,12 +824,21 @@ pub fn assess(record: &PatientRecord, encounter: Option<&SourceId>) -> Result<As
         ),
     };
     let tier = combined_tier(lace_o.score(), hosp_o.score());
-    let scores: Vec<&Score> = [lace_o.score(), hosp_o.score()].into_iter().flatten().collect();
+    let scores: Vec<&Score> = [lace_o.score(), hosp_o.score()]
+        .into_iter()
+        .flatten()
+        .collect();
     let risk_score = (!scores.is_empty()).then(|| {
-        scores.iter().map(|s| f64::from(s.points) / f64::from(s.max_points)).sum::<f64>() / scores.len() as f64
+        scores
+            .iter()
+            .map(|s| f64::from(s.points) / f64::from(s.max_points))
+            .sum::<f64>()
+            / scores.len() as f64
     });
     let comps: Vec<&Component> = scores.iter().flat_map(|s| s.components.iter()).collect();
-    let interventions = tier.map(|t| select_interventions(t, &comps)).unwrap_or_default();
+    let interventions = tier
+        .map(|t| select_interventions(t, &comps))
+        .unwrap_or_default();
     Ok(Assessment {
         encounter: enc.id.clone(),
         lace: lace_o,

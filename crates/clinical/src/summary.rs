@@ -32,8 +32,8 @@ use chrono::NaiveDate;
 use serde::Serialize;
 
 use crate::model::{
-    BloodPressure, Diagnosis, DiagnosisStatus, Dose, Encounter, EncounterClass, Evaluation, ItemRef, Medication,
-    Observation, ObservationKind, PatientRecord, SourceId,
+    BloodPressure, Diagnosis, DiagnosisStatus, Dose, Encounter, EncounterClass, Evaluation,
+    ItemRef, Medication, Observation, ObservationKind, PatientRecord, SourceId,
 };
 
 /// A section of the summary.
@@ -193,10 +193,16 @@ pub fn trend(kind: ObservationKind, previous: f64, latest: f64) -> Trend {
     let better = match kind.lower_is_better() {
         Some(true) => delta < 0.0,
         Some(false) => delta > 0.0,
-        None if kind == ObservationKind::Sodium => (latest - 140.0).abs() < (previous - 140.0).abs(),
+        None if kind == ObservationKind::Sodium => {
+            (latest - 140.0).abs() < (previous - 140.0).abs()
+        }
         None => return Trend::Stable,
     };
-    if better { Trend::Improving } else { Trend::Worsening }
+    if better {
+        Trend::Improving
+    } else {
+        Trend::Worsening
+    }
 }
 
 fn trend_word(t: Trend) -> &'static str {
@@ -208,23 +214,45 @@ fn trend_word(t: Trend) -> &'static str {
 }
 
 fn problem(d: &Diagnosis) -> Statement {
-    let desc = d.description.as_ref().map(|s| format!(" {}", s.expose().trim())).unwrap_or_default();
+    let desc = d
+        .description
+        .as_ref()
+        .map(|s| format!(" {}", s.expose().trim()))
+        .unwrap_or_default();
     Statement {
         section: Section::ActiveProblems,
-        text: format!("Active problem: {}{} (since {})", d.code.code, desc, d.onset),
+        text: format!(
+            "Active problem: {}{} (since {})",
+            d.code.code, desc, d.onset
+        ),
         citations: vec![d.id.clone()],
-        fact: Fact::Problem { code: d.code.code.clone() },
+        fact: Fact::Problem {
+            code: d.code.code.clone(),
+        },
     }
 }
 
 fn medication(m: &Medication) -> Statement {
-    let dose = m.dose.map(|d| format!(" {} {}", trim_num(d.amount), d.unit.as_str())).unwrap_or_default();
-    let freq = m.frequency.as_deref().map(|f| format!(" {}", f.trim())).unwrap_or_default();
+    let dose = m
+        .dose
+        .map(|d| format!(" {} {}", trim_num(d.amount), d.unit.as_str()))
+        .unwrap_or_default();
+    let freq = m
+        .frequency
+        .as_deref()
+        .map(|f| format!(" {}", f.trim()))
+        .unwrap_or_default();
     Statement {
         section: Section::Medications,
-        text: format!("Medication: {}{}{} (started {})", m.name, dose, freq, m.start),
+        text: format!(
+            "Medication: {}{}{} (started {})",
+            m.name, dose, freq, m.start
+        ),
         citations: vec![m.id.clone()],
-        fact: Fact::Medication { name: m.name.clone(), dose: m.dose },
+        fact: Fact::Medication {
+            name: m.name.clone(),
+            dose: m.dose,
+        },
     }
 }
 
@@ -233,9 +261,18 @@ fn trim_num(v: f64) -> String {
     s.trim_end_matches('0').trim_end_matches('.').to_string()
 }
 
-fn lab(latest: &Observation, previous: Option<&Observation>, section: Section) -> Option<Statement> {
+fn lab(
+    latest: &Observation,
+    previous: Option<&Observation>,
+    section: Section,
+) -> Option<Statement> {
     let v = latest.value?;
-    let mut text = format!("{} {} on {}", latest.kind.name(), fmt_value(latest.kind, v), latest.date);
+    let mut text = format!(
+        "{} {} on {}",
+        latest.kind.name(),
+        fmt_value(latest.kind, v),
+        latest.date
+    );
     let mut citations = vec![latest.id.clone()];
     let mut prev = None;
     let mut tr = None;
@@ -257,16 +294,29 @@ fn lab(latest: &Observation, previous: Option<&Observation>, section: Section) -
         section,
         text,
         citations,
-        fact: Fact::Lab { kind: latest.kind, value: v, date: latest.date, previous: prev, trend: tr },
+        fact: Fact::Lab {
+            kind: latest.kind,
+            value: v,
+            date: latest.date,
+            previous: prev,
+            trend: tr,
+        },
     })
 }
 
 fn bp(b: &BloodPressure) -> Statement {
     Statement {
         section: Section::Vitals,
-        text: format!("Blood pressure {}/{} mmHg on {}", b.systolic, b.diastolic, b.date),
+        text: format!(
+            "Blood pressure {}/{} mmHg on {}",
+            b.systolic, b.diastolic, b.date
+        ),
         citations: vec![b.id.clone()],
-        fact: Fact::BloodPressure { systolic: b.systolic, diastolic: b.diastolic, date: b.date },
+        fact: Fact::BloodPressure {
+            systolic: b.systolic,
+            diastolic: b.diastolic,
+            date: b.date,
+        },
     }
 }
 
@@ -276,7 +326,11 @@ fn assessment(e: &Evaluation) -> Option<Statement> {
         section: Section::Assessments,
         text: format!("{} score {} on {}", e.instrument.name(), score, e.date),
         citations: vec![e.id.clone()],
-        fact: Fact::Assessment { instrument: e.instrument.name(), score, date: e.date },
+        fact: Fact::Assessment {
+            instrument: e.instrument.name(),
+            score,
+            date: e.date,
+        },
     })
 }
 
@@ -289,7 +343,12 @@ fn encounter(e: &Encounter) -> Statement {
         EncounterClass::Telehealth => "Telehealth visit",
     };
     let text = match (e.end, e.is_stay()) {
-        (Some(end), true) => format!("{class} {} to {} ({} days)", e.start, end, (end - e.start).num_days()),
+        (Some(end), true) => format!(
+            "{class} {} to {} ({} days)",
+            e.start,
+            end,
+            (end - e.start).num_days()
+        ),
         (None, true) => format!("{class} since {} (ongoing)", e.start),
         _ => format!("{class} on {}", e.start),
     };
@@ -297,7 +356,11 @@ fn encounter(e: &Encounter) -> Statement {
         section: Section::Encounters,
         text,
         citations: vec![e.id.clone()],
-        fact: Fact::Encounter { class: e.class, start: e.start, end: e.end },
+        fact: Fact::Encounter {
+            class: e.class,
+            start: e.start,
+            end: e.end,
+        },
     }
 }
 
@@ -314,13 +377,27 @@ pub fn summarize(record: &PatientRecord, opts: &SummaryOptions) -> Summary {
         .collect();
     problems.sort_by(|a, b| b.onset.cmp(&a.onset).then_with(|| a.id.cmp(&b.id)));
     let mut seen = std::collections::HashSet::new();
-    out.extend(problems.into_iter().filter(|d| seen.insert(d.code.code.clone())).take(n).map(problem));
+    out.extend(
+        problems
+            .into_iter()
+            .filter(|d| seen.insert(d.code.code.clone()))
+            .take(n)
+            .map(problem),
+    );
 
-    let mut meds: Vec<&Medication> = record.medications.iter().filter(|m| m.active_on(opts.as_of)).collect();
+    let mut meds: Vec<&Medication> = record
+        .medications
+        .iter()
+        .filter(|m| m.active_on(opts.as_of))
+        .collect();
     meds.sort_by(|a, b| b.start.cmp(&a.start).then_with(|| a.id.cmp(&b.id)));
     out.extend(meds.into_iter().take(n).map(medication));
 
-    let vitals = [ObservationKind::HeartRate, ObservationKind::RespiratoryRate, ObservationKind::OxygenSaturation];
+    let vitals = [
+        ObservationKind::HeartRate,
+        ObservationKind::RespiratoryRate,
+        ObservationKind::OxygenSaturation,
+    ];
     let mut kinds: Vec<ObservationKind> = record.observations.iter().map(|o| o.kind).collect();
     kinds.sort();
     kinds.dedup();
@@ -338,22 +415,39 @@ pub fn summarize(record: &PatientRecord, opts: &SummaryOptions) -> Summary {
             continue;
         }
         let is_vital = vitals.contains(&kind);
-        let section = if is_vital { Section::Vitals } else { Section::Labs };
+        let section = if is_vital {
+            Section::Vitals
+        } else {
+            Section::Labs
+        };
         if let Some(s) = lab(latest, obs.get(1).copied(), section) {
-            if is_vital { vital_stmts.push((latest.date, s)) } else { labs.push((latest.date, s)) }
+            if is_vital {
+                vital_stmts.push((latest.date, s))
+            } else {
+                labs.push((latest.date, s))
+            }
         }
     }
-    labs.sort_by(|a, b| b.0.cmp(&a.0));
+    labs.sort_by_key(|x| std::cmp::Reverse(x.0));
     out.extend(labs.into_iter().take(n).map(|x| x.1));
 
-    let mut bps: Vec<&BloodPressure> = record.blood_pressures.iter().filter(|b| recent(b.date)).collect();
+    let mut bps: Vec<&BloodPressure> = record
+        .blood_pressures
+        .iter()
+        .filter(|b| recent(b.date))
+        .collect();
     bps.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.id.cmp(&a.id)));
-    let mut vitals_all: Vec<(NaiveDate, Statement)> = bps.into_iter().take(1).map(|b| (b.date, bp(b))).collect();
+    let mut vitals_all: Vec<(NaiveDate, Statement)> =
+        bps.into_iter().take(1).map(|b| (b.date, bp(b))).collect();
     vitals_all.extend(vital_stmts);
-    vitals_all.sort_by(|a, b| b.0.cmp(&a.0));
+    vitals_all.sort_by_key(|x| std::cmp::Reverse(x.0));
     out.extend(vitals_all.into_iter().take(n).map(|x| x.1));
 
-    let mut evals: Vec<&Evaluation> = record.evaluations.iter().filter(|e| recent(e.date) && e.score.is_some()).collect();
+    let mut evals: Vec<&Evaluation> = record
+        .evaluations
+        .iter()
+        .filter(|e| recent(e.date) && e.score.is_some())
+        .collect();
     evals.sort_by(|a, b| b.date.cmp(&a.date).then_with(|| b.id.cmp(&a.id)));
     out.extend(evals.into_iter().filter_map(assessment).take(n));
 
@@ -373,28 +467,63 @@ pub fn summarize(record: &PatientRecord, opts: &SummaryOptions) -> Summary {
 pub fn verify(record: &PatientRecord, stmt: &Statement) -> bool {
     let items: Option<Vec<ItemRef<'_>>> = stmt.citations.iter().map(|id| record.find(id)).collect();
     let Some(items) = items else { return false };
-    let Some(first) = items.first() else { return false };
+    let Some(first) = items.first() else {
+        return false;
+    };
     match (&stmt.fact, first) {
-        (Fact::Problem { code }, ItemRef::Diagnosis(d)) => &d.code.code == code && stmt.text.contains(code.as_str()),
-        (Fact::Medication { name, dose }, ItemRef::Medication(m)) => &m.name == name && &m.dose == dose && stmt.text.contains(name.as_str()),
-        (Fact::Lab { kind, value, date, previous, trend: t }, ItemRef::Observation(o)) => {
+        (Fact::Problem { code }, ItemRef::Diagnosis(d)) => {
+            &d.code.code == code && stmt.text.contains(code.as_str())
+        }
+        (Fact::Medication { name, dose }, ItemRef::Medication(m)) => {
+            &m.name == name && &m.dose == dose && stmt.text.contains(name.as_str())
+        }
+        (
+            Fact::Lab {
+                kind,
+                value,
+                date,
+                previous,
+                trend: t,
+            },
+            ItemRef::Observation(o),
+        ) => {
             let latest_ok = o.kind == *kind && o.value == Some(*value) && o.date == *date;
             let prev_ok = match (previous, items.get(1)) {
                 (None, None) => true,
                 (Some((pv, pd)), Some(ItemRef::Observation(p))) => {
-                    p.kind == *kind && p.value == Some(*pv) && p.date == *pd && *t == Some(trend(*kind, *pv, *value))
+                    p.kind == *kind
+                        && p.value == Some(*pv)
+                        && p.date == *pd
+                        && *t == Some(trend(*kind, *pv, *value))
                 }
                 _ => false,
             };
             latest_ok && prev_ok && stmt.text.contains(&fmt_value(*kind, *value))
         }
-        (Fact::BloodPressure { systolic, diastolic, date }, ItemRef::BloodPressure(b)) => {
-            b.systolic == *systolic && b.diastolic == *diastolic && b.date == *date && stmt.text.contains(&format!("{systolic}/{diastolic}"))
+        (
+            Fact::BloodPressure {
+                systolic,
+                diastolic,
+                date,
+            },
+            ItemRef::BloodPressure(b),
+        ) => {
+            b.systolic == *systolic
+                && b.diastolic == *diastolic
+                && b.date == *date
+                && stmt.text.contains(&format!("{systolic}/{diastolic}"))
         }
-        (Fact::Assessment { instrument, score, date }, ItemRef::Evaluation(e)) => {
-            e.instrument.name() == *instrument && e.score == Some(*score) && e.date == *date
+        (
+            Fact::Assessment {
+                instrument,
+                score,
+                date,
+            },
+            ItemRef::Evaluation(e),
+        ) => e.instrument.name() == *instrument && e.score == Some(*score) && e.date == *date,
+        (Fact::Encounter { class, start, end }, ItemRef::Encounter(e)) => {
+            e.class == *class && e.start == *start && e.end == *end
         }
-        (Fact::Encounter { class, start, end }, ItemRef::Encounter(e)) => e.class == *class && e.start == *start && e.end == *end,
         _ => false,
     }
 }
@@ -417,7 +546,12 @@ pub struct RoleRedaction<'k> {
 impl<'k> RoleRedaction<'k> {
     /// From `(role, redaction)` pairs (role names compared case-insensitively).
     pub fn new(roles: impl IntoIterator<Item = (String, OutputRedaction<'k>)>) -> Self {
-        Self { roles: roles.into_iter().map(|(r, m)| (r.to_ascii_lowercase(), m)).collect() }
+        Self {
+            roles: roles
+                .into_iter()
+                .map(|(r, m)| (r.to_ascii_lowercase(), m))
+                .collect(),
+        }
     }
 
     /// The redaction for `role`; [`phi::Mode::Tag`] for roles not in the mapping.
@@ -464,10 +598,19 @@ pub fn scan_and_redact(text: &str, redaction: OutputRedaction<'_>) -> (String, P
 
 /// Redacts every statement of a summary for `role` (statement by statement, so citations stay
 /// attached), returning the statements' texts and one combined scan.
-pub fn redact_summary(summary: &Summary, roles: &RoleRedaction<'_>, role: &str) -> (Vec<String>, PhiScan) {
+pub fn redact_summary(
+    summary: &Summary,
+    roles: &RoleRedaction<'_>,
+    role: &str,
+) -> (Vec<String>, PhiScan) {
     let mode = roles.for_role(role);
     let mut texts = Vec::new();
-    let mut all = PhiScan { scan_performed: true, phi_detected: false, phi_types_found: vec![], redaction_applied: false };
+    let mut all = PhiScan {
+        scan_performed: true,
+        phi_detected: false,
+        phi_types_found: vec![],
+        redaction_applied: false,
+    };
     for s in &summary.statements {
         let (t, scan) = scan_and_redact(&s.text, mode);
         all.phi_detected |= scan.phi_detected;

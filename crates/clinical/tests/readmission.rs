@@ -13,7 +13,13 @@ fn points(o: &ScoreOutcome) -> u8 {
 }
 
 fn component(o: &ScoreOutcome, name: &str) -> u8 {
-    o.score().unwrap().components.iter().find(|c| c.name == name).unwrap().points
+    o.score()
+        .unwrap()
+        .components
+        .iter()
+        .find(|c| c.name == name)
+        .unwrap()
+        .points
 }
 
 /// Worked example 1 (by hand):
@@ -34,10 +40,34 @@ fn example_one() -> P {
         .encounter(EC::Emergency, "2024-08-01", None, None, &[])
         .encounter(EC::Emergency, "2024-10-01", None, None, &[])
         .encounter(EC::Emergency, "2024-12-01", None, None, &[])
-        .encounter(EC::Inpatient, "2024-03-01", Some("2024-03-04"), Some(AdmissionType::Urgent), &[])
-        .encounter(EC::Inpatient, "2024-06-01", Some("2024-06-03"), Some(AdmissionType::Urgent), &[])
-        .encounter(EC::Inpatient, "2024-09-01", Some("2024-09-02"), Some(AdmissionType::Emergent), &[])
-        .encounter(EC::Inpatient, "2025-01-10", Some("2025-01-18"), Some(AdmissionType::Emergent), &["I50.9"])
+        .encounter(
+            EC::Inpatient,
+            "2024-03-01",
+            Some("2024-03-04"),
+            Some(AdmissionType::Urgent),
+            &[],
+        )
+        .encounter(
+            EC::Inpatient,
+            "2024-06-01",
+            Some("2024-06-03"),
+            Some(AdmissionType::Urgent),
+            &[],
+        )
+        .encounter(
+            EC::Inpatient,
+            "2024-09-01",
+            Some("2024-09-02"),
+            Some(AdmissionType::Emergent),
+            &[],
+        )
+        .encounter(
+            EC::Inpatient,
+            "2025-01-10",
+            Some("2025-01-18"),
+            Some(AdmissionType::Emergent),
+            &["I50.9"],
+        )
         .lab(K::Hemoglobin, 12.5, "g/dL", "2025-01-11")
         .lab(K::Hemoglobin, 11.5, "g/dL", "2025-01-17")
         .lab(K::Sodium, 133.0, "mmol/L", "2025-01-17")
@@ -66,7 +96,10 @@ fn worked_example_one_is_critical() {
     assert_eq!(a.tier, Some(RiskTier::Critical));
     let expected = (16.0 / 19.0 + 8.0 / 13.0) / 2.0;
     assert!((a.risk_score.unwrap() - expected).abs() < 1e-12);
-    assert_eq!(a.confidence_interval, None, "no published per-patient interval");
+    assert_eq!(
+        a.confidence_interval, None,
+        "no published per-patient interval"
+    );
     assert_eq!(a.interventions.len(), 3);
 }
 
@@ -75,14 +108,30 @@ fn worked_example_one_is_critical() {
 #[test]
 fn worked_example_two_is_low_with_no_interventions() {
     let p = P::new("1980-05-05", Sex::Female)
-        .encounter(EC::Inpatient, "2024-11-01", Some("2024-11-03"), Some(AdmissionType::Elective), &[])
-        .encounter(EC::Inpatient, "2025-02-01", Some("2025-02-03"), Some(AdmissionType::Elective), &["K35.80"])
+        .encounter(
+            EC::Inpatient,
+            "2024-11-01",
+            Some("2024-11-03"),
+            Some(AdmissionType::Elective),
+            &[],
+        )
+        .encounter(
+            EC::Inpatient,
+            "2025-02-01",
+            Some("2025-02-03"),
+            Some(AdmissionType::Elective),
+            &["K35.80"],
+        )
         .lab(K::Hemoglobin, 13.2, "g/dL", "2025-02-02")
         .lab(K::Sodium, 140.0, "mmol/L", "2025-02-02");
     let a = readmission::assess(&p.r, None).unwrap();
     assert_eq!(points(&a.lace), 2);
     assert_eq!(points(&a.hospital), 0);
-    assert_eq!(component(&a.hospital, "admissions_previous_12_months"), 0, "one prior admission scores 0");
+    assert_eq!(
+        component(&a.hospital, "admissions_previous_12_months"),
+        0,
+        "one prior admission scores 0"
+    );
     assert_eq!(a.tier, Some(RiskTier::Low));
     assert!(a.interventions.is_empty());
 }
@@ -96,7 +145,13 @@ fn worked_example_three_urgent_oncology_day_case() {
     let mut p = P::new("1960-01-01", Sex::Female)
         .dx("C50.911", "2023-01-01")
         .dx("C78.00", "2024-06-01")
-        .encounter(EC::Inpatient, "2025-03-03", Some("2025-03-03"), Some(AdmissionType::Urgent), &[])
+        .encounter(
+            EC::Inpatient,
+            "2025-03-03",
+            Some("2025-03-03"),
+            Some(AdmissionType::Urgent),
+            &[],
+        )
         .lab(K::Hemoglobin, 109.0, "g/L", "2025-03-03")
         .lab(K::Sodium, 136.0, "mmol/L", "2025-03-03");
     p.r.encounters[0].oncology_service = Some(true);
@@ -114,7 +169,13 @@ fn worked_example_three_urgent_oncology_day_case() {
 
 #[test]
 fn missing_measurements_make_hospital_insufficient_and_name_them() {
-    let mut p = P::new("1950-01-01", Sex::Male).encounter(EC::Inpatient, "2025-01-01", Some("2025-01-12"), Some(AdmissionType::Emergent), &[]);
+    let mut p = P::new("1950-01-01", Sex::Male).encounter(
+        EC::Inpatient,
+        "2025-01-01",
+        Some("2025-01-12"),
+        Some(AdmissionType::Emergent),
+        &[],
+    );
     p.r.encounters[0].oncology_service = None;
     let a = readmission::assess(&p.r, None).unwrap();
     match &a.hospital {
@@ -138,26 +199,53 @@ fn a_missing_admission_type_is_not_defaulted() {
         .lab(K::Hemoglobin, 13.0, "g/dL", "2025-01-10")
         .lab(K::Sodium, 140.0, "mmol/L", "2025-01-10");
     let a = readmission::assess(&p.r, None).unwrap();
-    assert_eq!(a.lace, ScoreOutcome::InsufficientData(vec!["acuity (admission type)"]));
-    assert_eq!(a.hospital, ScoreOutcome::InsufficientData(vec!["index admission type"]));
+    assert_eq!(
+        a.lace,
+        ScoreOutcome::InsufficientData(vec!["acuity (admission type)"])
+    );
+    assert_eq!(
+        a.hospital,
+        ScoreOutcome::InsufficientData(vec!["index admission type"])
+    );
     assert_eq!(a.tier, None);
     assert_eq!(a.risk_score, None);
 }
 
 #[test]
 fn an_ongoing_stay_or_no_stay_is_reported() {
-    let ongoing = P::new("1950-01-01", Sex::Male).encounter(EC::Inpatient, "2025-01-01", None, Some(AdmissionType::Emergent), &[]);
+    let ongoing = P::new("1950-01-01", Sex::Male).encounter(
+        EC::Inpatient,
+        "2025-01-01",
+        None,
+        Some(AdmissionType::Emergent),
+        &[],
+    );
     let a = readmission::assess(&ongoing.r, Some(&sid("enc-1"))).unwrap();
     assert!(matches!(a.lace, ScoreOutcome::InsufficientData(_)));
-    assert!(readmission::assess(&ongoing.r, None).is_err(), "no discharged stay");
-    let outpatient = P::new("1950-01-01", Sex::Male).encounter(EC::Outpatient, "2025-01-01", None, None, &[]);
+    assert!(
+        readmission::assess(&ongoing.r, None).is_err(),
+        "no discharged stay"
+    );
+    let outpatient =
+        P::new("1950-01-01", Sex::Male).encounter(EC::Outpatient, "2025-01-01", None, None, &[]);
     assert!(readmission::assess(&outpatient.r, Some(&sid("enc-1"))).is_err());
     assert!(readmission::assess(&outpatient.r, Some(&sid("nope"))).is_err());
 }
 
 #[test]
 fn every_published_point_boundary() {
-    for (los, pts) in [(0, 0), (1, 1), (2, 2), (3, 3), (4, 4), (6, 4), (7, 5), (13, 5), (14, 7), (40, 7)] {
+    for (los, pts) in [
+        (0, 0),
+        (1, 1),
+        (2, 2),
+        (3, 3),
+        (4, 4),
+        (6, 4),
+        (7, 5),
+        (13, 5),
+        (14, 7),
+        (40, 7),
+    ] {
         assert_eq!(readmission::lace_length_points(los), pts, "LOS {los}");
     }
     for (cci, pts) in [(0, 0), (1, 1), (2, 2), (3, 3), (4, 5), (9, 5)] {
@@ -167,42 +255,96 @@ fn every_published_point_boundary() {
         assert_eq!(readmission::lace_ed_points(ed), pts, "ED {ed}");
     }
     for (adm, pts) in [(0, 0), (1, 0), (2, 2), (5, 2), (6, 5)] {
-        assert_eq!(readmission::hospital_admission_points(adm), pts, "admissions {adm}");
+        assert_eq!(
+            readmission::hospital_admission_points(adm),
+            pts,
+            "admissions {adm}"
+        );
     }
-    for (lace, tier) in [(4, RiskTier::Low), (5, RiskTier::Medium), (9, RiskTier::Medium), (10, RiskTier::High)] {
+    for (lace, tier) in [
+        (4, RiskTier::Low),
+        (5, RiskTier::Medium),
+        (9, RiskTier::Medium),
+        (10, RiskTier::High),
+    ] {
         assert_eq!(readmission::lace_tier(lace), tier);
     }
-    for (h, tier) in [(4, RiskTier::Low), (5, RiskTier::Medium), (6, RiskTier::Medium), (7, RiskTier::High)] {
+    for (h, tier) in [
+        (4, RiskTier::Low),
+        (5, RiskTier::Medium),
+        (6, RiskTier::Medium),
+        (7, RiskTier::High),
+    ] {
         assert_eq!(readmission::hospital_tier(h), tier);
     }
     // HOSPITAL L: 4 days 0, 5 days 2.
     for (end, pts) in [("2025-01-05", 0), ("2025-01-06", 2)] {
         let p = P::new("1950-01-01", Sex::Male)
-            .encounter(EC::Inpatient, "2025-01-01", Some(end), Some(AdmissionType::Elective), &[])
+            .encounter(
+                EC::Inpatient,
+                "2025-01-01",
+                Some(end),
+                Some(AdmissionType::Elective),
+                &[],
+            )
             .lab(K::Hemoglobin, 13.0, "g/dL", "2025-01-02")
             .lab(K::Sodium, 140.0, "mmol/L", "2025-01-02");
         let a = readmission::assess(&p.r, None).unwrap();
-        assert_eq!(component(&a.hospital, "length_of_stay"), pts, "discharged {end}");
+        assert_eq!(
+            component(&a.hospital, "length_of_stay"),
+            pts,
+            "discharged {end}"
+        );
     }
 }
 
 #[test]
 fn charlson_applies_the_hierarchies() {
     assert_eq!(readmission::charlson_index(["E11.9"]), 1);
-    assert_eq!(readmission::charlson_index(["E11.9", "E11.21"]), 2, "complicated diabetes replaces uncomplicated");
-    assert_eq!(readmission::charlson_index(["C50.911", "C78.00"]), 6, "metastatic replaces localised");
-    assert_eq!(readmission::charlson_index(["K70.30", "K72.90"]), 3, "severe liver replaces mild");
+    assert_eq!(
+        readmission::charlson_index(["E11.9", "E11.21"]),
+        2,
+        "complicated diabetes replaces uncomplicated"
+    );
+    assert_eq!(
+        readmission::charlson_index(["C50.911", "C78.00"]),
+        6,
+        "metastatic replaces localised"
+    );
+    assert_eq!(
+        readmission::charlson_index(["K70.30", "K72.90"]),
+        3,
+        "severe liver replaces mild"
+    );
     assert_eq!(readmission::charlson_index(["F10.20", "I10"]), 0);
-    assert_eq!(readmission::charlson_index(["I21.4", "I50.9", "J44.9", "B20"]), 9);
+    assert_eq!(
+        readmission::charlson_index(["I21.4", "I50.9", "J44.9", "B20"]),
+        9
+    );
 }
 
 #[test]
 fn a_combined_tier_is_critical_only_when_both_scores_are_high() {
     use readmission::combined_tier;
-    let s = |tier| readmission::Score { name: "x", points: 0, max_points: 1, components: vec![], tier };
-    assert_eq!(combined_tier(Some(&s(RiskTier::High)), Some(&s(RiskTier::High))), Some(RiskTier::Critical));
-    assert_eq!(combined_tier(Some(&s(RiskTier::High)), Some(&s(RiskTier::Low))), Some(RiskTier::High));
-    assert_eq!(combined_tier(Some(&s(RiskTier::High)), None), Some(RiskTier::High));
+    let s = |tier| readmission::Score {
+        name: "x",
+        points: 0,
+        max_points: 1,
+        components: vec![],
+        tier,
+    };
+    assert_eq!(
+        combined_tier(Some(&s(RiskTier::High)), Some(&s(RiskTier::High))),
+        Some(RiskTier::Critical)
+    );
+    assert_eq!(
+        combined_tier(Some(&s(RiskTier::High)), Some(&s(RiskTier::Low))),
+        Some(RiskTier::High)
+    );
+    assert_eq!(
+        combined_tier(Some(&s(RiskTier::High)), None),
+        Some(RiskTier::High)
+    );
     assert_eq!(combined_tier(None, None), None);
 }
 

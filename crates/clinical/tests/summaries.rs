@@ -3,13 +3,21 @@
 
 mod common;
 
-use clinical::model::{AdmissionType, DoseUnit, EncounterClass as EC, Instrument, ObservationKind as K, Sex};
-use clinical::summary::{self, Fact, OutputRedaction, RoleRedaction, Section, SummaryOptions, Trend};
+use clinical::model::{
+    AdmissionType, DoseUnit, EncounterClass as EC, Instrument, ObservationKind as K, Sex,
+};
+use clinical::summary::{
+    self, Fact, OutputRedaction, RoleRedaction, Section, SummaryOptions, Trend,
+};
 use common::{P, d};
 use proptest::prelude::*;
 
 fn opts(as_of: &str) -> SummaryOptions {
-    SummaryOptions { as_of: d(as_of), since: None, max_per_section: 10 }
+    SummaryOptions {
+        as_of: d(as_of),
+        since: None,
+        max_per_section: 10,
+    }
 }
 
 fn sample() -> P {
@@ -17,30 +25,73 @@ fn sample() -> P {
         .dx_described("E11.9", "2019-03-15", "Type 2 diabetes mellitus")
         .dx("I10", "2018-07-22")
         .resolved_dx("J45.909", "2015-01-01", "2016-01-01")
-        .med("Metformin", Some((1000.0, DoseUnit::Mg)), Some("twice daily"), "2024-01-10")
+        .med(
+            "Metformin",
+            Some((1000.0, DoseUnit::Mg)),
+            Some("twice daily"),
+            "2024-01-10",
+        )
         .lab(K::HbA1c, 7.8, "%", "2023-10-01")
         .lab(K::HbA1c, 7.2, "%", "2024-01-10")
         .lab(K::Sodium, 131.0, "mmol/L", "2024-01-05")
         .lab(K::Sodium, 136.0, "mmol/L", "2024-01-12")
         .bp(128.0, 82.0, "2024-01-10")
         .eval(Instrument::Phq9, 6.0, "2024-01-10")
-        .encounter(EC::Inpatient, "2023-12-01", Some("2023-12-05"), Some(AdmissionType::Urgent), &["E11.65"])
+        .encounter(
+            EC::Inpatient,
+            "2023-12-01",
+            Some("2023-12-05"),
+            Some(AdmissionType::Urgent),
+            &["E11.65"],
+        )
 }
 
 #[test]
 fn sections_state_the_records_facts_with_trends() {
     let p = sample();
     let s = summary::summarize(&p.r, &opts("2024-02-01"));
-    let problems: Vec<&str> = s.section(Section::ActiveProblems).map(|x| x.text.as_str()).collect();
-    assert_eq!(problems, ["Active problem: E11.9 Type 2 diabetes mellitus (since 2019-03-15)", "Active problem: I10 (since 2018-07-22)"]);
+    let problems: Vec<&str> = s
+        .section(Section::ActiveProblems)
+        .map(|x| x.text.as_str())
+        .collect();
+    assert_eq!(
+        problems,
+        [
+            "Active problem: E11.9 Type 2 diabetes mellitus (since 2019-03-15)",
+            "Active problem: I10 (since 2018-07-22)"
+        ]
+    );
     let labs: Vec<&str> = s.section(Section::Labs).map(|x| x.text.as_str()).collect();
-    assert!(labs.contains(&"HbA1c 7.2% on 2024-01-10 (previous 7.8% on 2023-10-01: improving)"), "{labs:?}");
-    assert!(labs.contains(&"Sodium 136 mmol/L on 2024-01-12 (previous 131 mmol/L on 2024-01-05: improving)"), "{labs:?}");
-    let meds: Vec<&str> = s.section(Section::Medications).map(|x| x.text.as_str()).collect();
-    assert_eq!(meds, ["Medication: Metformin 1000 mg twice daily (started 2024-01-10)"]);
-    assert!(s.section(Section::Vitals).any(|x| x.text == "Blood pressure 128/82 mmHg on 2024-01-10"));
-    assert!(s.section(Section::Assessments).any(|x| x.text == "PHQ-9 score 6 on 2024-01-10"));
-    assert!(s.section(Section::Encounters).any(|x| x.text == "Inpatient stay 2023-12-01 to 2023-12-05 (4 days)"));
+    assert!(
+        labs.contains(&"HbA1c 7.2% on 2024-01-10 (previous 7.8% on 2023-10-01: improving)"),
+        "{labs:?}"
+    );
+    assert!(
+        labs.contains(
+            &"Sodium 136 mmol/L on 2024-01-12 (previous 131 mmol/L on 2024-01-05: improving)"
+        ),
+        "{labs:?}"
+    );
+    let meds: Vec<&str> = s
+        .section(Section::Medications)
+        .map(|x| x.text.as_str())
+        .collect();
+    assert_eq!(
+        meds,
+        ["Medication: Metformin 1000 mg twice daily (started 2024-01-10)"]
+    );
+    assert!(
+        s.section(Section::Vitals)
+            .any(|x| x.text == "Blood pressure 128/82 mmHg on 2024-01-10")
+    );
+    assert!(
+        s.section(Section::Assessments)
+            .any(|x| x.text == "PHQ-9 score 6 on 2024-01-10")
+    );
+    assert!(
+        s.section(Section::Encounters)
+            .any(|x| x.text == "Inpatient stay 2023-12-01 to 2023-12-05 (4 days)")
+    );
     for st in &s.statements {
         assert!(summary::verify(&p.r, st), "{}", st.text);
     }
@@ -50,7 +101,11 @@ fn sections_state_the_records_facts_with_trends() {
 #[test]
 fn the_time_range_limits_recent_items_but_not_active_problems() {
     let p = sample();
-    let o = SummaryOptions { as_of: d("2024-02-01"), since: Some(d("2024-01-11")), max_per_section: 10 };
+    let o = SummaryOptions {
+        as_of: d("2024-02-01"),
+        since: Some(d("2024-01-11")),
+        max_per_section: 10,
+    };
     let s = summary::summarize(&p.r, &o);
     assert_eq!(s.section(Section::ActiveProblems).count(), 2);
     assert_eq!(s.section(Section::Labs).count(), 1, "only sodium is recent");
@@ -82,11 +137,19 @@ fn trends_follow_each_measurements_direction() {
 
 #[test]
 fn redaction_depends_on_the_role_and_unknown_roles_are_redacted() {
-    let p = sample().med("Sertraline", Some((50.0, DoseUnit::Mg)), Some("daily; questions: call 415-555-0123"), "2024-01-11");
+    let p = sample().med(
+        "Sertraline",
+        Some((50.0, DoseUnit::Mg)),
+        Some("daily; questions: call 415-555-0123"),
+        "2024-01-11",
+    );
     let s = summary::summarize(&p.r, &opts("2024-02-01"));
     let roles = RoleRedaction::new([
         ("clinician".to_string(), OutputRedaction::Keep),
-        ("analyst".to_string(), OutputRedaction::Redact(phi::Mode::Mask)),
+        (
+            "analyst".to_string(),
+            OutputRedaction::Redact(phi::Mode::Mask),
+        ),
     ]);
     let (kept, scan) = summary::redact_summary(&s, &roles, "Clinician");
     assert!(kept.iter().any(|t| t.contains("415-555-0123")));
@@ -97,7 +160,10 @@ fn redaction_depends_on_the_role_and_unknown_roles_are_redacted() {
     assert!(scan.redaction_applied);
     let (tagged, _) = summary::redact_summary(&s, &roles, "somebody-else");
     assert!(tagged.iter().any(|t| t.contains("[PHONE]")));
-    assert!(tagged.iter().all(|t| !t.contains("2024-01-10")), "dates are Safe Harbor identifiers");
+    assert!(
+        tagged.iter().all(|t| !t.contains("2024-01-10")),
+        "dates are Safe Harbor identifiers"
+    );
 }
 
 #[derive(Debug, Clone)]
