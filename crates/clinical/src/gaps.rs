@@ -54,6 +54,23 @@
 //! | CMS138v13 tobacco | age ≥ 12 at period start | hospice | screened in period; if the latest screen is positive, cessation counseling or pharmacotherapy in the period or the 6 months before |
 //! | CMS137v13 SUD IET | age ≥ 13; an SUD episode in the period (an SUD-coded encounter with no SUD diagnosis in the 60 days before) | hospice | initiation: an inpatient/residential episode, or a treatment event within 14 days after; engagement: 2 more treatment events (or 1 long-acting medication) within 34 days after initiation |
 //! | FUA / FUM | ED visit in the period with a principal SUD (FUA, age ≥ 13) / mental illness or self-harm (FUM, age ≥ 6) diagnosis | admission within 30 days of the visit; hospice | follow-up visit (not ED) with such a diagnosis — for FUA also SUD pharmacotherapy — within 7 (30) days, day of the visit included |
+//!
+//! # Priority, impact and due date per rule component
+//!
+//! | component | type | priority | impact | due date |
+//! |---|---|---|---|---|
+//! | CMS130 | screening | high | 0.85 | last test + its validity (10/5/3/1 y), or `as_of` if never |
+//! | CMS125 | screening | high | 0.80 | last mammogram + 27 months, or `as_of` |
+//! | CMS124 | screening | medium | 0.70 | last test + 3 y (cytology) / 5 y (hrHPV), or `as_of` |
+//! | CMS122 | lab_test | high | 0.80 | `as_of` |
+//! | CMS131 | screening | medium | 0.60 | last exam + 12 months, or `as_of` |
+//! | CMS165 | medication | high | 0.80 | `as_of` |
+//! | CMS147 | vaccination | medium | 0.60 | `as_of` |
+//! | CMS127 | vaccination | medium | 0.55 | `as_of` |
+//! | CMS2 screening / follow-up | screening / follow_up | medium / high | 0.60 / 0.80 | `as_of` / positive screen + 2 days |
+//! | CMS138 screening / cessation | screening / medication | medium / high | 0.60 / 0.80 | `as_of` |
+//! | CMS137 initiation / engagement | follow_up | critical / high | 0.90 / 0.85 | episode + 14 days / initiation + 34 days |
+//! | FUA, FUM 7-day / 30-day | follow_up | critical / high | 0.90 / 0.80 | ED visit + 7 / + 30 days |
 
 use chrono::{Datelike, Days, Months, NaiveDate};
 use serde::{Deserialize, Serialize};

@@ -449,9 +449,15 @@ impl Diagnosis {
         })
     }
 
-    /// True if the diagnosis was present at some time in `[from, to]`.
+    /// True if the diagnosis was present at some time in `[from, to]`. A diagnosis recorded as
+    /// resolved without a resolution date (Kipu gives none) is only known to have been present
+    /// on its recorded date, so it counts only when that date is in the range.
     pub fn overlaps(&self, from: NaiveDate, to: NaiveDate) -> bool {
-        self.onset <= to && self.resolved.is_none_or(|r| r >= from)
+        self.onset <= to
+            && match self.resolved {
+                Some(r) => r >= from,
+                None => self.status == DiagnosisStatus::Active || self.onset >= from,
+            }
     }
 
     /// True if active on `on` (onset on or before, not resolved before).
@@ -1718,6 +1724,15 @@ mod tests {
         );
         assert!(r.find(&sid("i1")).is_some());
         assert!(r.find(&sid("nope")).is_none());
+    }
+
+    #[test]
+    fn a_resolved_diagnosis_without_a_date_counts_only_on_its_recorded_date() {
+        let code = Code::new(CodeSystem::Icd10Cm, "E11.9").unwrap();
+        let dx = Diagnosis::new(sid("d"), code, d("2020-05-01"), None, DiagnosisStatus::Resolved, None).unwrap();
+        assert!(dx.overlaps(d("2020-01-01"), d("2020-12-31")));
+        assert!(!dx.overlaps(d("2021-01-01"), d("2021-12-31")));
+        assert!(!dx.active_on(d("2020-06-01")));
     }
 
     #[test]

@@ -883,3 +883,33 @@ fn every_measure_cites_its_version() {
     }
     let _ = CodeSystem::Cpt;
 }
+
+#[test]
+fn documented_priorities_and_impacts_match_the_catalogue() {
+    use gaps::Priority::*;
+    let documented = [
+        (MeasureId::Cms130, "", High, 0.85),
+        (MeasureId::Cms125, "", High, 0.80),
+        (MeasureId::Cms124, "", Medium, 0.70),
+        (MeasureId::Cms122, "", High, 0.80),
+        (MeasureId::Cms131, "", Medium, 0.60),
+        (MeasureId::Cms165, "", High, 0.80),
+        (MeasureId::Cms147, "", Medium, 0.60),
+        (MeasureId::Cms127, "", Medium, 0.55),
+        (MeasureId::Cms2, "screening", Medium, 0.60),
+        (MeasureId::Cms2, "follow_up", High, 0.80),
+        (MeasureId::Cms138, "screening", Medium, 0.60),
+        (MeasureId::Cms138, "cessation", High, 0.80),
+        (MeasureId::Cms137, "initiation", Critical, 0.90),
+        (MeasureId::Cms137, "engagement", High, 0.85),
+        (MeasureId::Fua, "7_day", Critical, 0.90),
+        (MeasureId::Fua, "30_day", High, 0.80),
+        (MeasureId::Fum, "7_day", Critical, 0.90),
+        (MeasureId::Fum, "30_day", High, 0.80),
+    ];
+    assert_eq!(documented.len(), gaps::MEASURES.len());
+    for (m, c, p, i) in documented {
+        let info = gaps::info(m, c);
+        assert_eq!((info.measure, info.component, info.priority, info.impact), (m, c, p, i));
+    }
+}
