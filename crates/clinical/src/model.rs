@@ -1729,7 +1729,15 @@ mod tests {
     #[test]
     fn a_resolved_diagnosis_without_a_date_counts_only_on_its_recorded_date() {
         let code = Code::new(CodeSystem::Icd10Cm, "E11.9").unwrap();
-        let dx = Diagnosis::new(sid("d"), code, d("2020-05-01"), None, DiagnosisStatus::Resolved, None).unwrap();
+        let dx = Diagnosis::new(
+            sid("d"),
+            code,
+            d("2020-05-01"),
+            None,
+            DiagnosisStatus::Resolved,
+            None,
+        )
+        .unwrap();
         assert!(dx.overlaps(d("2020-01-01"), d("2020-12-31")));
         assert!(!dx.overlaps(d("2021-01-01"), d("2021-12-31")));
         assert!(!dx.active_on(d("2020-06-01")));

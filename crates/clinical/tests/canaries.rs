@@ -27,7 +27,15 @@ fn record() -> PatientRecord {
     let mut r = PatientRecord::new(PID.into(), demo).unwrap();
     let code = Code::new(CodeSystem::Icd10Cm, "E11.9").unwrap();
     r.push_diagnosis(
-        Diagnosis::new(sid("dx-1"), code, d("2015-01-01"), None, DiagnosisStatus::Active, Some(format!("Seen by Dr. Zebulon {NAME}"))).unwrap(),
+        Diagnosis::new(
+            sid("dx-1"),
+            code,
+            d("2015-01-01"),
+            None,
+            DiagnosisStatus::Active,
+            Some(format!("Seen by Dr. Zebulon {NAME}")),
+        )
+        .unwrap(),
     )
     .unwrap();
     r.push_medication(
@@ -44,10 +52,29 @@ fn record() -> PatientRecord {
         .unwrap(),
     )
     .unwrap();
-    r.push_order(Order::new(sid("ord-1"), OrderKind::Referral, format!("Refer, contact {EMAIL}"), None, d("2025-01-03")).unwrap()).unwrap();
+    r.push_order(
+        Order::new(
+            sid("ord-1"),
+            OrderKind::Referral,
+            format!("Refer, contact {EMAIL}"),
+            None,
+            d("2025-01-03"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
     r.push_encounter(
-        Encounter::new(sid("enc-1"), EncounterClass::Inpatient, d("2025-01-01"), Some(d("2025-01-09")), Some(AdmissionType::Emergent), Some(false), vec![], vec![])
-            .unwrap(),
+        Encounter::new(
+            sid("enc-1"),
+            EncounterClass::Inpatient,
+            d("2025-01-01"),
+            Some(d("2025-01-09")),
+            Some(AdmissionType::Emergent),
+            Some(false),
+            vec![],
+            vec![],
+        )
+        .unwrap(),
     )
     .unwrap();
     r
@@ -56,16 +83,41 @@ fn record() -> PatientRecord {
 #[test]
 fn debug_output_of_records_and_results_is_clean() {
     let r = record();
-    assert_clean("record", &format!("{r:?} {:?} {:?}", r.diagnoses, r.medications));
-    assert_clean("gaps", &format!("{:?}", gaps::evaluate(&r, d("2025-06-30")).unwrap()));
-    assert_clean("readmission", &format!("{:?}", readmission::assess(&r, None).unwrap()));
+    assert_clean(
+        "record",
+        &format!("{r:?} {:?} {:?}", r.diagnoses, r.medications),
+    );
+    assert_clean(
+        "gaps",
+        &format!("{:?}", gaps::evaluate(&r, d("2025-06-30")).unwrap()),
+    );
+    assert_clean(
+        "readmission",
+        &format!("{:?}", readmission::assess(&r, None).unwrap()),
+    );
 }
 
 #[test]
 fn the_redacted_summary_for_an_unmapped_role_is_clean() {
     let r = record();
-    let s = summary::summarize(&r, &SummaryOptions { as_of: d("2025-06-30"), since: None, max_per_section: 10 });
-    assert_clean("summary debug", &format!("{:?}", s.statements.iter().map(|x| &x.citations).collect::<Vec<_>>()));
+    let s = summary::summarize(
+        &r,
+        &SummaryOptions {
+            as_of: d("2025-06-30"),
+            since: None,
+            max_per_section: 10,
+        },
+    );
+    assert_clean(
+        "summary debug",
+        &format!(
+            "{:?}",
+            s.statements
+                .iter()
+                .map(|x| &x.citations)
+                .collect::<Vec<_>>()
+        ),
+    );
     let roles = RoleRedaction::new([("clinician".to_string(), OutputRedaction::Keep)]);
     let (texts, scan) = summary::redact_summary(&s, &roles, "billing");
     assert!(scan.phi_detected && scan.redaction_applied);
@@ -74,7 +126,10 @@ fn the_redacted_summary_for_an_unmapped_role_is_clean() {
         assert!(!joined.contains(c), "redacted summary leaked a canary");
     }
     let (kept, _) = summary::redact_summary(&s, &roles, "clinician");
-    assert!(kept.join("\n").contains(PHONE), "the clinician mapping keeps the text");
+    assert!(
+        kept.join("\n").contains(PHONE),
+        "the clinician mapping keeps the text"
+    );
 }
 
 #[test]
@@ -93,7 +148,14 @@ fn error_messages_never_echo_the_input() {
     let e = clinical::fhir::import_bundle(&bundle).unwrap_err();
     assert_clean("FHIR error", &format!("{e} {e:?}"));
     let patient = json!({"casefile_id": PID, "dob": "1957-04-09", "admission_date": "1957-04-08"});
-    let e = clinical::kipu::import(&clinical::kipu::KipuRecords { patient: Some(&patient), ..Default::default() }).unwrap_err();
-    assert!(matches!(e.cause, clinical::ClinicalError::ImpossibleDate { .. }));
+    let e = clinical::kipu::import(&clinical::kipu::KipuRecords {
+        patient: Some(&patient),
+        ..Default::default()
+    })
+    .unwrap_err();
+    assert!(matches!(
+        e.cause,
+        clinical::ClinicalError::ImpossibleDate { .. }
+    ));
     assert_clean("Kipu error", &format!("{e} {e:?}"));
 }

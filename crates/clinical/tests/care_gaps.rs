@@ -910,6 +910,9 @@ fn documented_priorities_and_impacts_match_the_catalogue() {
     assert_eq!(documented.len(), gaps::MEASURES.len());
     for (m, c, p, i) in documented {
         let info = gaps::info(m, c);
-        assert_eq!((info.measure, info.component, info.priority, info.impact), (m, c, p, i));
+        assert_eq!(
+            (info.measure, info.component, info.priority, info.impact),
+            (m, c, p, i)
+        );
     }
 }

@@ -43,30 +43,64 @@ fn cocos_mock_patient_gets_the_gaps_the_measures_define() {
     let imp = fhir::import_bundle(&coco_mock_patient()).unwrap();
     let r = &imp.patients[0];
     let results = gaps::evaluate(r, d("2024-01-15")).unwrap();
-    let outcome = |m: MeasureId, c: &str| results.iter().find(|x| x.info.measure == m && x.info.component == c).unwrap().outcome.clone();
+    let outcome = |m: MeasureId, c: &str| {
+        results
+            .iter()
+            .find(|x| x.info.measure == m && x.info.component == c)
+            .unwrap()
+            .outcome
+            .clone()
+    };
     // Met by the record (CoCo reported a breast and an HbA1c gap for these).
     assert!(matches!(outcome(MeasureId::Cms130, ""), Outcome::Met(_)));
     assert!(matches!(outcome(MeasureId::Cms125, ""), Outcome::Met(_)));
     assert!(matches!(outcome(MeasureId::Cms122, ""), Outcome::Met(_)));
     assert!(matches!(outcome(MeasureId::Cms147, ""), Outcome::Met(_)));
     // Gaps CoCo never evaluated (cervical, BP control) or got right by accident (eye exam).
-    for (m, c) in [(MeasureId::Cms124, ""), (MeasureId::Cms131, ""), (MeasureId::Cms165, ""), (MeasureId::Cms2, "screening"), (MeasureId::Cms138, "screening")] {
+    for (m, c) in [
+        (MeasureId::Cms124, ""),
+        (MeasureId::Cms131, ""),
+        (MeasureId::Cms165, ""),
+        (MeasureId::Cms2, "screening"),
+        (MeasureId::Cms138, "screening"),
+    ] {
         assert!(matches!(outcome(m, c), Outcome::Gap(_)), "{m:?} {c}");
     }
-    assert!(matches!(outcome(MeasureId::Cms127, ""), Outcome::NotEligible(_)), "58 years old");
+    assert!(
+        matches!(outcome(MeasureId::Cms127, ""), Outcome::NotEligible(_)),
+        "58 years old"
+    );
 }
 
 #[test]
 fn the_mock_patients_summary_is_cited_and_its_doses_pass_the_check() {
     let imp = fhir::import_bundle(&coco_mock_patient()).unwrap();
     let r = &imp.patients[0];
-    let s = summary::summarize(r, &SummaryOptions { as_of: d("2024-01-15"), since: None, max_per_section: 10 });
+    let s = summary::summarize(
+        r,
+        &SummaryOptions {
+            as_of: d("2024-01-15"),
+            since: None,
+            max_per_section: 10,
+        },
+    );
     assert!(s.statements.iter().all(|st| summary::verify(r, st)));
     let text = s.text();
     assert!(text.contains("Medication: Metformin 1000 MG 1000 mg Take twice daily (started 2023-01-10) [fhir:MedicationRequest/m-met]"), "{text}");
     let doses = dose::check_text(&text);
     assert_eq!(doses.len(), 1);
     assert!(!doses[0].exceeds_maximum);
-    assert!(dose::flag_overdoses("Metformin 1000 mg three times daily").is_empty());
-    assert_eq!(dose::flag_overdoses("Metformin 1000 mg four times daily").len(), 1, "4000 mg/day is above 2550");
+    assert!(
+        dose::flag_overdoses("Metformin 850 mg three times daily").is_empty(),
+        "2550 mg/day is the maximum itself"
+    );
+    assert_eq!(
+        dose::flag_overdoses("Metformin 1000 mg three times daily").len(),
+        1
+    );
+    assert_eq!(
+        dose::flag_overdoses("Metformin 1000 mg four times daily").len(),
+        1,
+        "4000 mg/day is above 2550"
+    );
 }
