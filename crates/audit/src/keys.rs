@@ -341,6 +341,62 @@ impl FileKeys {
     }
 }
 
+impl FileKeys {
+    /// Rotates the identifier HMAC key: appends a fresh random key `new_id` as the current
+    /// key (the old keys stay, so entries hashed under them are still found), re-seals the
+    /// list and replaces the sealed file atomically. Returns the keys as now stored.
+    pub fn rotate_hmac_key(
+        dir: &Path,
+        key_name: &str,
+        provider: Arc<dyn KeyProvider>,
+        new_id: &str,
+    ) -> Result<Self, KeyError> {
+        let current = Self::open_or_create(dir, key_name, provider.clone())?;
+        let hmac_path = dir.join(HMAC_KEY_FILE);
+        if current.hmac_keys.iter().any(|(id, _)| id == new_id) {
+            return Err(KeyError::Malformed {
+                path: hmac_path,
+                reason: "an HMAC key with this id already exists",
+            });
+        }
+        let keyring = open_keyring(&dir.join(KEYRING_FILE), provider.clone())?;
+        let ctx = ObjectContext::new(HMAC_KEYS_KIND, key_name.as_bytes());
+        let sealed_err = |source| KeyError::Sealed {
+            path: hmac_path.clone(),
+            source,
+        };
+        let old = keyring
+            .open(&ctx, &read_secret_file(&hmac_path)?)
+            .map_err(sealed_err)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        lc_rand::fill(key.as_mut()).map_err(|_| KeyError::SigningFailed)?;
+        let mut text = Zeroizing::new(old.to_vec());
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        text.extend_from_slice(
+            Zeroizing::new(format!("{new_id} {}\n", hex::encode(key.as_ref()))).as_bytes(),
+        );
+        // Validate (key id syntax) before anything is written.
+        parse_hmac_keys(&hmac_path, &text)?;
+        let sealed = keyring.seal(&ctx, &text).map_err(sealed_err)?;
+        let tmp = dir.join(format!("{HMAC_KEY_FILE}.new"));
+        let _ = std::fs::remove_file(&tmp);
+        write_secret_file(&tmp, &sealed)?;
+        std::fs::rename(&tmp, &hmac_path).map_err(|source| KeyError::Io {
+            path: hmac_path.clone(),
+            source,
+        })?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| KeyError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Self::open_or_create(dir, key_name, provider)
+    }
+}
+
 fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
     use std::os::unix::fs::DirBuilderExt as _;
     std::fs::DirBuilder::new()

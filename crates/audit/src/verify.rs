@@ -306,8 +306,15 @@ pub async fn verify_log_with(
 
 /// The compact range of `tops.size()` whole chunks of `chunk` leaves followed by `local`.
 fn combine(tops: &CompactRange, chunk: u64, local: &CompactRange) -> CompactRange {
-    // Chunk roots are perfect subtrees of height log2(chunk); the local peaks are all lower,
-    // so the peaks simply concatenate (largest first) and the heights follow from the size.
+    if local.size() == chunk {
+        // A complete chunk is one more chunk root.
+        let mut tops = tops.clone();
+        tops.push(local.root());
+        return combine(&tops, chunk, &CompactRange::new());
+    }
+    // Chunk roots are perfect subtrees of height log2(chunk); the peaks of a partial chunk are
+    // all lower, so the peaks simply concatenate (largest first) and the heights follow from
+    // the size.
     let size = tops.size() * chunk + local.size();
     let mut bytes = size.to_be_bytes().to_vec();
     bytes.extend_from_slice(&tops.to_bytes()[8..]);
@@ -617,5 +624,46 @@ impl Scan<'_> {
             self.next_cp += 1;
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range_of(leaves: &[Hash]) -> CompactRange {
+        let mut r = CompactRange::new();
+        for leaf in leaves {
+            r.push(*leaf);
+        }
+        r
+    }
+
+    #[test]
+    fn combining_chunk_roots_with_the_last_chunk_gives_the_full_tree() {
+        let leaves: Vec<Hash> = (0..43u8).map(|i| merkle::leaf_hash(&[i])).collect();
+        for chunk in [1u64, 2, 4, 8, 16, 64] {
+            for n in 0..=leaves.len() {
+                let full = range_of(&leaves[..n]);
+                // The last chunk partial (or empty), and, when it is complete, also held as
+                // a chunk of its own: both must give the same tree.
+                let mut splits = vec![(n as u64 / chunk) * chunk];
+                if n > 0 {
+                    splits.push(((n as u64 - 1) / chunk) * chunk);
+                }
+                for split in splits {
+                    let tops = range_of(
+                        &leaves[..split as usize]
+                            .chunks(chunk as usize)
+                            .map(|c| range_of(c).root())
+                            .collect::<Vec<_>>(),
+                    );
+                    let local = range_of(&leaves[split as usize..n]);
+                    let combined = combine(&tops, chunk, &local);
+                    assert_eq!(combined, full, "chunk {chunk}, {n} leaves, split {split}");
+                    assert_eq!(combined.root(), full.root());
+                }
+            }
+        }
     }
 }

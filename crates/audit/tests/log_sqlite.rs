@@ -598,7 +598,6 @@ fn database_file_is_created_owner_only() {
 
 #[test]
 fn after_an_hmac_key_rotation_a_patient_is_still_found_under_old_and_new_keys() {
-    use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
     let first = keys(dir.path());
     runtime().block_on(async {
@@ -610,14 +609,12 @@ fn after_an_hmac_key_rotation_a_patient_is_still_found_under_old_and_new_keys() 
             .unwrap();
         log.close().await;
     });
-    // Rotate: append a new current key; the old one stays for matching.
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.path().join("keys").join(audit::keys::HMAC_KEY_FILE))
-        .unwrap();
-    writeln!(file, "k2 {}", "ab".repeat(32)).unwrap();
-    drop(file);
-    let rotated = keys(dir.path());
+    // Rotate: a new current key is added (sealed); the old one stays for matching.
+    let rotated = Arc::new(
+        FileKeys::rotate_hmac_key(&dir.path().join("keys"), "phigate-audit-test", kek(), "k2")
+            .unwrap(),
+    );
+    assert_eq!(rotated.note_verifier(), first.note_verifier());
     let new_ref = patient(rotated.as_ref(), "P-42");
     assert!(new_ref.as_str().starts_with("hmac-sha256:k2:"));
     assert_ne!(new_ref, patient(first.as_ref(), "P-42"));
