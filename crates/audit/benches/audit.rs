@@ -70,8 +70,9 @@ fn bench_appends(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(6));
     let dir = tempfile::tempdir().unwrap();
-    let keys =
-        Arc::new(FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap());
+    let keys = Arc::new(
+        FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap(),
+    );
 
     let mut backends: Vec<(&str, Storage)> = vec![(
         "sqlite",
@@ -136,8 +137,9 @@ fn bench_verify_and_proofs(c: &mut Criterion) {
         .unwrap_or(1_000_000);
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let keys =
-        Arc::new(FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap());
+    let keys = Arc::new(
+        FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap(),
+    );
     let storage = Storage::Sqlite {
         path: dir.path().join("verify.db"),
     };
@@ -201,8 +203,9 @@ fn bench_verify_and_proofs(c: &mut Criterion) {
 fn bench_append_profile(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let keys =
-        Arc::new(FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap());
+    let keys = Arc::new(
+        FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap(),
+    );
     let mut group = c.benchmark_group("append_profile");
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));
@@ -246,7 +249,11 @@ fn bench_append_profile(c: &mut Criterion) {
             pool
         });
         let mut next = 0i64;
-        let name = if indexes { "with_4_indexes" } else { "without_indexes" };
+        let name = if indexes {
+            "with_4_indexes"
+        } else {
+            "without_indexes"
+        };
         group.throughput(Throughput::Elements(64));
         group.bench_function(BenchmarkId::new("sqlite_tx_64_rows", name), |b| {
             b.iter(|| {

@@ -282,7 +282,8 @@ impl FileKeys {
         let signing = if signing_path.exists() {
             refuse_leftover(&legacy_signing)?;
             let sealed = read_secret_file(&signing_path)?;
-            SealedSigningKey::open(&keyring, key_name, &sealed).map_err(sealed_err(&signing_path))?
+            SealedSigningKey::open(&keyring, key_name, &sealed)
+                .map_err(sealed_err(&signing_path))?
         } else {
             let (key, sealed) = if legacy_signing.exists() {
                 let pkcs8 = read_secret_file(&legacy_signing)?;
@@ -293,8 +294,7 @@ impl FileKeys {
                     }
                 })?
             } else {
-                SealedSigningKey::generate(&keyring, key_name)
-                    .map_err(sealed_err(&signing_path))?
+                SealedSigningKey::generate(&keyring, key_name).map_err(sealed_err(&signing_path))?
             };
             write_secret_file(&signing_path, &sealed)?;
             remove_clear_file(&legacy_signing, dir)?;

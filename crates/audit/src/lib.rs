@@ -88,5 +88,6 @@ pub use keys::{CheckpointSigner, FileKeys, KeyError, NoteVerifier, PatientHasher
 pub use log::{AuditLog, InclusionProof, LogConfig, QueryFilter, RETENTION_YEARS};
 pub use store::{SCHEMA_VERSION, Storage};
 pub use verify::{
-    DEFAULT_CHUNK_LEAVES, Damage, DamageKind, VerifyOptions, VerifyReport, verify_log, verify_log_with,
+    DEFAULT_CHUNK_LEAVES, Damage, DamageKind, VerifyOptions, VerifyReport, verify_log,
+    verify_log_with,
 };

@@ -378,8 +378,8 @@ impl AuditLog {
                 });
             }
             while let Some(joined) = tasks.join_next().await {
-                let done = joined
-                    .map_err(|_| AuditError::Corrupt("a loading task failed".into()))??;
+                let done =
+                    joined.map_err(|_| AuditError::Corrupt("a loading task failed".into()))??;
                 for (k, hashes) in done {
                     loaded[k] = Some(hashes);
                 }
@@ -600,9 +600,9 @@ async fn load_leaf_hashes(db: &Db, start: u64, end: Option<u64>) -> Result<Vec<H
                 if idx != to_i64(expected)? {
                     return Err(AuditError::Corrupt(format!("entry {expected} is missing")));
                 }
-                let hash: Hash = hash.try_into().map_err(|_| {
-                    AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes"))
-                })?;
+                let hash: Hash = hash
+                    .try_into()
+                    .map_err(|_| AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes")))?;
                 out.push(hash);
             }
         }};

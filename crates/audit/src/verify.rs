@@ -124,7 +124,8 @@ impl Default for VerifyOptions {
     }
 }
 
-const COLUMNS: &str = "SELECT idx, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries";
+const COLUMNS: &str =
+    "SELECT idx, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries";
 
 fn damage(kind: DamageKind, index: u64, detail: impl Into<String>) -> Option<Damage> {
     Some(Damage {
@@ -353,8 +354,12 @@ async fn run_chunks(
     let first_anomaly = Arc::new(AtomicU64::new(u64::MAX));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..parallelism.min(usize::try_from(chunks).unwrap_or(usize::MAX)) {
-        let (db, next, first_anomaly, sizes) =
-            (db.clone(), next.clone(), first_anomaly.clone(), sizes.clone());
+        let (db, next, first_anomaly, sizes) = (
+            db.clone(),
+            next.clone(),
+            first_anomaly.clone(),
+            sizes.clone(),
+        );
         tasks.spawn(async move {
             let mut done = Vec::new();
             loop {
@@ -375,7 +380,8 @@ async fn run_chunks(
     let mut results: Vec<Option<Option<CleanChunk>>> =
         (0..chunks).map(|_| None).collect::<Vec<_>>();
     while let Some(joined) = tasks.join_next().await {
-        let done = joined.map_err(|_| AuditError::Corrupt("a verification task failed".into()))??;
+        let done =
+            joined.map_err(|_| AuditError::Corrupt("a verification task failed".into()))??;
         for (k, result) in done {
             results[k as usize] = Some(result);
         }

@@ -60,10 +60,7 @@ fn keys_are_stored_sealed_and_reopen_with_the_same_kek() {
     assert_eq!(again.note_verifier(), first.note_verifier());
     assert_eq!(again.keyed_hash(b"P-1"), first.keyed_hash(b"P-1"));
     let public = std::fs::read_to_string(keys_dir.join(PUBLIC_KEY_FILE)).unwrap();
-    assert_eq!(
-        NoteVerifier::parse(&public).unwrap(),
-        first.note_verifier()
-    );
+    assert_eq!(NoteVerifier::parse(&public).unwrap(), first.note_verifier());
     // A note signed after reopening verifies with the published key.
     let note = Checkpoint {
         origin: "phigate-audit/k".into(),
@@ -83,7 +80,10 @@ fn keys_sealed_under_another_kek_are_refused_with_a_clear_error() {
     FileKeys::open_or_create(&keys_dir, "phigate-audit-test", kek()).unwrap();
     let err = FileKeys::open_or_create(&keys_dir, "phigate-audit-test", other_kek()).unwrap_err();
     assert!(matches!(err, KeyError::WrongKek { .. }), "{err}");
-    assert!(err.to_string().contains("configure the KEK that created them"));
+    assert!(
+        err.to_string()
+            .contains("configure the KEK that created them")
+    );
 }
 
 #[test]

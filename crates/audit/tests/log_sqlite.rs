@@ -258,7 +258,8 @@ fn proofs_verify_against_the_signed_checkpoint() {
 fn checkpoint_with_altered_text_or_wrong_key_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys(dir.path());
-    let other = FileKeys::open_or_create(&dir.path().join("other"), "phigate-audit-test", kek()).unwrap();
+    let other =
+        FileKeys::open_or_create(&dir.path().join("other"), "phigate-audit-test", kek()).unwrap();
     let cp = Checkpoint {
         origin: "phigate-audit/x".into(),
         size: 5,
@@ -572,7 +573,8 @@ fn key_files_readable_by_others_are_refused() {
         0o600
     );
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit-test", kek()).unwrap_err();
+    let err = FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit-test", kek())
+        .unwrap_err();
     assert!(matches!(err, KeyError::InsecurePermissions { .. }), "{err}");
 }
 

@@ -44,7 +44,10 @@ async fn verify_both_ways(log: &AuditLog, verifier: &NoteVerifier) -> VerifyRepo
     )
     .await
     .unwrap();
-    assert_eq!(parallel, sequential, "parallel and sequential verification disagree");
+    assert_eq!(
+        parallel, sequential,
+        "parallel and sequential verification disagree"
+    );
     sequential
 }
 
@@ -221,7 +224,8 @@ fn checkpoint_signed_by_another_key_is_reported() {
     let _ = build(dir.path());
     // Verify with a different public key: every checkpoint is foreign.
     let other =
-        FileKeys::open_or_create(&dir.path().join("other-keys"), "phigate-audit-test", kek()).unwrap();
+        FileKeys::open_or_create(&dir.path().join("other-keys"), "phigate-audit-test", kek())
+            .unwrap();
     let report = runtime().block_on(async {
         let log = AuditLog::open_read_only(&Storage::Sqlite {
             path: dir.path().join("audit.db"),

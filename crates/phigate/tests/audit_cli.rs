@@ -303,7 +303,11 @@ fn signing_needs_the_kek_and_the_key_directory_holds_no_clear_private_key() {
             .output()
             .unwrap();
         assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
-        assert!(text(&out.stderr).contains("PHIGATE_KEK"), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("PHIGATE_KEK"),
+            "{}",
+            text(&out.stderr)
+        );
         assert!(!text(&out.stderr).contains(CANARY));
         assert!(!text(&out.stdout).contains(CANARY));
     }
@@ -315,7 +319,10 @@ fn signing_needs_the_kek_and_the_key_directory_holds_no_clear_private_key() {
         .env_remove("PHIGATE_DATABASE_URL")
         .env_remove("PHIGATE_KEK_FILE")
         .env_remove("PHIGATE_PKCS11_MODULE")
-        .env("PHIGATE_KEK", "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMzI=")
+        .env(
+            "PHIGATE_KEK",
+            "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMzI=",
+        )
         .stdin(Stdio::null())
         .output()
         .unwrap();

@@ -50,15 +50,20 @@ impl SealedSigningKey {
     /// and returns it with its sealed form.
     pub fn seal_pkcs8(keyring: &Keyring, name: &str, pkcs8: &[u8]) -> Result<(Self, Vec<u8>)> {
         let key = Self::from_pkcs8(pkcs8)?;
-        let sealed = keyring.seal(&ObjectContext::new(SIGNING_KEY_KIND, name.as_bytes()), pkcs8)?;
+        let sealed = keyring.seal(
+            &ObjectContext::new(SIGNING_KEY_KIND, name.as_bytes()),
+            pkcs8,
+        )?;
         Ok((key, sealed))
     }
 
     /// Opens a key sealed by [`SealedSigningKey::generate`] or [`SealedSigningKey::seal_pkcs8`]
     /// under the same `name`.
     pub fn open(keyring: &Keyring, name: &str, sealed: &[u8]) -> Result<Self> {
-        let pkcs8: Zeroizing<Vec<u8>> =
-            keyring.open(&ObjectContext::new(SIGNING_KEY_KIND, name.as_bytes()), sealed)?;
+        let pkcs8: Zeroizing<Vec<u8>> = keyring.open(
+            &ObjectContext::new(SIGNING_KEY_KIND, name.as_bytes()),
+            sealed,
+        )?;
         Self::from_pkcs8(&pkcs8)
     }
 
