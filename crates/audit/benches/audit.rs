@@ -10,6 +10,11 @@ use audit::*;
 use criterion::{BenchmarkId, Criterion, Throughput, criterion_group, criterion_main};
 use secrecy::SecretString;
 
+fn kek() -> Arc<dyn sealed::KeyProvider> {
+    let root = sealed::DataKey::from_slice(&[0x5a; 32]).unwrap();
+    Arc::new(sealed::SoftwareKeyProvider::from_root(root, "file").unwrap())
+}
+
 fn runtime() -> tokio::runtime::Runtime {
     tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
@@ -65,8 +70,9 @@ fn bench_appends(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(6));
     let dir = tempfile::tempdir().unwrap();
-    let keys =
-        Arc::new(FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit").unwrap());
+    let keys = Arc::new(
+        FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap(),
+    );
 
     let mut backends: Vec<(&str, Storage)> = vec![(
         "sqlite",
@@ -131,8 +137,9 @@ fn bench_verify_and_proofs(c: &mut Criterion) {
         .unwrap_or(1_000_000);
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
-    let keys =
-        Arc::new(FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit").unwrap());
+    let keys = Arc::new(
+        FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap(),
+    );
     let storage = Storage::Sqlite {
         path: dir.path().join("verify.db"),
     };
@@ -190,5 +197,113 @@ fn bench_verify_and_proofs(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(benches, bench_appends, bench_verify_and_proofs);
+/// Where a batch's time goes: the caller's canonical encoding, the writer's leaf hashing, and
+/// the SQLite transaction (one multi-row INSERT + commit with fsync) with and without the
+/// four search indexes, and an empty durable commit (the fsync floor).
+fn bench_append_profile(c: &mut Criterion) {
+    let rt = runtime();
+    let dir = tempfile::tempdir().unwrap();
+    let keys = Arc::new(
+        FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit", kek()).unwrap(),
+    );
+    let mut group = c.benchmark_group("append_profile");
+    group.sample_size(10);
+    group.measurement_time(Duration::from_secs(5));
+    let ev = event(&keys, 7);
+    group.bench_function("canonical_encode_event", |b| {
+        b.iter(|| {
+            let json = serde_json::to_value(&ev).unwrap();
+            audit::canonical::to_canonical_bytes(&json).unwrap()
+        });
+    });
+    let leaf = audit::canonical::to_canonical_bytes(&serde_json::to_value(&ev).unwrap()).unwrap();
+    group.bench_function("leaf_hash", |b| b.iter(|| merkle::leaf_hash(&leaf)));
+
+    for indexes in [true, false] {
+        let path = dir.path().join(format!("profile-{indexes}.db"));
+        let pool = rt.block_on(async {
+            let opts = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .create_if_missing(true)
+                .journal_mode(sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sqlx::sqlite::SqliteSynchronous::Full);
+            let pool = sqlx::SqlitePool::connect_with(opts).await.unwrap();
+            sqlx::raw_sql(
+                "CREATE TABLE audit_entries (idx INTEGER PRIMARY KEY, time_us INTEGER NOT NULL, \
+                 kind TEXT NOT NULL, principal TEXT, patient TEXT, leaf BLOB NOT NULL, leaf_hash BLOB NOT NULL)",
+            )
+            .execute(&pool)
+            .await
+            .unwrap();
+            if indexes {
+                sqlx::raw_sql(
+                    "CREATE INDEX t ON audit_entries (time_us); \
+                     CREATE INDEX k ON audit_entries (kind, idx); \
+                     CREATE INDEX p ON audit_entries (principal, idx); \
+                     CREATE INDEX q ON audit_entries (patient, idx);",
+                )
+                .execute(&pool)
+                .await
+                .unwrap();
+            }
+            pool
+        });
+        let mut next = 0i64;
+        let name = if indexes {
+            "with_4_indexes"
+        } else {
+            "without_indexes"
+        };
+        group.throughput(Throughput::Elements(64));
+        group.bench_function(BenchmarkId::new("sqlite_tx_64_rows", name), |b| {
+            b.iter(|| {
+                rt.block_on(async {
+                    let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+                    let mut qb: sqlx::QueryBuilder<'_, sqlx::Sqlite> = sqlx::QueryBuilder::new(
+                        "INSERT INTO audit_entries (idx, time_us, kind, principal, patient, leaf, leaf_hash) ",
+                    );
+                    let rows: Vec<i64> = (next..next + 64).collect();
+                    next += 64;
+                    qb.push_values(rows, |mut b, n| {
+                        b.push_bind(n)
+                            .push_bind(n)
+                            .push_bind("phi_access")
+                            .push_bind(format!("user:{}", n % 50))
+                            .push_bind(keys.keyed_hash(format!("P-{}", n % 1000).as_bytes()).as_str().to_owned())
+                            .push_bind(leaf.clone())
+                            .push_bind(merkle::leaf_hash(&leaf).to_vec());
+                    });
+                    qb.build().execute(&mut *tx).await.unwrap();
+                    tx.commit().await.unwrap();
+                });
+            });
+        });
+        if !indexes {
+            group.throughput(Throughput::Elements(1));
+            group.bench_function("sqlite_commit_one_tiny_row", |b| {
+                b.iter(|| {
+                    rt.block_on(async {
+                        let mut tx = pool.begin_with("BEGIN IMMEDIATE").await.unwrap();
+                        sqlx::query("INSERT INTO audit_entries (idx, time_us, kind, leaf, leaf_hash) VALUES ($1, 0, 'x', x'00', x'00')")
+                            .bind(next)
+                            .execute(&mut *tx)
+                            .await
+                            .unwrap();
+                        next += 1;
+                        tx.commit().await.unwrap();
+                    });
+                });
+            });
+        }
+        rt.block_on(pool.close());
+    }
+    group.finish();
+}
+
+criterion_group!(
+    benches,
+    bench_appends,
+    bench_append_profile,
+    bench_verify_and_proofs
+);
 criterion_main!(benches);

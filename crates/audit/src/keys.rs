@@ -1,14 +1,33 @@
-//! Key interfaces (signing checkpoints, keyed hashes of identifiers) and a file-backed
-//! implementation. The interfaces exist so that the `sealed` crate can back them later; only
-//! [`NoteVerifier`] (the public key) is needed to verify anything.
+//! Key interfaces (signing checkpoints, keyed hashes of identifiers) and [`FileKeys`], their
+//! implementation on the `sealed` key providers. Only [`NoteVerifier`] (the public key) is
+//! needed to verify anything.
+//!
+//! # Key directory (`<data dir>/audit-keys/`, directory 0700, files 0600)
+//!
+//! * `audit-keyring`: the audit key ring's KEK version records (`sealed::KeyVersionRecord`):
+//!   for the environment/file providers the version KEK sealed under the root KEK, for PKCS#11
+//!   the label of the token object. No usable secret in clear.
+//! * `audit-signing.sealed`: the Ed25519 checkpoint key's PKCS#8, sealed
+//!   ([`sealed::SealedSigningKey`], kind `signing-key.ed25519`, id = the key name).
+//! * `audit-hmac.sealed`: the HMAC keys for identifiers, one `<key id> <hex key>` per line
+//!   (the last is current), sealed (kind `audit.hmac-keys`, id = the key name).
+//! * `audit-public.vkey`: the C2SP verifier key, public, for `verify` and `verify-export`.
+//!
+//! The KEK itself comes from the same providers as every other secret in phigate
+//! (`PHIGATE_KEK`, a key file, or a PKCS#11 token), so a copy of the key directory alone
+//! signs nothing and hashes nothing. Keys written in clear by earlier versions
+//! (`audit-signing.pk8`, `audit-hmac.keys`) are sealed on first open and the clear files
+//! removed.
 
 use std::fmt;
 use std::io::Write as _;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
-use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair as _};
+use aws_lc_rs::signature;
 use aws_lc_rs::{hmac, rand as lc_rand};
 use base64::Engine as _;
+use sealed::{KeyProvider, KeyState, KeyVersionRecord, Keyring, ObjectContext, SealedSigningKey};
 use zeroize::Zeroizing;
 
 use crate::event::KeyedHash;
@@ -44,6 +63,36 @@ pub enum KeyError {
     /// The signer failed.
     #[error("signing failed")]
     SigningFailed,
+    /// The key directory was sealed under another key-encryption key than the configured one.
+    #[error(
+        "audit keys in {path} were sealed under key {found:?}, but the configured KEK is \
+         {configured:?}; configure the KEK that created them"
+    )]
+    WrongKek {
+        /// The key ring file.
+        path: PathBuf,
+        /// Key ring id in the file.
+        found: String,
+        /// Key ring id of the configured provider.
+        configured: String,
+    },
+    /// Sealing or opening a key failed (wrong KEK, altered file, provider error).
+    #[error("sealed audit key {path}: {source}")]
+    Sealed {
+        /// The file.
+        path: PathBuf,
+        /// The error (never key material).
+        source: sealed::SealError,
+    },
+    /// A clear-text key file from an earlier version sits next to its sealed replacement.
+    #[error(
+        "clear-text key file {path} exists next to its sealed replacement; check the sealed \
+         keys work, then delete it"
+    )]
+    ClearKeyLeftOver {
+        /// The clear-text file.
+        path: PathBuf,
+    },
 }
 
 /// Signs checkpoint notes with Ed25519.
@@ -174,16 +223,27 @@ fn valid_key_name(name: &str) -> bool {
             .all(|c| !c.is_whitespace() && !c.is_control() && c != '+')
 }
 
-/// File names under the key directory.
-pub const SIGNING_KEY_FILE: &str = "audit-signing.pk8";
-/// HMAC keys, one `<key id> <hex key>` per line; the last line is the current key.
-pub const HMAC_KEY_FILE: &str = "audit-hmac.keys";
+/// The audit key ring's KEK version records.
+pub const KEYRING_FILE: &str = "audit-keyring";
+/// The sealed Ed25519 checkpoint key.
+pub const SIGNING_KEY_FILE: &str = "audit-signing.sealed";
+/// The sealed HMAC keys, one `<key id> <hex key>` per line; the last line is the current key.
+pub const HMAC_KEY_FILE: &str = "audit-hmac.sealed";
 /// The public verifier key, safe to publish.
 pub const PUBLIC_KEY_FILE: &str = "audit-public.vkey";
+/// The clear-text signing key file of earlier versions (sealed and removed on first open).
+pub const LEGACY_SIGNING_KEY_FILE: &str = "audit-signing.pk8";
+/// The clear-text HMAC key file of earlier versions (sealed and removed on first open).
+pub const LEGACY_HMAC_KEY_FILE: &str = "audit-hmac.keys";
 
-/// Ed25519 signing key and HMAC keys kept in files (mode 0600) in one directory.
+/// Object kind the HMAC key list is sealed as.
+const HMAC_KEYS_KIND: &str = "audit.hmac-keys";
+const KEYRING_HEADER: &str = "phigate-audit-keyring v1";
+
+/// The audit log's keys: the Ed25519 checkpoint signer and the HMAC keys for identifiers,
+/// kept in files sealed under a KEK from a `sealed` key provider (see the module docs).
 pub struct FileKeys {
-    signing: Ed25519KeyPair,
+    signing: SealedSigningKey,
     verifier: NoteVerifier,
     /// `(key id, key)`; the last one is current.
     hmac_keys: Vec<(String, hmac::Key)>,
@@ -198,36 +258,75 @@ impl fmt::Debug for FileKeys {
 }
 
 impl FileKeys {
-    /// Loads the keys from `dir`, creating any that are missing (first run). Refuses key files
-    /// that group or others can access. `key_name` names the checkpoint signer.
-    pub fn open_or_create(dir: &Path, key_name: &str) -> Result<Self, KeyError> {
-        std::fs::create_dir_all(dir).map_err(|source| KeyError::Io {
-            path: dir.to_path_buf(),
-            source,
-        })?;
+    /// Opens the keys in `dir` with `provider`'s KEK, creating any that are missing (first
+    /// run) and sealing clear-text keys left by earlier versions. Refuses key files that group
+    /// or others can access, and a key directory sealed under another KEK. `key_name` names
+    /// the checkpoint signer (and binds the sealed keys to it).
+    ///
+    /// With PKCS#11, give the audit keys a provider of their own label prefix: creating the
+    /// audit key ring makes KEK version 1 on the token.
+    pub fn open_or_create(
+        dir: &Path,
+        key_name: &str,
+        provider: Arc<dyn KeyProvider>,
+    ) -> Result<Self, KeyError> {
+        create_private_dir(dir)?;
+        let keyring = open_keyring(&dir.join(KEYRING_FILE), provider)?;
+
         let signing_path = dir.join(SIGNING_KEY_FILE);
-        if !signing_path.exists() {
-            let rng = lc_rand::SystemRandom::new();
-            let doc = Ed25519KeyPair::generate_pkcs8(&rng).map_err(|_| KeyError::SigningFailed)?;
-            write_secret_file(&signing_path, doc.as_ref())?;
-        }
-        let pkcs8 = read_secret_file(&signing_path)?;
-        let signing = Ed25519KeyPair::from_pkcs8(&pkcs8).map_err(|_| KeyError::Malformed {
-            path: signing_path.clone(),
-            reason: "not an Ed25519 PKCS#8 key",
-        })?;
-        let mut public_key = [0u8; 32];
-        public_key.copy_from_slice(signing.public_key().as_ref());
-        let verifier = NoteVerifier::new(key_name, public_key)?;
+        let legacy_signing = dir.join(LEGACY_SIGNING_KEY_FILE);
+        let sealed_err = |path: &Path| {
+            let path = path.to_path_buf();
+            move |source| KeyError::Sealed { path, source }
+        };
+        let signing = if signing_path.exists() {
+            refuse_leftover(&legacy_signing)?;
+            let sealed = read_secret_file(&signing_path)?;
+            SealedSigningKey::open(&keyring, key_name, &sealed)
+                .map_err(sealed_err(&signing_path))?
+        } else {
+            let (key, sealed) = if legacy_signing.exists() {
+                let pkcs8 = read_secret_file(&legacy_signing)?;
+                SealedSigningKey::seal_pkcs8(&keyring, key_name, &pkcs8).map_err(|_| {
+                    KeyError::Malformed {
+                        path: legacy_signing.clone(),
+                        reason: "not an Ed25519 PKCS#8 key",
+                    }
+                })?
+            } else {
+                SealedSigningKey::generate(&keyring, key_name).map_err(sealed_err(&signing_path))?
+            };
+            write_secret_file(&signing_path, &sealed)?;
+            remove_clear_file(&legacy_signing, dir)?;
+            key
+        };
+        let verifier = NoteVerifier::new(key_name, signing.public_key())?;
 
         let hmac_path = dir.join(HMAC_KEY_FILE);
-        if !hmac_path.exists() {
-            let mut key = Zeroizing::new([0u8; 32]);
-            lc_rand::fill(key.as_mut()).map_err(|_| KeyError::SigningFailed)?;
-            let line = Zeroizing::new(format!("k1 {}\n", hex::encode(key.as_ref())));
-            write_secret_file(&hmac_path, line.as_bytes())?;
-        }
-        let hmac_keys = parse_hmac_keys(&hmac_path, &read_secret_file(&hmac_path)?)?;
+        let legacy_hmac = dir.join(LEGACY_HMAC_KEY_FILE);
+        let ctx = ObjectContext::new(HMAC_KEYS_KIND, key_name.as_bytes());
+        let hmac_text = if hmac_path.exists() {
+            refuse_leftover(&legacy_hmac)?;
+            let sealed = read_secret_file(&hmac_path)?;
+            keyring
+                .open(&ctx, &sealed)
+                .map_err(sealed_err(&hmac_path))?
+        } else {
+            let text = if legacy_hmac.exists() {
+                let text = read_secret_file(&legacy_hmac)?;
+                parse_hmac_keys(&legacy_hmac, &text)?;
+                text
+            } else {
+                let mut key = Zeroizing::new([0u8; 32]);
+                lc_rand::fill(key.as_mut()).map_err(|_| KeyError::SigningFailed)?;
+                Zeroizing::new(format!("k1 {}\n", hex::encode(key.as_ref())).into_bytes())
+            };
+            let sealed = keyring.seal(&ctx, &text).map_err(sealed_err(&hmac_path))?;
+            write_secret_file(&hmac_path, &sealed)?;
+            remove_clear_file(&legacy_hmac, dir)?;
+            text
+        };
+        let hmac_keys = parse_hmac_keys(&hmac_path, &hmac_text)?;
 
         let public_path = dir.join(PUBLIC_KEY_FILE);
         std::fs::write(&public_path, format!("{verifier}\n")).map_err(|source| KeyError::Io {
@@ -240,6 +339,164 @@ impl FileKeys {
             hmac_keys,
         })
     }
+}
+
+impl FileKeys {
+    /// Rotates the identifier HMAC key: appends a fresh random key `new_id` as the current
+    /// key (the old keys stay, so entries hashed under them are still found), re-seals the
+    /// list and replaces the sealed file atomically. Returns the keys as now stored.
+    pub fn rotate_hmac_key(
+        dir: &Path,
+        key_name: &str,
+        provider: Arc<dyn KeyProvider>,
+        new_id: &str,
+    ) -> Result<Self, KeyError> {
+        let current = Self::open_or_create(dir, key_name, provider.clone())?;
+        let hmac_path = dir.join(HMAC_KEY_FILE);
+        if current.hmac_keys.iter().any(|(id, _)| id == new_id) {
+            return Err(KeyError::Malformed {
+                path: hmac_path,
+                reason: "an HMAC key with this id already exists",
+            });
+        }
+        let keyring = open_keyring(&dir.join(KEYRING_FILE), provider.clone())?;
+        let ctx = ObjectContext::new(HMAC_KEYS_KIND, key_name.as_bytes());
+        let sealed_err = |source| KeyError::Sealed {
+            path: hmac_path.clone(),
+            source,
+        };
+        let old = keyring
+            .open(&ctx, &read_secret_file(&hmac_path)?)
+            .map_err(sealed_err)?;
+        let mut key = Zeroizing::new([0u8; 32]);
+        lc_rand::fill(key.as_mut()).map_err(|_| KeyError::SigningFailed)?;
+        let mut text = Zeroizing::new(old.to_vec());
+        if !text.is_empty() && !text.ends_with(b"\n") {
+            text.push(b'\n');
+        }
+        text.extend_from_slice(
+            Zeroizing::new(format!("{new_id} {}\n", hex::encode(key.as_ref()))).as_bytes(),
+        );
+        // Validate (key id syntax) before anything is written.
+        parse_hmac_keys(&hmac_path, &text)?;
+        let sealed = keyring.seal(&ctx, &text).map_err(sealed_err)?;
+        let tmp = dir.join(format!("{HMAC_KEY_FILE}.new"));
+        let _ = std::fs::remove_file(&tmp);
+        write_secret_file(&tmp, &sealed)?;
+        std::fs::rename(&tmp, &hmac_path).map_err(|source| KeyError::Io {
+            path: hmac_path.clone(),
+            source,
+        })?;
+        std::fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|source| KeyError::Io {
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        Self::open_or_create(dir, key_name, provider)
+    }
+}
+
+fn create_private_dir(dir: &Path) -> Result<(), KeyError> {
+    use std::os::unix::fs::DirBuilderExt as _;
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|source| KeyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+fn refuse_leftover(clear: &Path) -> Result<(), KeyError> {
+    if clear.exists() {
+        return Err(KeyError::ClearKeyLeftOver {
+            path: clear.to_path_buf(),
+        });
+    }
+    Ok(())
+}
+
+/// Removes a clear-text key file once its sealed replacement is durable.
+fn remove_clear_file(path: &Path, dir: &Path) -> Result<(), KeyError> {
+    match std::fs::remove_file(path) {
+        Ok(()) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(source) => {
+            return Err(KeyError::Io {
+                path: path.to_path_buf(),
+                source,
+            });
+        }
+    }
+    std::fs::File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(|source| KeyError::Io {
+            path: dir.to_path_buf(),
+            source,
+        })
+}
+
+/// Loads the audit key ring's records, or creates the ring (KEK version 1) on first use.
+fn open_keyring(path: &Path, provider: Arc<dyn KeyProvider>) -> Result<Keyring, KeyError> {
+    let sealed_err = |source| KeyError::Sealed {
+        path: path.to_path_buf(),
+        source,
+    };
+    if !path.exists() {
+        let keyring = Keyring::new(provider, Vec::new()).map_err(sealed_err)?;
+        keyring.initialize().map_err(sealed_err)?;
+        let mut text = format!("{KEYRING_HEADER}\n");
+        for r in keyring.records() {
+            text.push_str(&format!(
+                "{} {} {} {}\n",
+                keyring.key_id(),
+                r.version,
+                r.state.as_str(),
+                base64::engine::general_purpose::STANDARD.encode(&r.material)
+            ));
+        }
+        write_secret_file(path, text.as_bytes())?;
+        return Ok(keyring);
+    }
+    let malformed = |reason| KeyError::Malformed {
+        path: path.to_path_buf(),
+        reason,
+    };
+    let bytes = read_secret_file(path)?;
+    let text = std::str::from_utf8(&bytes).map_err(|_| malformed("not UTF-8"))?;
+    let mut lines = text.lines();
+    if lines.next() != Some(KEYRING_HEADER) {
+        return Err(malformed("not an audit key ring file"));
+    }
+    let mut records = Vec::new();
+    for line in lines.filter(|l| !l.trim().is_empty()) {
+        let fields: Vec<&str> = line.split(' ').collect();
+        let [key_id, version, state, material] = fields[..] else {
+            return Err(malformed("expected '<key id> <version> <state> <base64>'"));
+        };
+        if key_id != provider.key_id() {
+            return Err(KeyError::WrongKek {
+                path: path.to_path_buf(),
+                found: key_id.to_string(),
+                configured: provider.key_id().to_string(),
+            });
+        }
+        records.push(KeyVersionRecord {
+            version: version
+                .parse()
+                .map_err(|_| malformed("version is not a number"))?,
+            state: KeyState::parse(state).map_err(|_| malformed("unknown key state"))?,
+            material: base64::engine::general_purpose::STANDARD
+                .decode(material)
+                .map_err(|_| malformed("material is not base64"))?,
+        });
+    }
+    if records.is_empty() {
+        return Err(malformed("no KEK version"));
+    }
+    Keyring::new(provider, records).map_err(sealed_err)
 }
 
 fn parse_hmac_keys(path: &Path, text: &[u8]) -> Result<Vec<(String, hmac::Key)>, KeyError> {
@@ -315,8 +572,7 @@ impl CheckpointSigner for FileKeys {
     }
 
     fn sign(&self, message: &[u8]) -> Result<[u8; 64], KeyError> {
-        let sig = self.signing.sign(message);
-        sig.as_ref().try_into().map_err(|_| KeyError::SigningFailed)
+        Ok(self.signing.sign(message))
     }
 }
 

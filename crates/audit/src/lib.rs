@@ -20,9 +20,19 @@
 //!   writers. A single tree-head row, locked per batch (`FOR UPDATE` / `BEGIN IMMEDIATE`),
 //!   serializes index assignment across processes: no gaps, no forks.
 //! * **Group commit**: [`AuditLog::append`] hands the event to one writer task, which commits
-//!   everything queued in one transaction (one fsync) and only then answers each caller with its
-//!   index. If the transaction fails, every caller in it gets [`AuditError::WriteFailed`] and
+//!   everything queued in one transaction (one multi-row `INSERT`, one fsync) and only then
+//!   answers each caller with its index. Batches adapt to the callers: the writer counts the
+//!   callers inside `append` and waits (at most [`LogConfig::max_linger`]) until each has
+//!   queued its entry, so 64 waiting writers share one fsync and a lone writer waits for
+//!   nobody. If the transaction fails, every caller in it gets [`AuditError::WriteFailed`] and
 //!   must refuse the audited action (Vault's rule: no audit, no action).
+//! * **Keys** ([`keys`]): the Ed25519 checkpoint key and the HMAC keys are stored sealed
+//!   (envelope-encrypted by the `sealed` crate under the KEK from the environment, a key file
+//!   or a PKCS#11 token), like every other secret in phigate; only the public verifier key is
+//!   in clear, for auditors.
+//! * **Verification** ([`verify_log`]) runs over aligned 65,536-leaf chunks in parallel and
+//!   combines the chunk roots; on any irregularity it falls back to one ordered pass, so the
+//!   damage reported never depends on the parallelism.
 //!
 //! # Security invariants
 //!
@@ -77,4 +87,7 @@ pub use export::{
 pub use keys::{CheckpointSigner, FileKeys, KeyError, NoteVerifier, PatientHasher};
 pub use log::{AuditLog, InclusionProof, LogConfig, QueryFilter, RETENTION_YEARS};
 pub use store::{SCHEMA_VERSION, Storage};
-pub use verify::{Damage, DamageKind, VerifyReport, verify_log};
+pub use verify::{
+    DEFAULT_CHUNK_LEAVES, Damage, DamageKind, VerifyOptions, VerifyReport, verify_log,
+    verify_log_with,
+};

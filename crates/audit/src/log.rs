@@ -1,12 +1,13 @@
 //! The audit log handle: durable group-committed appends, checkpoints, proofs and queries.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 use chrono::{DateTime, TimeZone as _, Utc};
 use futures::TryStreamExt as _;
 use sqlx::QueryBuilder;
-use tokio::sync::{Mutex, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{AuditError, storage};
@@ -23,6 +24,9 @@ pub const RETENTION_YEARS: u32 = 7;
 /// Rows per multi-row `INSERT` (SQLite's bound-parameter limit is 32766).
 const INSERT_CHUNK: usize = 512;
 
+/// Leaf hashes per range when loading a large backlog into the proof tree in parallel.
+const LOAD_RANGE: u64 = 1 << 16;
+
 /// Tunables for [`AuditLog::open`].
 #[derive(Debug, Clone)]
 pub struct LogConfig {
@@ -37,10 +41,15 @@ pub struct LogConfig {
     pub max_batch: usize,
     /// Appends waiting for the writer before `append` itself waits (backpressure).
     pub queue_capacity: usize,
+    /// Longest a batch waits for callers that have started an append but not yet queued it
+    /// (see [`AuditLog::append`]); a bound, not a delay: the batch is written as soon as every
+    /// such caller has queued its entry.
+    pub max_linger: Duration,
 }
 
 impl LogConfig {
-    /// Defaults: a checkpoint at most every second, batches up to 1024, queue of 16384.
+    /// Defaults: a checkpoint at most every second, batches up to 1024, queue of 16384,
+    /// linger at most 2 ms.
     pub fn new(storage: Storage) -> Self {
         Self {
             storage,
@@ -48,6 +57,7 @@ impl LogConfig {
             checkpoint_interval: Duration::from_secs(1),
             max_batch: 1024,
             queue_capacity: 16384,
+            max_linger: Duration::from_millis(2),
         }
     }
 }
@@ -94,10 +104,37 @@ struct Pending {
     reply: oneshot::Sender<Result<u64, AuditError>>,
 }
 
+/// Callers inside [`AuditLog::append`] (from entry until they hold their answer). The writer
+/// waits until every one of them has queued its entry before committing, so one fsync covers
+/// all the writers that are waiting, however many there are (adaptive group commit).
+#[derive(Debug, Default)]
+struct Appenders {
+    active: AtomicUsize,
+    changed: Notify,
+}
+
+/// Counts one caller as active for as long as it lives (also when its future is dropped).
+struct ActiveAppend<'a>(&'a Appenders);
+
+impl<'a> ActiveAppend<'a> {
+    fn new(appenders: &'a Appenders) -> Self {
+        appenders.active.fetch_add(1, Ordering::SeqCst);
+        Self(appenders)
+    }
+}
+
+impl Drop for ActiveAppend<'_> {
+    fn drop(&mut self) {
+        self.0.active.fetch_sub(1, Ordering::SeqCst);
+        self.0.changed.notify_one();
+    }
+}
+
 struct Inner {
     db: Db,
     origin: String,
     sender: Option<mpsc::Sender<Pending>>,
+    appenders: Arc<Appenders>,
     signer: Option<Arc<dyn CheckpointSigner>>,
     tree: Mutex<MemoryTree>,
 }
@@ -149,7 +186,10 @@ impl AuditLog {
         };
         let (db, origin) = store::connect(&config.storage, true, &new_origin).await?;
         let (sender, receiver) = mpsc::channel(config.queue_capacity);
+        let appenders = Arc::new(Appenders::default());
         let writer = Writer {
+            appenders: appenders.clone(),
+            max_linger: config.max_linger,
             db: db.clone(),
             origin: origin.clone(),
             signer: signer.clone(),
@@ -163,6 +203,7 @@ impl AuditLog {
                 db,
                 origin,
                 sender: Some(sender),
+                appenders,
                 signer: Some(signer),
                 tree: Mutex::new(MemoryTree::new()),
             }),
@@ -177,6 +218,7 @@ impl AuditLog {
                 db,
                 origin,
                 sender: None,
+                appenders: Arc::default(),
                 signer: None,
                 tree: Mutex::new(MemoryTree::new()),
             }),
@@ -205,6 +247,7 @@ impl AuditLog {
         detail: Option<SealedDetail>,
     ) -> Result<u64, AuditError> {
         let sender = self.inner.sender.as_ref().ok_or(AuditError::ReadOnly)?;
+        let _active = ActiveAppend::new(&self.inner.appenders);
         let kind = event.kind();
         let principal = event.principal().map(str::to_owned);
         let patient = event.patient().map(|p| p.as_str().to_owned());
@@ -303,41 +346,60 @@ impl AuditLog {
             .collect())
     }
 
-    /// Brings the in-memory tree up to the stored entries and runs `f` on it.
+    /// Brings the in-memory tree up to the stored entries and runs `f` on it. A large backlog
+    /// (the first proof after start) is read in parallel ranges, one connection each.
     async fn with_tree<T>(&self, f: impl FnOnce(&MemoryTree) -> T) -> Result<T, AuditError> {
         let mut tree = self.inner.tree.lock().await;
-        let from = to_i64(tree.size())?;
-        let ctx = "loading leaf hashes";
-        macro_rules! load {
-            ($pool:expr, $sql:expr) => {{
-                let mut rows = sqlx::query_as::<_, (i64, Vec<u8>)>($sql)
-                    .bind(from)
-                    .fetch($pool);
-                while let Some((idx, hash)) = rows.try_next().await.map_err(storage(ctx))? {
-                    if idx != to_i64(tree.size())? {
-                        return Err(AuditError::Corrupt(format!(
-                            "entry {} is missing",
-                            tree.size()
-                        )));
+        let head = read_head(self.db()).await?.compact.size();
+        let from = tree.size();
+        if head > from + 2 * LOAD_RANGE {
+            let ranges: Vec<(u64, u64)> = (from..head)
+                .step_by(LOAD_RANGE as usize)
+                .map(|start| (start, (start + LOAD_RANGE).min(head)))
+                .collect();
+            let mut loaded: Vec<Option<Vec<Hash>>> = vec![None; ranges.len()];
+            let next = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+            let ranges = Arc::new(ranges);
+            let mut tasks = tokio::task::JoinSet::new();
+            let parallelism = std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get)
+                .clamp(1, 4);
+            for _ in 0..parallelism {
+                let (db, next, ranges) = (self.db().clone(), next.clone(), ranges.clone());
+                tasks.spawn(async move {
+                    let mut done = Vec::new();
+                    loop {
+                        let k = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(&(start, end)) = ranges.get(k) else {
+                            return Ok::<_, AuditError>(done);
+                        };
+                        done.push((k, load_leaf_hashes(&db, start, Some(end)).await?));
                     }
-                    let hash: Hash = hash.try_into().map_err(|_| {
-                        AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes"))
-                    })?;
+                });
+            }
+            while let Some(joined) = tasks.join_next().await {
+                let done =
+                    joined.map_err(|_| AuditError::Corrupt("a loading task failed".into()))??;
+                for (k, hashes) in done {
+                    loaded[k] = Some(hashes);
+                }
+            }
+            for (hashes, &(start, end)) in loaded.into_iter().zip(ranges.iter()) {
+                let hashes = hashes.unwrap_or_default();
+                if hashes.len() as u64 != end - start {
+                    return Err(AuditError::Corrupt(format!(
+                        "entries in [{start}, {end}) are missing"
+                    )));
+                }
+                for hash in hashes {
                     tree.push(hash);
                 }
-            }};
-        }
-        match self.db() {
-            Db::Sqlite(p) => load!(
-                p,
-                "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx"
-            ),
-            Db::Postgres(p) => {
-                load!(
-                    p,
-                    "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= $1 ORDER BY idx"
-                )
             }
+        }
+        // The rest (or all of a small backlog), including entries appended meanwhile.
+        let start = tree.size();
+        for hash in load_leaf_hashes(self.db(), start, None).await? {
+            tree.push(hash);
         }
         Ok(f(&tree))
     }
@@ -518,6 +580,46 @@ fn matches_filter(entry: &Entry, filter: &QueryFilter) -> bool {
                 .is_some_and(|p| filter.patient.contains(p)))
 }
 
+/// Leaf hashes of entries `[start, end)` (`None`: to the last), checking that none is missing.
+async fn load_leaf_hashes(db: &Db, start: u64, end: Option<u64>) -> Result<Vec<Hash>, AuditError> {
+    let ctx = "loading leaf hashes";
+    let lower = to_i64(start)?;
+    let upper = match end {
+        Some(e) => to_i64(e)?,
+        None => i64::MAX,
+    };
+    let mut out = Vec::with_capacity(end.map_or(0, |e| (e - start) as usize));
+    macro_rules! load {
+        ($pool:expr, $sql:expr) => {{
+            let mut rows = sqlx::query($sql).bind(lower).bind(upper).fetch($pool);
+            while let Some(row) = rows.try_next().await.map_err(storage(ctx))? {
+                use sqlx::Row as _;
+                let idx: i64 = row.try_get(0).map_err(storage(ctx))?;
+                let hash: &[u8] = row.try_get(1).map_err(storage(ctx))?;
+                let expected = start + out.len() as u64;
+                if idx != to_i64(expected)? {
+                    return Err(AuditError::Corrupt(format!("entry {expected} is missing")));
+                }
+                let hash: Hash = hash
+                    .try_into()
+                    .map_err(|_| AuditError::Corrupt(format!("leaf hash {idx} is not 32 bytes")))?;
+                out.push(hash);
+            }
+        }};
+    }
+    match db {
+        Db::Sqlite(p) => load!(
+            p,
+            "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= ? AND idx < ? ORDER BY idx"
+        ),
+        Db::Postgres(p) => load!(
+            p,
+            "SELECT idx, leaf_hash FROM audit_entries WHERE idx >= $1 AND idx < $2 ORDER BY idx"
+        ),
+    }
+    Ok(out)
+}
+
 pub(crate) fn to_i64(v: u64) -> Result<i64, AuditError> {
     i64::try_from(v).map_err(|_| AuditError::OutOfRange("value exceeds 2^63 - 1".into()))
 }
@@ -575,6 +677,8 @@ fn sign_checkpoint(
 }
 
 struct Writer {
+    appenders: Arc<Appenders>,
+    max_linger: Duration,
     db: Db,
     origin: String,
     signer: Arc<dyn CheckpointSigner>,
@@ -592,29 +696,33 @@ impl Writer {
         let mut batch = Vec::with_capacity(self.max_batch);
         while let Some(first) = receiver.recv().await {
             batch.push(first);
-            // Callers just woken by the previous commit are still building their next event;
-            // yielding lets them enqueue so one fsync covers them all. Stop as soon as a yield
-            // brings nothing new, so a lone caller pays no added latency beyond one yield.
+            // Adaptive group commit: wait until every caller that is inside `append` (for
+            // example one just woken by the previous commit and building its next event) has
+            // queued its entry, so one transaction and one fsync cover them all. A lone caller
+            // pays nothing; `max_linger` bounds the wait for a caller whose task is not
+            // scheduled.
+            let deadline = tokio::time::Instant::now() + self.max_linger;
             loop {
-                let before = batch.len();
                 while batch.len() < self.max_batch {
                     match receiver.try_recv() {
                         Ok(p) => batch.push(p),
                         Err(_) => break,
                     }
                 }
-                if batch.len() >= self.max_batch || (batch.len() == before && before > 1) {
+                if batch.len() >= self.max_batch
+                    || batch.len() >= self.appenders.active.load(Ordering::SeqCst)
+                {
                     break;
                 }
-                if batch.len() == before {
-                    // Only the first entry so far: give the others one chance.
-                    tokio::task::yield_now().await;
-                    if receiver.is_empty() {
-                        break;
-                    }
-                    continue;
+                tokio::select! {
+                    biased;
+                    next = receiver.recv() => match next {
+                        Some(p) => batch.push(p),
+                        None => break,
+                    },
+                    () = self.appenders.changed.notified() => {}
+                    () = tokio::time::sleep_until(deadline) => break,
                 }
-                tokio::task::yield_now().await;
             }
             match self.write_batch(&batch).await {
                 Ok(start) => {

@@ -244,78 +244,98 @@ fn prepare_sqlite_file(path: &Path, create: bool) -> Result<(), AuditError> {
     }
 }
 
+/// The statements that differ between the backends; everything else in [`migrate`] is shared
+/// (sqlx binds `$N` placeholders on both).
+struct Dialect {
+    /// One boolean row: does `audit_meta` exist?
+    meta_exists: &'static str,
+    /// Tables, indexes and append-only triggers.
+    ddl: &'static str,
+}
+
+const SQLITE: Dialect = Dialect {
+    meta_exists: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_meta')",
+    ddl: SQLITE_DDL,
+};
+
+const POSTGRES: Dialect = Dialect {
+    meta_exists: "SELECT to_regclass('audit_meta') IS NOT NULL",
+    ddl: POSTGRES_DDL,
+};
+
 /// Creates the schema when missing, refuses newer versions. Returns the origin.
 async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, AuditError> {
     let ctx = "initializing the audit schema";
     let now = chrono::Utc::now().to_rfc3339();
     let empty = CompactRange::new().to_bytes();
-    match db {
-        Db::Sqlite(pool) => {
-            // Readers take no write lock and create nothing, so a read-only copy verifies.
-            let mut tx = if create {
-                pool.begin_with("BEGIN IMMEDIATE")
+    // One body for both backends; only the way the transaction is opened (and serialized
+    // against other starting instances) and the `Dialect` strings differ.
+    macro_rules! migrate_in_tx {
+        ($tx:expr, $dialect:expr) => {{
+            let mut tx = $tx;
+            let dialect: &Dialect = $dialect;
+            let (has_meta,): (bool,) = sqlx::query_as(dialect.meta_exists)
+                .fetch_one(&mut *tx)
+                .await
+                .map_err(storage(ctx))?;
+            let version: Option<(String,)> = if has_meta {
+                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
+                    .fetch_optional(&mut *tx)
                     .await
                     .map_err(storage(ctx))?
             } else {
-                pool.begin().await.map_err(storage(ctx))?
+                None
             };
-            let has_meta: (bool,) = sqlx::query_as(
-                "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_meta')",
-            )
-            .fetch_one(&mut *tx)
-            .await
-            .map_err(storage(ctx))?;
-            if !has_meta.0 && !create {
-                return Err(AuditError::NotFound(
-                    "the database holds no audit log".into(),
-                ));
-            }
-            if create {
-                sqlx::query(
+            if let VersionState::Fresh = check_version(version.map(|v| v.0), create)? {
+                sqlx::raw_sql(
                     "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
                 )
                 .execute(&mut *tx)
                 .await
                 .map_err(storage(ctx))?;
-            }
-            let version: Option<(String,)> =
-                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
-                    .fetch_optional(&mut *tx)
+                sqlx::raw_sql(dialect.ddl)
+                    .execute(&mut *tx)
                     .await
                     .map_err(storage(ctx))?;
-            match check_version(version.map(|v| v.0), create)? {
-                VersionState::Current => {}
-                VersionState::Fresh => {
-                    sqlx::raw_sql(SQLITE_DDL)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(storage(ctx))?;
-                    for (k, v) in [
-                        ("schema_version", SCHEMA_VERSION.to_string()),
-                        ("origin", new_origin.to_string()),
-                        ("created_at", now),
-                    ] {
-                        sqlx::query("INSERT INTO audit_meta (key, value) VALUES (?, ?)")
-                            .bind(k)
-                            .bind(v)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(storage(ctx))?;
-                    }
-                    sqlx::query("INSERT INTO audit_tree_head (id, size, compact, last_checkpoint_us) VALUES (1, 0, ?, 0)")
-                        .bind(&empty)
+                for (k, v) in [
+                    ("schema_version", SCHEMA_VERSION.to_string()),
+                    ("origin", new_origin.to_string()),
+                    ("created_at", now),
+                ] {
+                    sqlx::query("INSERT INTO audit_meta (key, value) VALUES ($1, $2)")
+                        .bind(k)
+                        .bind(v)
                         .execute(&mut *tx)
                         .await
                         .map_err(storage(ctx))?;
                 }
+                sqlx::query(
+                    "INSERT INTO audit_tree_head (id, size, compact, last_checkpoint_us) VALUES (1, 0, $1, 0)",
+                )
+                .bind(&empty)
+                .execute(&mut *tx)
+                .await
+                .map_err(storage(ctx))?;
             }
-            let origin: (String,) =
+            let (origin,): (String,) =
                 sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'origin'")
                     .fetch_one(&mut *tx)
                     .await
                     .map_err(storage(ctx))?;
             tx.commit().await.map_err(storage(ctx))?;
-            Ok(origin.0)
+            Ok(origin)
+        }};
+    }
+    match db {
+        Db::Sqlite(pool) => {
+            // Readers take no write lock and create nothing, so a read-only copy verifies.
+            let tx = if create {
+                pool.begin_with("BEGIN IMMEDIATE").await
+            } else {
+                pool.begin().await
+            }
+            .map_err(storage(ctx))?;
+            migrate_in_tx!(tx, &SQLITE)
         }
         Db::Postgres(pool) => {
             let mut tx = pool.begin().await.map_err(storage(ctx))?;
@@ -324,55 +344,7 @@ async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, Audi
                 .execute(&mut *tx)
                 .await
                 .map_err(storage(ctx))?;
-            let exists: (bool,) = sqlx::query_as("SELECT to_regclass('audit_meta') IS NOT NULL")
-                .fetch_one(&mut *tx)
-                .await
-                .map_err(storage(ctx))?;
-            let version: Option<(String,)> = if exists.0 {
-                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
-                    .fetch_optional(&mut *tx)
-                    .await
-                    .map_err(storage(ctx))?
-            } else {
-                None
-            };
-            match check_version(version.map(|v| v.0), create)? {
-                VersionState::Current => {}
-                VersionState::Fresh => {
-                    sqlx::raw_sql("CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(storage(ctx))?;
-                    sqlx::raw_sql(POSTGRES_DDL)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(storage(ctx))?;
-                    for (k, v) in [
-                        ("schema_version", SCHEMA_VERSION.to_string()),
-                        ("origin", new_origin.to_string()),
-                        ("created_at", now),
-                    ] {
-                        sqlx::query("INSERT INTO audit_meta (key, value) VALUES ($1, $2)")
-                            .bind(k)
-                            .bind(v)
-                            .execute(&mut *tx)
-                            .await
-                            .map_err(storage(ctx))?;
-                    }
-                    sqlx::query("INSERT INTO audit_tree_head (id, size, compact, last_checkpoint_us) VALUES (1, 0, $1, 0)")
-                        .bind(&empty)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(storage(ctx))?;
-                }
-            }
-            let origin: (String,) =
-                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'origin'")
-                    .fetch_one(&mut *tx)
-                    .await
-                    .map_err(storage(ctx))?;
-            tx.commit().await.map_err(storage(ctx))?;
-            Ok(origin.0)
+            migrate_in_tx!(tx, &POSTGRES)
         }
     }
 }

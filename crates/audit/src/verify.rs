@@ -1,11 +1,21 @@
 //! Full verification of a stored log.
 //!
-//! Every checkpoint signature is checked with the public key alone; then every entry is
-//! streamed in index order, its leaf hash recomputed from the stored bytes, the tree rebuilt
-//! and its root compared with every signed checkpoint and with the tree head. The first
-//! damage found is reported with its index and kind.
+//! Every checkpoint signature is checked with the public key alone; then every entry's leaf
+//! hash is recomputed from the stored bytes, the tree rebuilt and its root compared with every
+//! signed checkpoint and with the tree head. The first damage found is reported with its index
+//! and kind.
+//!
+//! The leaves are split into aligned chunks of 2^k leaves (perfect subtrees, 65,536 by
+//! default) verified in parallel, each on its own connection (SQLite in WAL mode serves
+//! concurrent readers), so reading, JSON checks and SHA-256 (aws-lc-rs) use every core. The
+//! chunk roots are then combined into the full tree in order, and every checkpoint root inside
+//! a chunk is rebuilt from the chunk's partial state at that size. Any irregularity sends the
+//! verifier back to one sequential pass from the start of the first irregular chunk, so the
+//! reported damage is always exactly what a single ordered pass reports.
 
 use std::borrow::Cow;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::TryStreamExt as _;
 use serde::Deserialize;
@@ -13,7 +23,7 @@ use serde::Deserialize;
 use crate::checkpoint::Checkpoint;
 use crate::error::{AuditError, storage};
 use crate::keys::NoteVerifier;
-use crate::log::{AuditLog, read_head};
+use crate::log::{AuditLog, read_head, to_i64};
 use crate::merkle::{self, CompactRange, Hash};
 use crate::store::Db;
 
@@ -90,17 +100,32 @@ struct EventFields<'a> {
     patient: Option<Cow<'a, str>>,
 }
 
-type EntryRow = (
-    i64,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    Vec<u8>,
-    Vec<u8>,
-);
+/// Leaves per verification chunk (one perfect subtree) unless [`VerifyOptions`] says otherwise.
+pub const DEFAULT_CHUNK_LEAVES: u64 = 1 << 16;
 
-const ENTRY_SQL: &str = "SELECT idx, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries ORDER BY idx";
+/// How [`verify_log_with`] splits the work. The result never depends on these.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct VerifyOptions {
+    /// Leaves per chunk; a power of two (each chunk is a perfect, aligned subtree).
+    pub chunk_leaves: u64,
+    /// Chunks verified at once, each on its own database connection and task.
+    pub parallelism: usize,
+}
+
+impl Default for VerifyOptions {
+    /// 65,536-leaf chunks, as many at once as the machine has cores (at most 4).
+    fn default() -> Self {
+        Self {
+            chunk_leaves: DEFAULT_CHUNK_LEAVES,
+            parallelism: std::thread::available_parallelism()
+                .map_or(2, std::num::NonZeroUsize::get)
+                .clamp(1, 4),
+        }
+    }
+}
+
+const COLUMNS: &str =
+    "SELECT idx, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries";
 
 fn damage(kind: DamageKind, index: u64, detail: impl Into<String>) -> Option<Damage> {
     Some(Damage {
@@ -110,11 +135,36 @@ fn damage(kind: DamageKind, index: u64, detail: impl Into<String>) -> Option<Dam
     })
 }
 
-/// Verifies the whole log against `verifier` (the checkpoint public key).
+/// Verifies the whole log against `verifier` (the checkpoint public key), with the default
+/// [`VerifyOptions`].
 pub async fn verify_log(
     log: &AuditLog,
     verifier: &NoteVerifier,
 ) -> Result<VerifyReport, AuditError> {
+    verify_log_with(log, verifier, VerifyOptions::default()).await
+}
+
+/// Verifies the whole log against `verifier`, splitting the leaves into aligned chunks that
+/// are read and hashed in parallel.
+///
+/// Each chunk task re-hashes every entry of its chunk from the stored bytes, checks the
+/// stored hash, the entry's own index and the search columns, and computes the chunk's
+/// subtree root plus the partial roots at every checkpoint size inside it. The chunk roots
+/// are then combined in order into the tree (every interior node above the chunks) and every
+/// signed checkpoint root and the tree head are compared. A chunk that sees anything out of
+/// the ordinary (a missing, extra or misplaced row, a bad hash or column) stops, and the
+/// log is re-scanned sequentially from the start of the first such chunk, so the first bad
+/// index and the kind of damage are exactly those of a single sequential pass.
+pub async fn verify_log_with(
+    log: &AuditLog,
+    verifier: &NoteVerifier,
+    options: VerifyOptions,
+) -> Result<VerifyReport, AuditError> {
+    if !options.chunk_leaves.is_power_of_two() || options.parallelism == 0 {
+        return Err(AuditError::Config(
+            "verification chunks must be a power of two leaves and parallelism positive",
+        ));
+    }
     let mut report = VerifyReport {
         entries: 0,
         checkpoints_verified: 0,
@@ -155,101 +205,64 @@ pub async fn verify_log(
         return Ok(report);
     }
 
-    // When an entry's content index is ahead of its position, the damage is a deletion (with
-    // renumbering) or a move; which one is only known once the missing index turns up (move)
-    // or never does (deletion).
-    let mut missing: Option<u64> = None;
-    let mut expected: u64 = 0;
-    let mut time_cache: (i64, String) = (i64::MIN, String::new());
-    macro_rules! scan_rows {
-        ($pool:expr) => {{
-            let mut rows = sqlx::query_as::<_, EntryRow>(ENTRY_SQL).fetch($pool);
-            while let Some(row) = rows.try_next().await.map_err(storage("reading entries"))? {
-                let (idx, time_us, kind, principal, patient, leaf, stored_hash) = row;
-                let fields = serde_json::from_slice::<LeafFields<'_>>(&leaf).ok();
-                if let Some(m) = missing {
-                    if fields.as_ref().is_some_and(|f| f.index == m) {
-                        report.damage =
-                            damage(DamageKind::Reordered, m, "entry found at another position");
-                        break;
-                    }
-                    continue;
-                }
-                let position = expected;
-                if idx < 0 || idx as u64 != position {
-                    report.damage = damage(DamageKind::Deleted, position, "entry row is missing");
-                    break;
-                }
-                let Some(fields) = fields else {
-                    report.damage = damage(
-                        DamageKind::Modified,
-                        position,
-                        "entry bytes are not a valid entry",
-                    );
-                    break;
-                };
-                if fields.index < position {
-                    report.damage = damage(
-                        DamageKind::Inserted,
-                        fields.index,
-                        "an entry was inserted and later entries shifted",
-                    );
-                    break;
-                }
-                if fields.index > position {
-                    missing = Some(position);
-                    continue;
-                }
-                let hash = merkle::leaf_hash(&leaf);
-                if stored_hash.as_slice() != hash.as_slice() {
-                    report.damage = damage(
-                        DamageKind::Modified,
-                        position,
-                        "entry bytes do not match the stored leaf hash",
-                    );
-                    break;
-                }
-                // Entries of one batch share a commit time: format it once per batch.
-                if time_cache.0 != time_us {
-                    use chrono::TimeZone as _;
-                    let formatted = chrono::Utc
-                        .timestamp_micros(time_us)
-                        .single()
-                        .map(|t| crate::event::format_time(&t))
-                        .unwrap_or_default();
-                    time_cache = (time_us, formatted);
-                }
-                let time_ok = fields.time == time_cache.1.as_str();
-                if !time_ok
-                    || fields.event.kind != kind
-                    || fields.event.principal.as_deref() != principal.as_deref()
-                    || fields.event.patient.as_deref() != patient.as_deref()
-                {
-                    report.damage = damage(
-                        DamageKind::SearchColumnsAltered,
-                        position,
-                        "search columns do not match the hashed entry",
-                    );
-                    break;
-                }
-                scan.compact.push(hash);
-                expected += 1;
-                if let Some(d) = scan.check_checkpoints() {
-                    report.damage = Some(d);
-                    break;
-                }
+    // Parallel pass over aligned chunks.
+    let rows = count_rows(log.db()).await?;
+    let chunk = options.chunk_leaves;
+    let chunks = rows.div_ceil(chunk).max(1);
+    let sizes: Arc<Vec<u64>> = Arc::new(checkpoints.iter().map(|c| c.size).collect());
+    let results = run_chunks(log.db(), chunks, chunk, options.parallelism, &sizes).await?;
+
+    // Combine the chunk roots in order, checking every checkpoint inside each chunk.
+    let mut tops = CompactRange::new(); // over chunk roots: each "leaf" is a whole chunk
+    let mut anomaly_at: Option<u64> = None;
+    let mut last_local = CompactRange::new();
+    for (k, result) in results.into_iter().enumerate() {
+        let k = k as u64;
+        let Some(done) = result else {
+            anomaly_at = Some(k);
+            break;
+        };
+        for (size, local) in &done.snapshots {
+            scan.compact = combine(&tops, chunk, local);
+            debug_assert_eq!(scan.compact.size(), *size);
+            if let Some(d) = scan.check_checkpoints() {
+                report.entries = *size;
+                report.checkpoints_verified = scan.next_cp as u64;
+                report.damage = Some(d);
+                return Ok(report);
             }
-        }};
+        }
+        if k + 1 < chunks {
+            tops.push(done.local.root());
+        } else {
+            last_local = done.local;
+        }
     }
-    match log.db() {
-        Db::Sqlite(p) => scan_rows!(p),
-        Db::Postgres(p) => scan_rows!(p),
-    }
+
+    let mut missing: Option<u64> = None;
+    let expected = match anomaly_at {
+        None => {
+            scan.compact = combine(&tops, chunk, &last_local);
+            scan.compact.size()
+        }
+        Some(k) => {
+            // Everything before chunk k is clean: continue exactly as a sequential scan would.
+            scan.compact = combine(&tops, chunk, &CompactRange::new());
+            let from = k * chunk;
+            let (expected, found_missing, found) =
+                scan_sequential(log.db(), from, &mut scan).await?;
+            missing = found_missing;
+            if found.is_some() {
+                report.entries = expected;
+                report.checkpoints_verified = scan.next_cp as u64;
+                report.damage = found;
+                return Ok(report);
+            }
+            expected
+        }
+    };
     report.entries = expected;
     report.checkpoints_verified = scan.next_cp as u64;
-    if report.damage.is_some() {
-        return Ok(report);
-    }
     if let Some(m) = missing {
         report.damage = damage(
             DamageKind::Deleted,
@@ -292,6 +305,301 @@ pub async fn verify_log(
     Ok(report)
 }
 
+/// The compact range of `tops.size()` whole chunks of `chunk` leaves followed by `local`.
+fn combine(tops: &CompactRange, chunk: u64, local: &CompactRange) -> CompactRange {
+    if local.size() == chunk {
+        // A complete chunk is one more chunk root.
+        let mut tops = tops.clone();
+        tops.push(local.root());
+        return combine(&tops, chunk, &CompactRange::new());
+    }
+    // Chunk roots are perfect subtrees of height log2(chunk); the peaks of a partial chunk are
+    // all lower, so the peaks simply concatenate (largest first) and the heights follow from
+    // the size.
+    let size = tops.size() * chunk + local.size();
+    let mut bytes = size.to_be_bytes().to_vec();
+    bytes.extend_from_slice(&tops.to_bytes()[8..]);
+    bytes.extend_from_slice(&local.to_bytes()[8..]);
+    CompactRange::from_bytes(&bytes).unwrap_or_default()
+}
+
+async fn count_rows(db: &Db) -> Result<u64, AuditError> {
+    let sql = "SELECT COUNT(*) FROM audit_entries";
+    let (n,): (i64,) = match db {
+        Db::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await,
+        Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await,
+    }
+    .map_err(storage("counting entries"))?;
+    Ok(n.max(0) as u64)
+}
+
+/// A chunk whose every row was in place and intact.
+struct CleanChunk {
+    /// The chunk's own compact range (one peak when the chunk is full).
+    local: CompactRange,
+    /// `(tree size, chunk-local compact range)` at every checkpoint size inside the chunk.
+    snapshots: Vec<(u64, CompactRange)>,
+}
+
+/// Verifies chunks `0..chunks` with `parallelism` tasks; `None` marks a chunk with an anomaly.
+async fn run_chunks(
+    db: &Db,
+    chunks: u64,
+    chunk: u64,
+    parallelism: usize,
+    sizes: &Arc<Vec<u64>>,
+) -> Result<Vec<Option<CleanChunk>>, AuditError> {
+    let next = Arc::new(AtomicU64::new(0));
+    // Chunks after the first anomalous one need not be verified.
+    let first_anomaly = Arc::new(AtomicU64::new(u64::MAX));
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..parallelism.min(usize::try_from(chunks).unwrap_or(usize::MAX)) {
+        let (db, next, first_anomaly, sizes) = (
+            db.clone(),
+            next.clone(),
+            first_anomaly.clone(),
+            sizes.clone(),
+        );
+        tasks.spawn(async move {
+            let mut done = Vec::new();
+            loop {
+                let k = next.fetch_add(1, Ordering::Relaxed);
+                if k >= chunks || k > first_anomaly.load(Ordering::Relaxed) {
+                    return Ok::<_, AuditError>(done);
+                }
+                let start = k * chunk;
+                let end = (k + 1 < chunks).then(|| start + chunk);
+                let result = verify_chunk(&db, start, end, &sizes).await?;
+                if result.is_none() {
+                    first_anomaly.fetch_min(k, Ordering::Relaxed);
+                }
+                done.push((k, result));
+            }
+        });
+    }
+    let mut results: Vec<Option<Option<CleanChunk>>> =
+        (0..chunks).map(|_| None).collect::<Vec<_>>();
+    while let Some(joined) = tasks.join_next().await {
+        let done =
+            joined.map_err(|_| AuditError::Corrupt("a verification task failed".into()))??;
+        for (k, result) in done {
+            results[k as usize] = Some(result);
+        }
+    }
+    // Chunks skipped after an anomaly are never reached by the caller (it stops at the first
+    // `None`), so mark them as anomalous too.
+    Ok(results.into_iter().map(Option::flatten).collect())
+}
+
+/// Reads positions `[start, end)` (`end = None`: to the last row; the first chunk also takes
+/// any negative index) and checks each row in place. `None` at the first irregularity.
+async fn verify_chunk(
+    db: &Db,
+    start: u64,
+    end: Option<u64>,
+    sizes: &[u64],
+) -> Result<Option<CleanChunk>, AuditError> {
+    let lower = if start == 0 { i64::MIN } else { to_i64(start)? };
+    let upper = match end {
+        Some(e) => to_i64(e)?,
+        None => i64::MAX,
+    };
+    let mut sizes = sizes
+        .iter()
+        .copied()
+        .filter(|&s| s > start && end.is_none_or(|e| s <= e))
+        .peekable();
+    let mut local = CompactRange::new();
+    let mut snapshots = Vec::new();
+    let mut position = start;
+    let mut time_cache: (i64, String) = (i64::MIN, String::new());
+    let sql_sqlite = format!("{COLUMNS} WHERE idx >= ? AND idx <= ? ORDER BY idx");
+    let sql_pg = format!("{COLUMNS} WHERE idx >= $1 AND idx <= $2 ORDER BY idx");
+    // `upper` is inclusive so that `i64::MAX` means "no bound".
+    let upper = if end.is_some() { upper - 1 } else { upper };
+    macro_rules! scan {
+        ($pool:expr, $sql:expr) => {{
+            let mut rows = sqlx::query($sql).bind(lower).bind(upper).fetch($pool);
+            while let Some(row) = rows.try_next().await.map_err(storage("reading entries"))? {
+                let row = RowRef::from_row(&row).map_err(storage("reading entries"))?;
+                if !row.in_place(position, &mut time_cache) {
+                    return Ok(None);
+                }
+                local.push(merkle::leaf_hash(row.leaf));
+                position += 1;
+                if sizes.peek() == Some(&position) {
+                    sizes.next();
+                    snapshots.push((position, local.clone()));
+                }
+            }
+        }};
+    }
+    match db {
+        Db::Sqlite(p) => scan!(p, &sql_sqlite),
+        Db::Postgres(p) => scan!(p, &sql_pg),
+    }
+    if end.is_some_and(|e| position != e) {
+        return Ok(None); // rows missing at the end of a chunk that must be full
+    }
+    Ok(Some(CleanChunk { local, snapshots }))
+}
+
+/// One entry row, borrowed from the driver's row buffer.
+struct RowRef<'r> {
+    idx: i64,
+    time_us: i64,
+    kind: &'r str,
+    principal: Option<&'r str>,
+    patient: Option<&'r str>,
+    leaf: &'r [u8],
+    stored_hash: &'r [u8],
+}
+
+impl<'r> RowRef<'r> {
+    fn from_row<R>(row: &'r R) -> Result<Self, sqlx::Error>
+    where
+        R: sqlx::Row,
+        usize: sqlx::ColumnIndex<R>,
+        i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+    {
+        Ok(Self {
+            idx: row.try_get(0)?,
+            time_us: row.try_get(1)?,
+            kind: row.try_get(2)?,
+            principal: row.try_get(3)?,
+            patient: row.try_get(4)?,
+            leaf: row.try_get(5)?,
+            stored_hash: row.try_get(6)?,
+        })
+    }
+
+    /// The formatted commit time, computed once per batch (entries of a batch share it).
+    fn time_matches(&self, time: &str, cache: &mut (i64, String)) -> bool {
+        if cache.0 != self.time_us {
+            use chrono::TimeZone as _;
+            let formatted = chrono::Utc
+                .timestamp_micros(self.time_us)
+                .single()
+                .map(|t| crate::event::format_time(&t))
+                .unwrap_or_default();
+            *cache = (self.time_us, formatted);
+        }
+        time == cache.1
+    }
+
+    fn search_columns_match(&self, fields: &LeafFields<'_>, cache: &mut (i64, String)) -> bool {
+        self.time_matches(&fields.time, cache)
+            && fields.event.kind == self.kind
+            && fields.event.principal.as_deref() == self.principal
+            && fields.event.patient.as_deref() == self.patient
+    }
+
+    /// True when the row sits at `position`, names `position` itself, matches its stored
+    /// hash and its search columns (the fast path of [`verify_chunk`]).
+    fn in_place(&self, position: u64, cache: &mut (i64, String)) -> bool {
+        if self.idx < 0 || self.idx as u64 != position {
+            return false;
+        }
+        let Ok(fields) = serde_json::from_slice::<LeafFields<'_>>(self.leaf) else {
+            return false;
+        };
+        fields.index == position
+            && self.stored_hash == merkle::leaf_hash(self.leaf).as_slice()
+            && self.search_columns_match(&fields, cache)
+    }
+}
+
+/// The original single pass, from position `from` with `scan` seeded for the entries before
+/// it. Returns the entries read in order, an index still missing (a renumbered deletion) and
+/// the first damage.
+async fn scan_sequential(
+    db: &Db,
+    from: u64,
+    scan: &mut Scan<'_>,
+) -> Result<(u64, Option<u64>, Option<Damage>), AuditError> {
+    // When an entry's content index is ahead of its position, the damage is a deletion (with
+    // renumbering) or a move; which one is only known once the missing index turns up (move)
+    // or never does (deletion).
+    let mut missing: Option<u64> = None;
+    let mut expected: u64 = from;
+    let mut found: Option<Damage> = None;
+    let mut time_cache: (i64, String) = (i64::MIN, String::new());
+    let lower = if from == 0 { i64::MIN } else { to_i64(from)? };
+    let sql_sqlite = format!("{COLUMNS} WHERE idx >= ? ORDER BY idx");
+    let sql_pg = format!("{COLUMNS} WHERE idx >= $1 ORDER BY idx");
+    macro_rules! scan_rows {
+        ($pool:expr, $sql:expr) => {{
+            let mut rows = sqlx::query($sql).bind(lower).fetch($pool);
+            while let Some(row) = rows.try_next().await.map_err(storage("reading entries"))? {
+                let row = RowRef::from_row(&row).map_err(storage("reading entries"))?;
+                let fields = serde_json::from_slice::<LeafFields<'_>>(row.leaf).ok();
+                if let Some(m) = missing {
+                    if fields.as_ref().is_some_and(|f| f.index == m) {
+                        found = damage(DamageKind::Reordered, m, "entry found at another position");
+                        break;
+                    }
+                    continue;
+                }
+                let position = expected;
+                if row.idx < 0 || row.idx as u64 != position {
+                    found = damage(DamageKind::Deleted, position, "entry row is missing");
+                    break;
+                }
+                let Some(fields) = fields else {
+                    found = damage(
+                        DamageKind::Modified,
+                        position,
+                        "entry bytes are not a valid entry",
+                    );
+                    break;
+                };
+                if fields.index < position {
+                    found = damage(
+                        DamageKind::Inserted,
+                        fields.index,
+                        "an entry was inserted and later entries shifted",
+                    );
+                    break;
+                }
+                if fields.index > position {
+                    missing = Some(position);
+                    continue;
+                }
+                let hash = merkle::leaf_hash(row.leaf);
+                if row.stored_hash != hash.as_slice() {
+                    found = damage(
+                        DamageKind::Modified,
+                        position,
+                        "entry bytes do not match the stored leaf hash",
+                    );
+                    break;
+                }
+                if !row.search_columns_match(&fields, &mut time_cache) {
+                    found = damage(
+                        DamageKind::SearchColumnsAltered,
+                        position,
+                        "search columns do not match the hashed entry",
+                    );
+                    break;
+                }
+                scan.compact.push(hash);
+                expected += 1;
+                if let Some(d) = scan.check_checkpoints() {
+                    found = Some(d);
+                    break;
+                }
+            }
+        }};
+    }
+    match db {
+        Db::Sqlite(p) => scan_rows!(p, &sql_sqlite),
+        Db::Postgres(p) => scan_rows!(p, &sql_pg),
+    }
+    Ok((expected, missing, found))
+}
+
 struct Scan<'a> {
     compact: CompactRange,
     checkpoints: &'a [Checkpoint],
@@ -322,5 +630,46 @@ impl Scan<'_> {
             self.next_cp += 1;
         }
         None
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn range_of(leaves: &[Hash]) -> CompactRange {
+        let mut r = CompactRange::new();
+        for leaf in leaves {
+            r.push(*leaf);
+        }
+        r
+    }
+
+    #[test]
+    fn combining_chunk_roots_with_the_last_chunk_gives_the_full_tree() {
+        let leaves: Vec<Hash> = (0..43u8).map(|i| merkle::leaf_hash(&[i])).collect();
+        for chunk in [1u64, 2, 4, 8, 16, 64] {
+            for n in 0..=leaves.len() {
+                let full = range_of(&leaves[..n]);
+                // The last chunk partial (or empty), and, when it is complete, also held as
+                // a chunk of its own: both must give the same tree.
+                let mut splits = vec![(n as u64 / chunk) * chunk];
+                if n > 0 {
+                    splits.push(((n as u64 - 1) / chunk) * chunk);
+                }
+                for split in splits {
+                    let tops = range_of(
+                        &leaves[..split as usize]
+                            .chunks(chunk as usize)
+                            .map(|c| range_of(c).root())
+                            .collect::<Vec<_>>(),
+                    );
+                    let local = range_of(&leaves[split as usize..n]);
+                    let combined = combine(&tops, chunk, &local);
+                    assert_eq!(combined, full, "chunk {chunk}, {n} leaves, split {split}");
+                    assert_eq!(combined.root(), full.root());
+                }
+            }
+        }
     }
 }

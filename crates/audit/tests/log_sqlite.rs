@@ -258,7 +258,8 @@ fn proofs_verify_against_the_signed_checkpoint() {
 fn checkpoint_with_altered_text_or_wrong_key_is_rejected() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys(dir.path());
-    let other = FileKeys::open_or_create(&dir.path().join("other"), "phigate-audit-test").unwrap();
+    let other =
+        FileKeys::open_or_create(&dir.path().join("other"), "phigate-audit-test", kek()).unwrap();
     let cp = Checkpoint {
         origin: "phigate-audit/x".into(),
         size: 5,
@@ -572,7 +573,8 @@ fn key_files_readable_by_others_are_refused() {
         0o600
     );
     std::fs::set_permissions(&key_file, std::fs::Permissions::from_mode(0o644)).unwrap();
-    let err = FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit-test").unwrap_err();
+    let err = FileKeys::open_or_create(&dir.path().join("keys"), "phigate-audit-test", kek())
+        .unwrap_err();
     assert!(matches!(err, KeyError::InsecurePermissions { .. }), "{err}");
 }
 
@@ -598,7 +600,6 @@ fn database_file_is_created_owner_only() {
 
 #[test]
 fn after_an_hmac_key_rotation_a_patient_is_still_found_under_old_and_new_keys() {
-    use std::io::Write as _;
     let dir = tempfile::tempdir().unwrap();
     let first = keys(dir.path());
     runtime().block_on(async {
@@ -610,14 +611,12 @@ fn after_an_hmac_key_rotation_a_patient_is_still_found_under_old_and_new_keys() 
             .unwrap();
         log.close().await;
     });
-    // Rotate: append a new current key; the old one stays for matching.
-    let mut file = std::fs::OpenOptions::new()
-        .append(true)
-        .open(dir.path().join("keys").join(audit::keys::HMAC_KEY_FILE))
-        .unwrap();
-    writeln!(file, "k2 {}", "ab".repeat(32)).unwrap();
-    drop(file);
-    let rotated = keys(dir.path());
+    // Rotate: a new current key is added (sealed); the old one stays for matching.
+    let rotated = Arc::new(
+        FileKeys::rotate_hmac_key(&dir.path().join("keys"), "phigate-audit-test", kek(), "k2")
+            .unwrap(),
+    );
+    assert_eq!(rotated.note_verifier(), first.note_verifier());
     let new_ref = patient(rotated.as_ref(), "P-42");
     assert!(new_ref.as_str().starts_with("hmac-sha256:k2:"));
     assert_ne!(new_ref, patient(first.as_ref(), "P-42"));

@@ -44,7 +44,7 @@ fn reversed(value: &Value) -> Value {
 
 fn signed_note() -> (String, NoteVerifier) {
     let dir = tempfile::tempdir().unwrap();
-    let keys = FileKeys::open_or_create(dir.path(), "phigate-audit").unwrap();
+    let keys = FileKeys::open_or_create(dir.path(), "phigate-audit", common::kek()).unwrap();
     let cp = Checkpoint {
         origin: "phigate-audit/p".into(),
         size: 42,

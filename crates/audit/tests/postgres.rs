@@ -113,7 +113,7 @@ fn pg_child_writer() {
         return;
     };
     let key_dir = std::path::PathBuf::from(std::env::var("AUDIT_PG_CHILD_KEYS").unwrap());
-    let keys = Arc::new(FileKeys::open_or_create(&key_dir, "phigate-audit-test").unwrap());
+    let keys = Arc::new(FileKeys::open_or_create(&key_dir, "phigate-audit-test", kek()).unwrap());
     runtime().block_on(async {
         let log = AuditLog::open(pg_config(&schema, Duration::from_millis(5)), keys.clone())
             .await

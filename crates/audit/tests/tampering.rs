@@ -29,6 +29,28 @@ fn build(dir: &Path) -> NoteVerifier {
     keys.note_verifier()
 }
 
+/// Verifies with the default options (one chunk for a log this small, so the sequential pass)
+/// and with 4-leaf chunks on 3 parallel tasks, and requires the same report from both: the
+/// parallel path must find the same first bad index and kind of damage.
+async fn verify_both_ways(log: &AuditLog, verifier: &NoteVerifier) -> VerifyReport {
+    let sequential = verify_log(log, verifier).await.unwrap();
+    let parallel = verify_log_with(
+        log,
+        verifier,
+        VerifyOptions {
+            chunk_leaves: 4,
+            parallelism: 3,
+        },
+    )
+    .await
+    .unwrap();
+    assert_eq!(
+        parallel, sequential,
+        "parallel and sequential verification disagree"
+    );
+    sequential
+}
+
 fn tamper_and_verify(sql: &[&str]) -> VerifyReport {
     let dir = tempfile::tempdir().unwrap();
     let verifier = build(dir.path());
@@ -52,7 +74,7 @@ fn tamper_and_verify(sql: &[&str]) -> VerifyReport {
         let log = AuditLog::open_read_only(&Storage::Sqlite { path })
             .await
             .unwrap();
-        verify_log(&log, &verifier).await.unwrap()
+        verify_both_ways(&log, &verifier).await
     })
 }
 
@@ -118,7 +140,7 @@ fn modified_entry_with_recomputed_hash_is_caught_by_the_signed_root() {
         let log = AuditLog::open_read_only(&Storage::Sqlite { path })
             .await
             .unwrap();
-        verify_log(&log, &verifier).await.unwrap()
+        verify_both_ways(&log, &verifier).await
     });
     assert_damage(&report, DamageKind::Modified, 7);
 }
@@ -202,14 +224,15 @@ fn checkpoint_signed_by_another_key_is_reported() {
     let _ = build(dir.path());
     // Verify with a different public key: every checkpoint is foreign.
     let other =
-        FileKeys::open_or_create(&dir.path().join("other-keys"), "phigate-audit-test").unwrap();
+        FileKeys::open_or_create(&dir.path().join("other-keys"), "phigate-audit-test", kek())
+            .unwrap();
     let report = runtime().block_on(async {
         let log = AuditLog::open_read_only(&Storage::Sqlite {
             path: dir.path().join("audit.db"),
         })
         .await
         .unwrap();
-        verify_log(&log, &other.note_verifier()).await.unwrap()
+        verify_both_ways(&log, &other.note_verifier()).await
     });
     assert_damage(&report, DamageKind::ForgedCheckpoint, 1);
 }
@@ -218,4 +241,34 @@ fn checkpoint_signed_by_another_key_is_reported() {
 fn altered_search_columns_that_would_hide_an_entry_are_reported() {
     let report = tamper_and_verify(&["UPDATE audit_entries SET patient = NULL WHERE idx = 9"]);
     assert_damage(&report, DamageKind::SearchColumnsAltered, 9);
+}
+
+#[test]
+fn parallel_verification_agrees_with_sequential_at_every_size() {
+    // Sizes 0..=37 cross several 4-leaf chunk boundaries, with checkpoints at every third size
+    // (so some checkpoints fall inside chunks, some on boundaries, and some tails are unsigned).
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let verifier = keys.note_verifier();
+    runtime().block_on(async {
+        let log = AuditLog::open(
+            sqlite_config(dir.path(), Duration::from_secs(3600 * 24 * 365)),
+            keys.clone(),
+        )
+        .await
+        .unwrap();
+        for n in 0..=37u64 {
+            if n % 3 == 0 {
+                log.checkpoint_now().await.unwrap();
+            }
+            let report = verify_both_ways(&log, &verifier).await;
+            assert!(report.is_intact(), "size {n}: {report:?}");
+            assert_eq!(report.entries, n);
+            assert_eq!(report.unsigned_tail, n % 3);
+            log.append(phi_read(keys.as_ref(), "user:a", "P-1", n))
+                .await
+                .unwrap();
+        }
+        log.close().await;
+    });
 }

@@ -3,8 +3,13 @@
 //!
 //! The log is `<data dir>/audit.db` (SQLite) unless `PHIGATE_DATABASE_URL` points at
 //! PostgreSQL. Signing and HMAC keys live in `<data dir>/audit-keys/` (0600, created on first
-//! use); `audit-keys/audit-public.vkey` is the public key to hand to auditors. `verify`,
-//! `prove`, `consistency`, `verify-export` never need the private keys.
+//! use), sealed under the key-encryption key configured as for the store (`PHIGATE_KEK`,
+//! `PHIGATE_KEK_FILE` or PKCS#11; see `audit::keys`); `audit-keys/audit-public.vkey` is the
+//! public key to hand to auditors. `verify`, `prove`, `consistency`, `verify-export` never need
+//! the private keys or the KEK; `checkpoint`, `export` and `disclosures` do.
+//!
+//! With PKCS#11 the audit key ring uses its own token objects, labelled
+//! `<--pkcs11-key-label>-audit-v<n>`, so it never collides with the store's KEK versions.
 
 use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
@@ -21,6 +26,8 @@ const KEY_NAME: &str = "phigate-audit";
 /// Arguments of `phigate audit`.
 #[derive(Debug, clap::Args)]
 pub struct Args {
+    #[command(flatten)]
+    keys: crate::cmd_keys::KeyProviderArgs,
     #[command(subcommand)]
     command: Command,
 }
@@ -118,8 +125,29 @@ fn key_dir(ctx: &crate::context::Context) -> PathBuf {
     ctx.data_dir.join("audit-keys")
 }
 
-fn load_keys(ctx: &crate::context::Context) -> anyhow::Result<Arc<FileKeys>> {
-    Ok(Arc::new(FileKeys::open_or_create(&key_dir(ctx), KEY_NAME)?))
+/// The audit keys, opened (or created on first use) with the configured KEK.
+fn load_keys(
+    keys: &crate::cmd_keys::KeyProviderArgs,
+    ctx: &crate::context::Context,
+) -> anyhow::Result<Arc<FileKeys>> {
+    // Same KEK source as the store, but PKCS#11 token objects of its own.
+    let audit_keys = crate::cmd_keys::KeyProviderArgs {
+        kek_file: keys.kek_file.clone(),
+        pkcs11_module: keys.pkcs11_module.clone(),
+        pkcs11_slot: keys.pkcs11_slot,
+        pkcs11_pin_file: keys.pkcs11_pin_file.clone(),
+        pkcs11_key_label: format!("{}-audit", keys.pkcs11_key_label),
+    };
+    let provider = audit_keys.provider()?;
+    match FileKeys::open_or_create(&key_dir(ctx), KEY_NAME, provider) {
+        Ok(keys) => Ok(Arc::new(keys)),
+        Err(
+            e @ (audit::KeyError::WrongKek { .. }
+            | audit::KeyError::InsecurePermissions { .. }
+            | audit::KeyError::ClearKeyLeftOver { .. }),
+        ) => Err(crate::exit::usage(e.to_string())),
+        Err(e) => Err(e.into()),
+    }
 }
 
 fn load_verifier(
@@ -133,8 +161,11 @@ fn load_verifier(
     NoteVerifier::parse(&text).with_context(|| format!("public key {}", path.display()))
 }
 
-async fn open_writable(ctx: &crate::context::Context) -> anyhow::Result<AuditLog> {
-    Ok(AuditLog::open(audit::LogConfig::new(storage(ctx)), load_keys(ctx)?).await?)
+async fn open_writable(
+    keys: &crate::cmd_keys::KeyProviderArgs,
+    ctx: &crate::context::Context,
+) -> anyhow::Result<AuditLog> {
+    Ok(AuditLog::open(audit::LogConfig::new(storage(ctx)), load_keys(keys, ctx)?).await?)
 }
 
 fn read_patient(arg: &str) -> anyhow::Result<phi::Sensitive<String>> {
@@ -200,7 +231,7 @@ async fn run_async(args: Args, ctx: &crate::context::Context) -> anyhow::Result<
             );
         }
         Command::Checkpoint { out } => {
-            let log = open_writable(ctx).await?;
+            let log = open_writable(&args.keys, ctx).await?;
             let note = log.checkpoint_now().await?;
             if let Some(path) = out {
                 std::fs::write(&path, &note)
@@ -260,7 +291,7 @@ async fn run_async(args: Args, ctx: &crate::context::Context) -> anyhow::Result<
                     audit::EVENT_KINDS.join(", ")
                 )));
             }
-            let keys = load_keys(ctx)?;
+            let keys = load_keys(&args.keys, ctx)?;
             let mut filter = QueryFilter {
                 since: since
                     .as_deref()
@@ -308,7 +339,7 @@ async fn run_async(args: Args, ctx: &crate::context::Context) -> anyhow::Result<
         }
         Command::Disclosures { patient, format } => {
             let id = read_patient(&patient)?;
-            let keys = load_keys(ctx)?;
+            let keys = load_keys(&args.keys, ctx)?;
             let refs = keys.keyed_hashes_all_keys(id.expose().as_bytes());
             let log = AuditLog::open_read_only(&storage(ctx)).await?;
             let records = audit::disclosures(&log, refs).await?;

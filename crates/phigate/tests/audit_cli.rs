@@ -8,6 +8,12 @@ use std::sync::Arc;
 use audit::*;
 
 const CANARY: &str = "MRN-CLI-CANARY-5521";
+/// The root KEK the audit keys are sealed under (base64 of 32 bytes), as `PHIGATE_KEK`.
+const TEST_KEK: &str = "YXVkaXQtY2xpLXRlc3Qta2V5LTMyLWJ5dGVzLWxvbmc=";
+
+fn provider() -> Arc<dyn sealed::KeyProvider> {
+    Arc::new(sealed::SoftwareKeyProvider::from_base64(&TEST_KEK.to_string().into()).unwrap())
+}
 
 fn phigate(data_dir: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_phigate"))
@@ -15,6 +21,9 @@ fn phigate(data_dir: &Path, args: &[&str]) -> Output {
         .arg(data_dir)
         .args(args)
         .env_remove("PHIGATE_DATABASE_URL")
+        .env_remove("PHIGATE_KEK_FILE")
+        .env_remove("PHIGATE_PKCS11_MODULE")
+        .env("PHIGATE_KEK", TEST_KEK)
         .env("PHIGATE_LOG", "warn")
         .stdin(Stdio::null())
         .output()
@@ -28,8 +37,10 @@ fn text(bytes: &[u8]) -> String {
 /// Writes 12 entries (3 disclosures for the canary patient) into the data dir's log, using
 /// the same key directory the CLI uses.
 fn populate(data_dir: &Path) {
-    let keys =
-        Arc::new(FileKeys::open_or_create(&data_dir.join("audit-keys"), "phigate-audit").unwrap());
+    let keys = Arc::new(
+        FileKeys::open_or_create(&data_dir.join("audit-keys"), "phigate-audit", provider())
+            .unwrap(),
+    );
     let rt = tokio::runtime::Runtime::new().unwrap();
     rt.block_on(async {
         let log = AuditLog::open(
@@ -261,4 +272,77 @@ fn bad_usage_exits_2_with_a_clear_message() {
         "{}",
         text(&out.stderr)
     );
+}
+
+#[test]
+fn signing_needs_the_kek_and_the_key_directory_holds_no_clear_private_key() {
+    let dir = tempfile::tempdir().unwrap();
+    populate(dir.path());
+    let keys = dir.path().join("audit-keys");
+    assert!(!keys.join(keys::LEGACY_SIGNING_KEY_FILE).exists());
+    assert!(!keys.join(keys::LEGACY_HMAC_KEY_FILE).exists());
+    assert_eq!(
+        &std::fs::read(keys.join(keys::SIGNING_KEY_FILE)).unwrap()[..4],
+        b"PGSL"
+    );
+
+    // Without a KEK: signing and patient lookups refuse with exit 2 and say what to set.
+    for args in [
+        &["audit", "checkpoint"][..],
+        &["audit", "disclosures", "--patient", CANARY][..],
+    ] {
+        let out = Command::new(env!("CARGO_BIN_EXE_phigate"))
+            .arg("--data-dir")
+            .arg(dir.path())
+            .args(args)
+            .env_remove("PHIGATE_DATABASE_URL")
+            .env_remove("PHIGATE_KEK")
+            .env_remove("PHIGATE_KEK_FILE")
+            .env_remove("PHIGATE_PKCS11_MODULE")
+            .stdin(Stdio::null())
+            .output()
+            .unwrap();
+        assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+        assert!(
+            text(&out.stderr).contains("PHIGATE_KEK"),
+            "{}",
+            text(&out.stderr)
+        );
+        assert!(!text(&out.stderr).contains(CANARY));
+        assert!(!text(&out.stdout).contains(CANARY));
+    }
+    // With another KEK: refused with exit 2, nothing signed.
+    let out = Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["audit", "checkpoint"])
+        .env_remove("PHIGATE_DATABASE_URL")
+        .env_remove("PHIGATE_KEK_FILE")
+        .env_remove("PHIGATE_PKCS11_MODULE")
+        .env(
+            "PHIGATE_KEK",
+            "b3RoZXIta2V5LW90aGVyLWtleS1vdGhlci1rZXktMzI=",
+        )
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("configure the KEK that created them"),
+        "{}",
+        text(&out.stderr)
+    );
+    // Verification needs neither the KEK nor the private key.
+    let out = Command::new(env!("CARGO_BIN_EXE_phigate"))
+        .arg("--data-dir")
+        .arg(dir.path())
+        .args(["audit", "verify"])
+        .env_remove("PHIGATE_DATABASE_URL")
+        .env_remove("PHIGATE_KEK")
+        .env_remove("PHIGATE_KEK_FILE")
+        .env_remove("PHIGATE_PKCS11_MODULE")
+        .stdin(Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", text(&out.stderr));
 }

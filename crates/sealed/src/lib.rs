@@ -40,6 +40,7 @@ mod keyring;
 mod keys;
 mod pkcs11;
 mod provider;
+pub mod signing;
 mod software;
 pub mod stream;
 
@@ -49,5 +50,6 @@ pub use keyring::{KeyState, KeyVersionRecord, Keyring};
 pub use keys::{DataKey, KEY_LEN, TAG_LEN};
 pub use pkcs11::{Pkcs11Config, Pkcs11KeyProvider};
 pub use provider::KeyProvider;
+pub use signing::SealedSigningKey;
 pub use software::SoftwareKeyProvider;
 pub use stream::{StreamReader, StreamWriter};

@@ -8,8 +8,14 @@ use std::time::Duration;
 use audit::*;
 use phi::Sensitive;
 
+/// The KEK the test keys are sealed under (a software provider with a fixed root key).
+pub fn kek() -> Arc<dyn sealed::KeyProvider> {
+    let root = sealed::DataKey::from_slice(&[0x5a; 32]).unwrap();
+    Arc::new(sealed::SoftwareKeyProvider::from_root(root, "file").unwrap())
+}
+
 pub fn keys(dir: &Path) -> Arc<FileKeys> {
-    Arc::new(FileKeys::open_or_create(&dir.join("keys"), "phigate-audit-test").unwrap())
+    Arc::new(FileKeys::open_or_create(&dir.join("keys"), "phigate-audit-test", kek()).unwrap())
 }
 
 pub fn sqlite_config(dir: &Path, checkpoint_every: Duration) -> LogConfig {
