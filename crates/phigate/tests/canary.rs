@@ -243,24 +243,27 @@ fn store_and_audit_invocations() -> Vec<Invocation> {
             "store backup",
             &["store", "backup", "{data}/backup.bin"],
         )),
-        Invocation::new("audit checkpoint", &["audit", "checkpoint"]),
+        Invocation::new("audit checkpoint", &["audit", "checkpoint"]).env("PHIGATE_KEK", KEK),
         Invocation::new(
             "audit disclosures for a PHI-shaped patient id",
             &["audit", "disclosures", "--patient", "-"],
         )
         .after(&["audit", "checkpoint"])
+        .env("PHIGATE_KEK", KEK)
         .stdin("ZQ7731942\n"),
         Invocation::new(
             "audit export for a PHI-shaped patient id",
             &["audit", "export", "--patient", "-"],
         )
         .after(&["audit", "checkpoint"])
+        .env("PHIGATE_KEK", KEK)
         .stdin("Zebulon Quixote\n"),
         // The log does not exist yet: the error names the file, not the patient.
         Invocation::new(
             "audit disclosures without a log",
             &["audit", "disclosures", "--patient", "-"],
         )
+        .env("PHIGATE_KEK", KEK)
         .stdin("ZQ7731942\n")
         .exits(Some(1)),
         Invocation::new(
