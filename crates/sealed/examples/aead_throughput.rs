@@ -127,7 +127,7 @@ fn main() {
             "aead_core",
             clock.rate(seconds, size, || {
                 let nonce = Nonce::assume_unique_for_key([7u8; 12]);
-                std::hint::black_box(
+                let _tag = std::hint::black_box(
                     core_key
                         .seal_in_place_separate_tag(nonce, Aad::empty(), &mut buf)
                         .expect("seal"),
