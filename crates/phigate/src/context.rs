@@ -188,7 +188,10 @@ mod tests {
             ("kipu.response=m", "start with a whole number"),
             ("kipu.response=0s", "greater than zero"),
             ("kipu.response=366d", "maximum of 365d"),
-            ("kipu.response=99999999999999999999s", "start with a whole number"),
+            (
+                "kipu.response=99999999999999999999s",
+                "start with a whole number",
+            ),
             ("=5m", "the kind must be"),
             ("pat ient=5m", "the kind must be"),
         ] {

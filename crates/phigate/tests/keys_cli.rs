@@ -61,7 +61,11 @@ impl PgSchema {
 
     /// The URL phigate gets: the test server with the schema as its search path.
     fn url(&self) -> String {
-        let sep = if self.base_url.contains('?') { '&' } else { '?' };
+        let sep = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         format!("{}{sep}options[search_path]={}", self.base_url, self.schema)
     }
 
@@ -251,7 +255,11 @@ fn wrong_key_is_refused(database_url: Option<&str>) {
     );
     assert_no_secret(&wrong);
     let rotate = phigate(&data, &with_db(OTHER_KEK), &["keys", "rotate"]);
-    assert_eq!(rotate.status.code(), Some(2), "the wrong key rotates nothing");
+    assert_eq!(
+        rotate.status.code(),
+        Some(2),
+        "the wrong key rotates nothing"
+    );
     let status = phigate(&data, &with_db(KEK), &["keys", "status", "--json"]);
     assert!(status.status.success(), "nothing was changed");
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();

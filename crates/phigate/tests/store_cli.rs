@@ -48,7 +48,11 @@ impl PgSchema {
 
     /// The URL phigate gets: the test server with the schema as its search path.
     fn url(&self) -> String {
-        let sep = if self.base_url.contains('?') { '&' } else { '?' };
+        let sep = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
         format!("{}{sep}options[search_path]={}", self.base_url, self.schema)
     }
 }
@@ -453,5 +457,9 @@ fn a_bad_ttl_is_a_usage_error_naming_the_item_and_changes_nothing() {
         None,
     );
     assert_eq!(bad_env.status.code(), Some(2), "{}", out(&bad_env));
-    assert_eq!(stats(&data)["live_by_kind"]["patient"], 12, "nothing deleted");
+    assert_eq!(
+        stats(&data)["live_by_kind"]["patient"],
+        12,
+        "nothing deleted"
+    );
 }

@@ -114,8 +114,7 @@ fn main() {
     ring.initialize().expect("init");
     let ctx = ObjectContext::new("bench", b"object-1");
     let aad = b"phigate/sealed/payload/v1 bench";
-    let core_key =
-        LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).expect("key"));
+    let core_key = LessSafeKey::new(UnboundKey::new(&AES_256_GCM, key.expose()).expect("key"));
     let rand_key = RandomizedNonceKey::new(&AES_256_GCM, key.expose()).expect("key");
 
     for size in sizes {

@@ -77,9 +77,7 @@ fn next_from(slot: &mut Option<Batch>) -> Result<[u8; NONCE_LEN]> {
     if !usable {
         *slot = Some(Batch::draw(pid)?);
     }
-    let batch = slot
-        .as_mut()
-        .ok_or(SealError::Crypto("random generator"))?;
+    let batch = slot.as_mut().ok_or(SealError::Crypto("random generator"))?;
     let mut nonce = [0u8; NONCE_LEN];
     nonce.copy_from_slice(&batch.bytes[batch.next..batch.next + NONCE_LEN]);
     batch.next += NONCE_LEN;

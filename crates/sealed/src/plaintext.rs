@@ -163,5 +163,4 @@ mod tests {
         p.extend_from_slice(b"CANARY-PHI");
         assert_eq!(format!("{p:?}"), "Plaintext([REDACTED])");
     }
-
 }
