@@ -17,18 +17,26 @@
 #                  measures: three key operations per object instead of one.
 #   ref_*          earlier or alternative per-message paths, for comparison in the same run.
 #
-# Both sides are timed in CPU time: openssl speed divides by the process's user CPU time (its
-# default; -elapsed would switch it to the wall clock) and the phigate measurement divides by
-# its thread's CPU time (/proc/thread-self/schedstat), so time the shared machine spends on
-# other processes counts against neither. The two are measured alternately, ROUNDS times per
-# block size, and the best of each is kept.
+# CLOCK=cpu (default): both sides are timed in CPU time: openssl speed divides by the process's
+# user CPU time (its own default) and the phigate measurement by its thread's CPU time
+# (/proc/thread-self/schedstat), so time the shared machine spends on other processes counts
+# against neither. CLOCK=wall: openssl speed -elapsed against the wall clock on our side; both
+# then absorb the neighbours' noise. The two are measured alternately, ROUNDS times per block
+# size, and the best of each is kept.
 #
-# Usage: bench/crypto.sh [SECONDS_PER_MEASUREMENT] [ROUNDS]   (defaults 2 and 3)
+# Usage: bench/crypto.sh [SECONDS_PER_MEASUREMENT] [ROUNDS] [CLOCK]   (defaults 2, 3, cpu)
 # Needs: openssl, cargo. Builds the measurement example in release mode.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 secs="${1:-2}"
 rounds="${2:-3}"
+clock="${3:-cpu}"
+case "$clock" in
+    cpu) elapsed=() ;;
+    wall) elapsed=(-elapsed) ;;
+    *) echo "CLOCK must be cpu or wall" >&2; exit 2 ;;
+esac
+export PHIGATE_BENCH_CLOCK="$clock"
 target=0.8
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$PWD/target}"
 
@@ -40,7 +48,7 @@ ours_bin="$CARGO_TARGET_DIR/release/examples/aead_throughput"
 openssl_rate() { # SIZE [extra openssl speed flags]
     local size="$1"
     shift
-    openssl speed -mr -seconds "$secs" -bytes "$size" "$@" -evp aes-256-gcm 2>/dev/null \
+    openssl speed -mr "${elapsed[@]}" -seconds "$secs" -bytes "$size" "$@" -evp aes-256-gcm 2>/dev/null \
         | awk -F: '/^\+F:/ { printf "%.2f\n", $4 / 1000 }' | tail -1
 }
 max() { awk -v a="$1" -v b="${2:-0}" 'BEGIN { print (a > b ? a : b) }'; }
@@ -88,6 +96,7 @@ for size in 1024 1048576; do
     unset best
 done
 openssl version >&2
+echo "clock: $clock; ${secs}s per measurement; best of $rounds rounds" >&2
 if [[ $status -ne 0 ]]; then
     echo "FAIL: judged line(s) below ${target}x OpenSSL: ${failed[*]}" >&2
 else

@@ -6,8 +6,9 @@
 //! Like `openssl speed` (which divides by the process's user CPU time unless `-elapsed` is
 //! given), rates are per second of this thread's CPU time, read from
 //! `/proc/thread-self/schedstat`, so that time the shared machine gives to other processes
-//! counts against neither side. Where that file is missing the wall clock is used and a note
-//! goes to stderr.
+//! counts against neither side. With `PHIGATE_BENCH_CLOCK=wall` (what `bench/crypto.sh` sets
+//! for its `wall` mode, next to `openssl speed -elapsed`), or where that file is missing, the
+//! wall clock is used.
 //!
 //! Layers (the judged ones are phigate's real per-message paths):
 //!
@@ -42,8 +43,9 @@ struct Clock {
 
 impl Clock {
     fn new() -> Self {
-        let cpu = thread_cpu_ns().is_some();
-        if !cpu {
+        let wall = std::env::var("PHIGATE_BENCH_CLOCK").is_ok_and(|v| v == "wall");
+        let cpu = !wall && thread_cpu_ns().is_some();
+        if !cpu && !wall {
             eprintln!("note: /proc/thread-self/schedstat unavailable; using wall-clock time");
         }
         Self { cpu }
