@@ -152,27 +152,27 @@ fn keys_lifecycle_init_rotate_rewrap_retire_on_postgres() {
 }
 
 fn lifecycle(data: &Path, env: &[(&str, &str)]) {
-    let init = phigate(&data, &env, &["keys", "init"]);
+    let init = phigate(data, env, &["keys", "init"]);
     assert!(init.status.success(), "{:?}", text(&init));
     assert!(text(&init).0.contains("initialised the key ring sw:"));
     assert_no_secret(&init);
 
-    let again = phigate(&data, &env, &["keys", "init"]);
+    let again = phigate(data, env, &["keys", "init"]);
     assert_eq!(again.status.code(), Some(2));
     assert!(text(&again).1.contains("already has keys"));
 
-    assert!(phigate(&data, &env, &["keys", "rotate"]).status.success());
-    let refused = phigate(&data, &env, &["keys", "retire", "1"]);
+    assert!(phigate(data, env, &["keys", "rotate"]).status.success());
+    let refused = phigate(data, env, &["keys", "retire", "1"]);
     assert_eq!(refused.status.code(), Some(1));
     assert!(
         text(&refused).1.contains("run `phigate keys rewrap` first"),
         "{:?}",
         text(&refused)
     );
-    let active = phigate(&data, &env, &["keys", "retire", "2"]);
+    let active = phigate(data, env, &["keys", "retire", "2"]);
     assert!(text(&active).1.contains("is the active version"));
 
-    let rewrap = phigate(&data, &env, &["keys", "rewrap"]);
+    let rewrap = phigate(data, env, &["keys", "rewrap"]);
     assert!(
         text(&rewrap)
             .0
@@ -181,12 +181,12 @@ fn lifecycle(data: &Path, env: &[(&str, &str)]) {
         text(&rewrap)
     );
     assert!(
-        phigate(&data, &env, &["keys", "retire", "1"])
+        phigate(data, env, &["keys", "retire", "1"])
             .status
             .success()
     );
 
-    let status = phigate(&data, &env, &["keys", "status", "--json"]);
+    let status = phigate(data, env, &["keys", "status", "--json"]);
     let doc: serde_json::Value = serde_json::from_slice(&status.stdout).unwrap();
     assert_eq!(doc["versions"][0]["state"], "retired");
     assert_eq!(doc["versions"][1]["state"], "active");
