@@ -12,7 +12,7 @@ use std::sync::Arc;
 use anyhow::Context as _;
 use sealed::{KeyProvider, Pkcs11Config, Pkcs11KeyProvider, SealError, SoftwareKeyProvider};
 use secrecy::SecretString;
-use store::{BackendConfig, Database, KeyStatus, Store, StoreError, TtlPolicy};
+use store::{BackendConfig, Database, KeyStatus, Store, StoreError};
 
 /// How to find the KEK.
 #[derive(Debug, clap::Args)]
@@ -203,17 +203,19 @@ pub fn store_error(e: StoreError) -> anyhow::Error {
     }
 }
 
-/// Opens the store with the configured key.
+/// Opens the store with the configured key and the configured TTL policy (`--ttl`), so that
+/// whatever a command writes expires as configured.
 pub async fn open_store(
     keys: &KeyProviderArgs,
     ctx: &crate::context::Context,
-    ttl: TtlPolicy,
 ) -> anyhow::Result<Store> {
     let provider = keys.provider()?;
     let db = Database::connect(&backend(ctx)?)
         .await
         .map_err(store_error)?;
-    db.open(provider, ttl).await.map_err(store_error)
+    db.open(provider, ctx.ttl.clone())
+        .await
+        .map_err(store_error)
 }
 
 /// Arguments of `phigate keys`.
@@ -265,22 +267,22 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
                 print_status(&status, false);
             }
             KeysCommand::Status { json } => {
-                let store = open_store(&args.keys, ctx, TtlPolicy::default()).await?;
+                let store = open_store(&args.keys, ctx).await?;
                 print_status(&store.key_status().await?, json);
             }
             KeysCommand::Rotate => {
-                let store = open_store(&args.keys, ctx, TtlPolicy::default()).await?;
+                let store = open_store(&args.keys, ctx).await?;
                 let version = store.rotate_kek().await?;
                 println!("KEK version {version} is now active; run `phigate keys rewrap` to move existing data keys to it");
             }
             KeysCommand::Rewrap => {
-                let store = open_store(&args.keys, ctx, TtlPolicy::default()).await?;
+                let store = open_store(&args.keys, ctx).await?;
                 let n = store.rewrap_all().await?;
                 let active = store.key_status().await?.versions.iter().rev().find(|v| v.state == sealed::KeyState::Active).map(|v| v.version);
                 println!("re-wrapped {n} data key(s) under KEK version {}", active.unwrap_or_default());
             }
             KeysCommand::Retire { kek_version: version } => {
-                let store = open_store(&args.keys, ctx, TtlPolicy::default()).await?;
+                let store = open_store(&args.keys, ctx).await?;
                 store.retire_kek(version).await?;
                 println!("KEK version {version} retired and destroyed; backups taken under it can no longer be restored");
             }

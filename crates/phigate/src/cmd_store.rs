@@ -9,7 +9,6 @@ use std::io::{BufRead as _, Write as _};
 use std::path::{Path, PathBuf};
 
 use anyhow::Context as _;
-use store::TtlPolicy;
 
 use crate::cmd_keys::{KeyProviderArgs, open_store, runtime};
 
@@ -24,7 +23,8 @@ pub struct Args {
 
 #[derive(Debug, clap::Subcommand)]
 enum StoreCommand {
-    /// Record counts per kind, expired records awaiting purge, records per KEK version.
+    /// Record counts per kind, expired records awaiting purge, records per KEK version, and
+    /// the time to live that applies to each kind under the current configuration (`--ttl`).
     Stats {
         /// Machine-readable output.
         #[arg(long)]
@@ -115,16 +115,25 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
             }
             _ => None,
         };
-        let store = open_store(&args.keys, ctx, TtlPolicy::default()).await?;
+        let store = open_store(&args.keys, ctx).await?;
         match args.command {
             StoreCommand::Stats { json } => {
                 let stats = store.stats().await?;
+                // The TTL in force for each kind present, and for cached responses.
+                let ttl: std::collections::BTreeMap<&str, Option<u64>> = stats
+                    .live_by_kind
+                    .keys()
+                    .map(String::as_str)
+                    .chain([store::CACHED_RESPONSE_KIND])
+                    .map(|kind| (kind, ctx.ttl.ttl_for(kind).map(|d| d.as_secs())))
+                    .collect();
                 if json {
                     let doc = serde_json::json!({
                         "backend": stats.backend,
                         "live_by_kind": stats.live_by_kind,
                         "expired": stats.expired,
                         "by_kek_version": stats.by_kek_version.iter().map(|(v, n)| (v.to_string(), *n)).collect::<std::collections::BTreeMap<_, _>>(),
+                        "ttl_seconds": ttl,
                     });
                     println!("{doc}");
                 } else {
@@ -137,6 +146,12 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
                     println!("expired, awaiting purge: {}", stats.expired);
                     for (v, n) in &stats.by_kek_version {
                         println!("records under KEK version {v}: {n}");
+                    }
+                    for (kind, secs) in &ttl {
+                        match secs {
+                            Some(s) => println!("time to live of {kind}: {s} s"),
+                            None => println!("time to live of {kind}: none (does not expire)"),
+                        }
                     }
                 }
             }

@@ -1,10 +1,13 @@
 //! `phigate store` end to end: records are written through the `store` library with the same
-//! key and data directory, then maintained through the binary.
+//! key and database, then maintained through the binary. Every scenario runs against SQLite
+//! (the data directory) and against PostgreSQL (`PHIGATE_DATABASE_URL` pointing at a fresh
+//! schema of the server in `PHIGATE_TEST_DATABASE_URL`).
 
 use std::io::Write as _;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU32, Ordering};
 
 use sealed::{KeyProvider, SoftwareKeyProvider};
 use secrecy::SecretString;
@@ -12,12 +15,127 @@ use store::{BackendConfig, Database, TtlPolicy};
 
 const KEK: &str = "q6urq6urq6urq6urq6urq6urq6urq6urq6urq6urq6s=";
 
-fn phigate(data: &Path, args: &[&str], stdin: Option<&str>) -> Output {
-    let mut child = Command::new(env!("CARGO_BIN_EXE_phigate"))
-        .env_clear()
+/// Where the store under test lives.
+enum Backend {
+    Sqlite,
+    /// A schema of its own on the test server; dropped when the test ends.
+    Postgres(PgSchema),
+}
+
+struct PgSchema {
+    base_url: String,
+    schema: String,
+}
+
+impl PgSchema {
+    fn create() -> Self {
+        static COUNTER: AtomicU32 = AtomicU32::new(0);
+        let base_url = std::env::var("PHIGATE_TEST_DATABASE_URL").unwrap_or_else(|_| {
+            panic!("PHIGATE_TEST_DATABASE_URL is not set: point it at a PostgreSQL database, e.g. postgres://postgres@127.0.0.1:5432/test")
+        });
+        let nanos = std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .subsec_nanos();
+        let schema = format!(
+            "phigate_store_cli_{}_{}_{nanos}",
+            std::process::id(),
+            COUNTER.fetch_add(1, Ordering::SeqCst)
+        );
+        run_sql(&base_url, &format!("CREATE SCHEMA {schema}"));
+        Self { base_url, schema }
+    }
+
+    /// The URL phigate gets: the test server with the schema as its search path.
+    fn url(&self) -> String {
+        let sep = if self.base_url.contains('?') {
+            '&'
+        } else {
+            '?'
+        };
+        format!("{}{sep}options[search_path]={}", self.base_url, self.schema)
+    }
+}
+
+impl Drop for PgSchema {
+    fn drop(&mut self) {
+        run_sql(
+            &self.base_url,
+            &format!("DROP SCHEMA IF EXISTS {} CASCADE", self.schema),
+        );
+    }
+}
+
+fn run_sql(url: &str, sql: &str) {
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    rt.block_on(async {
+        let mut conn = <sqlx::PgConnection as sqlx::Connection>::connect(url)
+            .await
+            .expect("connect to PHIGATE_TEST_DATABASE_URL");
+        sqlx::raw_sql(sql).execute(&mut conn).await.unwrap();
+    });
+}
+
+/// A test's data directory plus its backend.
+struct Place {
+    data: PathBuf,
+    backend: Backend,
+}
+
+impl Place {
+    fn new(dir: &Path, postgres: bool) -> Self {
+        Self {
+            data: dir.join("data"),
+            backend: if postgres {
+                Backend::Postgres(PgSchema::create())
+            } else {
+                Backend::Sqlite
+            },
+        }
+    }
+
+    fn config(&self) -> BackendConfig {
+        match &self.backend {
+            Backend::Sqlite => BackendConfig::Sqlite {
+                path: self.data.join("store.db"),
+            },
+            Backend::Postgres(pg) => BackendConfig::Postgres {
+                url: SecretString::from(pg.base_url.clone()),
+                schema: Some(pg.schema.clone()),
+            },
+        }
+    }
+
+    fn phigate(&self, args: &[&str], stdin: Option<&str>) -> Output {
+        phigate_with(self, &[], args, stdin)
+    }
+}
+
+fn phigate(place: &Place, args: &[&str], stdin: Option<&str>) -> Output {
+    place.phigate(args, stdin)
+}
+
+fn phigate_with(
+    place: &Place,
+    envs: &[(&str, &str)],
+    args: &[&str],
+    stdin: Option<&str>,
+) -> Output {
+    let mut cmd = Command::new(env!("CARGO_BIN_EXE_phigate"));
+    cmd.env_clear()
         .env("PATH", std::env::var_os("PATH").unwrap_or_default())
-        .env("PHIGATE_DATA_DIR", data)
-        .env("PHIGATE_KEK", KEK)
+        .env("PHIGATE_DATA_DIR", &place.data)
+        .env("PHIGATE_KEK", KEK);
+    if let Backend::Postgres(pg) = &place.backend {
+        cmd.env("PHIGATE_DATABASE_URL", pg.url());
+    }
+    for (k, v) in envs {
+        cmd.env(k, v);
+    }
+    let mut child = cmd
         .args(args)
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -48,17 +166,13 @@ fn provider() -> Arc<dyn KeyProvider> {
     Arc::new(SoftwareKeyProvider::from_base64(&SecretString::from(KEK)).unwrap())
 }
 
-fn seed(data: &Path) {
+fn seed(place: &Place) {
     let rt = tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()
         .unwrap();
     rt.block_on(async {
-        let db = Database::connect(&BackendConfig::Sqlite {
-            path: data.join("store.db"),
-        })
-        .await
-        .unwrap();
+        let db = Database::connect(&place.config()).await.unwrap();
         let store = db.open(provider(), TtlPolicy::default()).await.unwrap();
         for i in 0..12 {
             let patient = format!("CANARY-PATIENT-{}", i % 3);
@@ -84,19 +198,34 @@ fn seed(data: &Path) {
     });
 }
 
-fn stats(data: &Path) -> serde_json::Value {
-    let o = phigate(data, &["store", "stats", "--json"], None);
+fn stats(place: &Place) -> serde_json::Value {
+    let o = phigate(place, &["store", "stats", "--json"], None);
     assert!(o.status.success(), "{}", out(&o));
     serde_json::from_slice(&o.stdout).unwrap()
 }
 
 #[test]
-fn stats_invalidate_backup_restore_through_the_cli() {
+fn stats_invalidate_backup_restore_through_the_cli_on_sqlite() {
+    stats_invalidate_backup_restore(false);
+}
+
+#[test]
+fn stats_invalidate_backup_restore_through_the_cli_on_postgres() {
+    stats_invalidate_backup_restore(true);
+}
+
+fn stats_invalidate_backup_restore(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = Place::new(dir.path(), postgres);
     assert!(phigate(&data, &["keys", "init"], None).status.success());
     seed(&data);
     let s = stats(&data);
+    assert_eq!(s["backend"], if postgres { "postgresql" } else { "sqlite" });
+    assert_eq!(
+        data.data.join("store.db").exists(),
+        !postgres,
+        "PostgreSQL runs leave no SQLite file behind"
+    );
     assert_eq!(s["live_by_kind"]["patient"], 12);
     assert_eq!(s["live_by_kind"]["kipu.response"], 1);
 
@@ -170,9 +299,18 @@ fn stats_invalidate_backup_restore_through_the_cli() {
 }
 
 #[test]
-fn tampered_or_truncated_backup_is_refused_and_the_store_is_unchanged() {
+fn tampered_or_truncated_backup_is_refused_and_the_store_is_unchanged_on_sqlite() {
+    tampered_or_truncated_backup_is_refused(false);
+}
+
+#[test]
+fn tampered_or_truncated_backup_is_refused_and_the_store_is_unchanged_on_postgres() {
+    tampered_or_truncated_backup_is_refused(true);
+}
+
+fn tampered_or_truncated_backup_is_refused(postgres: bool) {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
+    let data = Place::new(dir.path(), postgres);
     assert!(phigate(&data, &["keys", "init"], None).status.success());
     seed(&data);
     let backup = dir.path().join("store.bk");
@@ -225,9 +363,9 @@ fn tampered_or_truncated_backup_is_refused_and_the_store_is_unchanged() {
 #[test]
 fn corrupt_database_file_is_reported_and_left_alone() {
     let dir = tempfile::tempdir().unwrap();
-    let data = dir.path().join("data");
-    std::fs::create_dir(&data).unwrap();
-    let db = data.join("store.db");
+    let data = Place::new(dir.path(), false);
+    std::fs::create_dir(&data.data).unwrap();
+    let db = data.data.join("store.db");
     std::fs::write(&db, vec![0x42u8; 4096]).unwrap();
     #[cfg(unix)]
     {
@@ -239,4 +377,89 @@ fn corrupt_database_file_is_reported_and_left_alone() {
     assert!(out(&o).contains("not a database"), "{}", out(&o));
     assert!(!out(&o).contains("panicked"));
     assert_eq!(std::fs::read(&db).unwrap(), vec![0x42u8; 4096]);
+}
+
+#[test]
+fn ttl_per_kind_is_configured_by_flag_or_environment_and_reported_by_stats() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Place::new(dir.path(), false);
+    assert!(phigate(&data, &["keys", "init"], None).status.success());
+    seed(&data);
+    let default = stats(&data);
+    assert_eq!(default["ttl_seconds"]["kipu.response"], 900);
+    assert_eq!(default["ttl_seconds"]["patient"], serde_json::Value::Null);
+
+    let o = phigate(
+        &data,
+        &[
+            "--ttl",
+            "kipu.response=5m",
+            "--ttl",
+            "*=1h",
+            "store",
+            "stats",
+            "--json",
+        ],
+        None,
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["ttl_seconds"]["kipu.response"], 300);
+    assert_eq!(doc["ttl_seconds"]["patient"], 3600);
+
+    let o = phigate_with(
+        &data,
+        &[("PHIGATE_TTL", "patient=2d,kipu.response=30s")],
+        &["store", "stats", "--json"],
+        None,
+    );
+    assert!(o.status.success(), "{}", out(&o));
+    let doc: serde_json::Value = serde_json::from_slice(&o.stdout).unwrap();
+    assert_eq!(doc["ttl_seconds"]["kipu.response"], 30);
+    assert_eq!(doc["ttl_seconds"]["patient"], 172_800);
+
+    let text = phigate(&data, &["--ttl", "patient=2d", "store", "stats"], None);
+    assert!(
+        out(&text).contains("time to live of patient: 172800 s"),
+        "{}",
+        out(&text)
+    );
+}
+
+#[test]
+fn a_bad_ttl_is_a_usage_error_naming_the_item_and_changes_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = Place::new(dir.path(), false);
+    assert!(phigate(&data, &["keys", "init"], None).status.success());
+    seed(&data);
+    for (flag, reason) in [
+        ("kipu.response=15", "needs a unit"),
+        ("kipu.response=0m", "greater than zero"),
+        ("kipu.response", "expected KIND=DURATION"),
+        ("kipu.response=400d", "maximum of 365d"),
+    ] {
+        let o = phigate(
+            &data,
+            &["--ttl", flag, "store", "invalidate", "all", "--yes"],
+            None,
+        );
+        assert_eq!(o.status.code(), Some(2), "{}", out(&o));
+        assert!(
+            out(&o).contains(reason) && out(&o).contains(flag),
+            "{}",
+            out(&o)
+        );
+    }
+    let bad_env = phigate_with(
+        &data,
+        &[("PHIGATE_TTL", "patient=soon")],
+        &["store", "stats"],
+        None,
+    );
+    assert_eq!(bad_env.status.code(), Some(2), "{}", out(&bad_env));
+    assert_eq!(
+        stats(&data)["live_by_kind"]["patient"],
+        12,
+        "nothing deleted"
+    );
 }

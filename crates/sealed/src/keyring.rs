@@ -2,11 +2,10 @@ use std::collections::BTreeMap;
 use std::fmt;
 use std::sync::{Arc, RwLock};
 
-use zeroize::Zeroizing;
-
 use crate::error::{Result, SealError};
 use crate::format::{self, Envelope, ObjectContext};
-use crate::keys::DataKey;
+use crate::keys::{DataKey, sealed_len};
+use crate::plaintext::Plaintext;
 use crate::provider::KeyProvider;
 
 /// Lifecycle of a KEK version.
@@ -240,7 +239,8 @@ impl Keyring {
             &data_key,
             &ctx.wrap_aad(key_id, version),
         )?;
-        let mut out = format::encode_header(key_id, version, &wrapped, 12 + plaintext.len() + 16)?;
+        let mut out =
+            format::encode_header(key_id, version, &wrapped, sealed_len(plaintext.len()))?;
         data_key.encrypt_append(&ctx.payload_aad(key_id), plaintext, &mut out)?;
         Ok(out)
     }
@@ -263,7 +263,7 @@ impl Keyring {
     }
 
     /// Opens an object sealed by [`Keyring::seal`] for the same `ctx`.
-    pub fn open(&self, ctx: &ObjectContext<'_>, sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    pub fn open(&self, ctx: &ObjectContext<'_>, sealed: &[u8]) -> Result<Plaintext> {
         let envelope = Envelope::parse(sealed)?;
         let data_key = self.unwrap_for(ctx, &envelope)?;
         data_key.decrypt(&ctx.payload_aad(self.provider.key_id()), envelope.payload)

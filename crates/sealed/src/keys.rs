@@ -1,9 +1,11 @@
 use std::fmt;
 
 use aws_lc_rs::aead::{AES_256_GCM, Aad, LessSafeKey, NONCE_LEN, Nonce, UnboundKey};
-use zeroize::{Zeroize, Zeroizing};
+use zeroize::Zeroizing;
 
 use crate::error::{Result, SealError};
+use crate::nonce::random_nonce;
+use crate::plaintext::Plaintext;
 
 /// Length of every symmetric key in this crate (AES-256).
 pub const KEY_LEN: usize = 32;
@@ -64,18 +66,21 @@ impl DataKey {
     }
 
     /// AES-256-GCM with a fresh random 96-bit nonce; returns `nonce || ciphertext || tag`.
+    ///
+    /// One allocation, sized once; the payload is copied into it and encrypted in place. The
+    /// nonce comes from a per-thread batch of DRBG output (see the `nonce` module for why that
+    /// is as safe as one DRBG call per nonce).
     pub fn encrypt(&self, aad: &[u8], plaintext: &[u8]) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(NONCE_LEN + plaintext.len() + TAG_LEN);
+        let mut out = Vec::with_capacity(sealed_len(plaintext.len()));
         self.encrypt_append(aad, plaintext, &mut out)?;
         Ok(out)
     }
 
     /// Like [`DataKey::encrypt`], appending `nonce || ciphertext || tag` to `out` so a caller
-    /// building a larger frame encrypts in place without another copy of the payload.
+    /// building a larger frame (the envelope header) encrypts in place without another copy.
     pub fn encrypt_append(&self, aad: &[u8], plaintext: &[u8], out: &mut Vec<u8>) -> Result<()> {
-        let mut nonce = [0u8; NONCE_LEN];
-        aws_lc_rs::rand::fill(&mut nonce).map_err(|_| SealError::Crypto("random generator"))?;
-        out.reserve(NONCE_LEN + plaintext.len() + TAG_LEN);
+        let nonce = random_nonce()?;
+        out.reserve(sealed_len(plaintext.len()));
         out.extend_from_slice(&nonce);
         let start = out.len();
         out.extend_from_slice(plaintext);
@@ -91,19 +96,21 @@ impl DataKey {
         Ok(())
     }
 
-    /// Opens `nonce || ciphertext || tag` produced by [`DataKey::encrypt`].
-    pub fn decrypt(&self, aad: &[u8], sealed: &[u8]) -> Result<Zeroizing<Vec<u8>>> {
+    /// Opens `nonce || ciphertext || tag` produced by [`DataKey::encrypt`]. The plaintext is
+    /// wiped when the returned [`Plaintext`] is dropped (and on failure, before returning).
+    pub fn decrypt(&self, aad: &[u8], sealed: &[u8]) -> Result<Plaintext> {
         if sealed.len() < NONCE_LEN + TAG_LEN {
             return Err(SealError::Malformed(
                 "ciphertext shorter than nonce and tag",
             ));
         }
-        let key = &self.aead;
         let (nonce, body) = sealed.split_at(NONCE_LEN);
         let nonce =
             Nonce::try_assume_unique_for_key(nonce).map_err(|_| SealError::Malformed("nonce"))?;
-        let mut buf = Zeroizing::new(body.to_vec());
-        let len = key
+        let mut buf = Plaintext::with_capacity(body.len());
+        buf.extend_from_slice(body);
+        let len = self
+            .aead
             .open_in_place(nonce, Aad::from(aad), buf.as_mut_slice())
             .map_err(|_| SealError::AuthenticationFailed)?
             .len();
@@ -111,12 +118,15 @@ impl DataKey {
         Ok(buf)
     }
 
-    /// Consumes the key, turning decrypted key bytes into a key and wiping the buffer.
-    pub(crate) fn from_plaintext(mut bytes: Zeroizing<Vec<u8>>) -> Result<Self> {
-        let key = Self::from_slice(&bytes);
-        bytes.zeroize();
-        key.map_err(|_| SealError::AuthenticationFailed)
+    /// Turns decrypted key bytes into a key; the bytes are wiped when `bytes` is dropped.
+    pub(crate) fn from_plaintext(bytes: Plaintext) -> Result<Self> {
+        Self::from_slice(&bytes).map_err(|_| SealError::AuthenticationFailed)
     }
+}
+
+/// Length of `nonce || ciphertext || tag` for a plaintext of `len` bytes.
+pub(crate) fn sealed_len(len: usize) -> usize {
+    NONCE_LEN.saturating_add(len).saturating_add(TAG_LEN)
 }
 
 impl fmt::Debug for DataKey {

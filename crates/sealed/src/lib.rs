@@ -18,10 +18,14 @@
 //! * Associated data binds each ciphertext to its key id, KEK version, object kind and object id:
 //!   a ciphertext copied to another row or kind does not open (see [`format`] for why the version
 //!   is bound through the wrapped DEK).
-//! * Nonces are 96-bit random values from aws-lc-rs; each DEK encrypts one payload (or one
-//!   stream's chunks), far below the 2^32 random-nonce limit per key.
-//! * Key bytes live in [`DataKey`] (zeroized on drop, redacted Debug) or inside the token. No
-//!   error message, Debug output or log line carries key bytes, plaintext or object ids.
+//! * Nonces are 96-bit random values from aws-lc's DRBG, fetched in per-thread batches that are
+//!   never shared, never rewound and discarded after a fork (the `nonce` module argues why this
+//!   is as safe as one DRBG call per nonce); each DEK encrypts one payload (or one stream's
+//!   chunks), far below the 2^32 random-nonce limit per key.
+//! * Key bytes live in [`DataKey`] (zeroized on drop, redacted Debug) or inside the token.
+//!   Decrypted bytes come back as [`Plaintext`], which wipes its whole allocation when dropped
+//!   (bulk `fill(0)` plus zeroize's optimization barrier; see [`Plaintext`] for the guarantee).
+//!   No error message, Debug output or log line carries key bytes, plaintext or object ids.
 //! * A retired KEK version is destroyed (its sealed material deleted, or its token object
 //!   destroyed). Retiring the active version, or one that still wraps data keys, is refused.
 //! * Failures never panic; every authentication failure is the same opaque error so that it
@@ -38,7 +42,9 @@ mod error;
 pub mod format;
 mod keyring;
 mod keys;
+mod nonce;
 mod pkcs11;
+mod plaintext;
 mod provider;
 pub mod signing;
 mod software;
@@ -49,6 +55,7 @@ pub use format::{Envelope, ObjectContext};
 pub use keyring::{KeyState, KeyVersionRecord, Keyring};
 pub use keys::{DataKey, KEY_LEN, TAG_LEN};
 pub use pkcs11::{Pkcs11Config, Pkcs11KeyProvider};
+pub use plaintext::Plaintext;
 pub use provider::KeyProvider;
 pub use signing::SealedSigningKey;
 pub use software::SoftwareKeyProvider;

@@ -10,10 +10,10 @@ use cryptoki::object::{Attribute, AttributeType, KeyType, ObjectClass, ObjectHan
 use cryptoki::session::{Session, UserType};
 use cryptoki::slot::Slot;
 use secrecy::{ExposeSecret, SecretString};
-use zeroize::Zeroizing;
 
 use crate::error::{Result, SealError};
 use crate::keys::{DataKey, KEY_LEN, TAG_LEN};
+use crate::plaintext::Plaintext;
 use crate::provider::KeyProvider;
 
 const IV_LEN: usize = 12;
@@ -333,7 +333,7 @@ impl KeyProvider for Pkcs11KeyProvider {
         let plain = session
             .decrypt(&Mechanism::AesGcm(params), handle, &wrapped[IV_LEN..])
             .map_err(|_| SealError::AuthenticationFailed)?;
-        DataKey::from_plaintext(Zeroizing::new(plain))
+        DataKey::from_plaintext(Plaintext::from_vec(plain))
     }
 
     fn destroy_version(&self, version: u32, material: &[u8]) -> Result<()> {

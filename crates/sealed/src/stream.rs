@@ -19,12 +19,12 @@
 use std::io::{Read, Write};
 
 use aws_lc_rs::digest;
-use zeroize::Zeroizing;
 
 use crate::error::{Result, SealError};
 use crate::format::ObjectContext;
 use crate::keyring::Keyring;
 use crate::keys::{DataKey, TAG_LEN};
+use crate::plaintext::Plaintext;
 
 const STREAM_MAGIC: &[u8; 4] = b"PGSS";
 const STREAM_VERSION: u8 = 1;
@@ -47,7 +47,7 @@ pub struct StreamWriter<W: Write> {
     key: DataKey,
     header_hash: Vec<u8>,
     index: u64,
-    buffer: Zeroizing<Vec<u8>>,
+    buffer: Plaintext,
 }
 
 impl<W: Write> std::fmt::Debug for StreamWriter<W> {
@@ -82,7 +82,7 @@ impl<W: Write> StreamWriter<W> {
             key,
             header_hash,
             index: 0,
-            buffer: Zeroizing::new(Vec::with_capacity(CHUNK_LEN)),
+            buffer: Plaintext::with_capacity(CHUNK_LEN),
         })
     }
 
@@ -190,7 +190,7 @@ impl<R: Read> StreamReader<R> {
     }
 
     /// The next verified chunk of plaintext, or `None` after the final chunk.
-    pub fn next_chunk(&mut self) -> Result<Option<Zeroizing<Vec<u8>>>> {
+    pub fn next_chunk(&mut self) -> Result<Option<Plaintext>> {
         if self.finished {
             return Ok(None);
         }
@@ -234,8 +234,8 @@ impl<R: Read> StreamReader<R> {
     }
 
     /// Reads and verifies the whole stream; returns the plaintext only if all of it verified.
-    pub fn read_to_end(mut self) -> Result<Zeroizing<Vec<u8>>> {
-        let mut out = Zeroizing::new(Vec::new());
+    pub fn read_to_end(mut self) -> Result<Plaintext> {
+        let mut out = Plaintext::with_capacity(CHUNK_LEN);
         while let Some(chunk) = self.next_chunk()? {
             out.extend_from_slice(&chunk);
         }

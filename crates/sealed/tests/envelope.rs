@@ -379,3 +379,50 @@ proptest! {
         prop_assert!(ring.open(&CTX, &sealed).is_err());
     }
 }
+
+#[test]
+fn every_encryption_gets_a_fresh_nonce_across_nonce_batches() {
+    let key = sealed::DataKey::generate().unwrap();
+    let mut nonces = std::collections::HashSet::new();
+    // More than several per-thread batches of 256 nonces.
+    for _ in 0..2_000 {
+        let sealed = key.encrypt(b"aad", b"same message").unwrap();
+        assert!(nonces.insert(sealed[..12].to_vec()), "a nonce repeated");
+        assert_eq!(
+            key.decrypt(b"aad", &sealed).unwrap().as_slice(),
+            b"same message"
+        );
+    }
+}
+
+#[test]
+fn large_payloads_round_trip_and_a_flipped_bit_anywhere_fails() {
+    let key = sealed::DataKey::generate().unwrap();
+    let data: Vec<u8> = (0..(1usize << 20) + 3).map(|i| (i % 253) as u8).collect();
+    let sealed = key.encrypt(b"ctx", &data).unwrap();
+    assert_eq!(sealed.len(), 12 + data.len() + 16);
+    assert_eq!(
+        key.decrypt(b"ctx", &sealed).unwrap().as_slice(),
+        data.as_slice()
+    );
+    for at in [0, 11, 12, 12 + data.len() / 2, sealed.len() - 1] {
+        let mut bad = sealed.clone();
+        bad[at] ^= 0x01;
+        assert!(
+            matches!(
+                key.decrypt(b"ctx", &bad),
+                Err(SealError::AuthenticationFailed)
+            ),
+            "flip at {at} was not detected"
+        );
+    }
+}
+
+#[test]
+fn plaintext_debug_prints_nothing_of_the_content() {
+    let ring = ring(5);
+    let sealed = ring.seal(&CTX, b"CANARY-PATIENT-NAME").unwrap();
+    let opened = ring.open(&CTX, &sealed).unwrap();
+    assert_eq!(opened.as_slice(), b"CANARY-PATIENT-NAME");
+    assert!(!format!("{opened:?}").contains("CANARY"));
+}
