@@ -20,7 +20,6 @@ use anyhow::Context as _;
 use ehr_sync::{SyncOptions, SyncReport, Syncer};
 use kipu::{ApiVersion, ClientConfig, Credentials};
 use secrecy::SecretString;
-use store::TtlPolicy;
 
 use crate::cmd_keys::{KeyProviderArgs, open_store, runtime};
 use crate::exit::usage;
@@ -187,7 +186,7 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
                 (client_for(credentials, sim.base_url(), &args)?, Some(sim))
             }
         };
-        let store = open_store(&args.keys, ctx, TtlPolicy::default()).await?;
+        let store = open_store(&args.keys, ctx).await?;
         let syncer = Syncer::new(client, store, options)?;
         let Some(every) = every else {
             let report = syncer.run_once().await?;

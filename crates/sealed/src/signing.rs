@@ -13,7 +13,6 @@
 use std::fmt;
 
 use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
-use zeroize::Zeroizing;
 
 use crate::error::{Result, SealError};
 use crate::format::ObjectContext;
@@ -60,7 +59,7 @@ impl SealedSigningKey {
     /// Opens a key sealed by [`SealedSigningKey::generate`] or [`SealedSigningKey::seal_pkcs8`]
     /// under the same `name`.
     pub fn open(keyring: &Keyring, name: &str, sealed: &[u8]) -> Result<Self> {
-        let pkcs8: Zeroizing<Vec<u8>> = keyring.open(
+        let pkcs8 = keyring.open(
             &ObjectContext::new(SIGNING_KEY_KIND, name.as_bytes()),
             sealed,
         )?;
