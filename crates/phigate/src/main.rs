@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_audit;
+mod cmd_export;
 mod cmd_keys;
 mod cmd_kipu;
 mod cmd_phi;
@@ -44,6 +45,8 @@ enum Command {
     Audit(cmd_audit::Args),
     /// PHI detection: evaluate the detectors on labelled synthetic notes.
     Phi(cmd_phi::Args),
+    /// Decrypt files written by `phigate kipu export --encrypt`.
+    Decrypt(cmd_export::DecryptArgs),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +64,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Store(args) => cmd_store::run(args, &ctx),
         Command::Audit(args) => cmd_audit::run(args, &ctx),
         Command::Phi(args) => cmd_phi::run(args, &ctx),
+        Command::Decrypt(args) => cmd_export::run_decrypt(args, &ctx),
     }
 }
 
