@@ -41,10 +41,6 @@ impl TableBuffer {
         self.bytes
     }
 
-    pub(crate) fn columns(&self) -> &[Column] {
-        &self.columns
-    }
-
     /// Sets a cell of the row being built (row number `self.rows`). Gives the value back if the
     /// column already has one in this row.
     pub(crate) fn try_set(&mut self, name: &str, value: Scalar) -> Result<(), Scalar> {
@@ -89,7 +85,10 @@ impl TableBuffer {
 
     /// The current column names and types.
     pub(crate) fn signature(&self) -> Vec<(String, ColumnType)> {
-        self.columns.iter().map(|c| (c.name.clone(), c.ty)).collect()
+        self.columns
+            .iter()
+            .map(|c| (c.name.clone(), c.ty))
+            .collect()
     }
 
     /// Empties the buffer, keeping columns and types.
@@ -103,7 +102,10 @@ impl TableBuffer {
 
     /// The buffered rows as an Arrow batch under `schema` (which must be [`arrow_schema`] of
     /// the current signature).
-    pub(crate) fn to_record_batch(&self, schema: &SchemaRef) -> Result<RecordBatch, arrow_schema::ArrowError> {
+    pub(crate) fn to_record_batch(
+        &self,
+        schema: &SchemaRef,
+    ) -> Result<RecordBatch, arrow_schema::ArrowError> {
         let arrays: Vec<ArrayRef> = self.columns.iter().map(column_array).collect();
         RecordBatch::try_new_with_options(
             schema.clone(),
@@ -227,7 +229,9 @@ fn column_array(column: &Column) -> ArrayRef {
         }
         ColumnType::List(elem) => match elem {
             ElemType::Null | ElemType::Str => {
-                list_array(&column.values, StringBuilder::new(), |b, v| b.append_option(v.to_text()))
+                list_array(&column.values, StringBuilder::new(), |b, v| {
+                    b.append_option(v.to_text())
+                })
             }
             ElemType::Bool => list_array(&column.values, BooleanBuilder::new(), append_bool),
             ElemType::Int => list_array(&column.values, Int64Builder::new(), append_int),

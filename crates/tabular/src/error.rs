@@ -49,13 +49,15 @@ impl Error {
     pub(crate) fn parquet(e: parquet::errors::ParquetError) -> Self {
         // An I/O error inside the encoder keeps its kind, so callers can tell a full disk.
         match e {
-            parquet::errors::ParquetError::External(inner) => match inner.downcast::<std::io::Error>() {
-                Ok(io) => Error::Io {
-                    table: String::new(),
-                    source: *io,
-                },
-                Err(other) => Error::Encode(other.to_string()),
-            },
+            parquet::errors::ParquetError::External(inner) => {
+                match inner.downcast::<std::io::Error>() {
+                    Ok(io) => Error::Io {
+                        table: String::new(),
+                        source: *io,
+                    },
+                    Err(other) => Error::Encode(other.to_string()),
+                }
+            }
             other => Error::Encode(other.to_string()),
         }
     }

@@ -174,13 +174,20 @@ impl std::fmt::Debug for TableSet {
 
 impl TableSet {
     /// A table set whose root table is `root` (the endpoint's record key, e.g. `patients`).
-    pub fn new(root: &str, options: Options, destination: Box<dyn Destination>) -> Result<Self, Error> {
-        let level = ZstdLevel::try_new(options.zstd_level).map_err(|_| Error::Config("zstd level must be between 1 and 22"))?;
+    pub fn new(
+        root: &str,
+        options: Options,
+        destination: Box<dyn Destination>,
+    ) -> Result<Self, Error> {
+        let level = ZstdLevel::try_new(options.zstd_level)
+            .map_err(|_| Error::Config("zstd level must be between 1 and 22"))?;
         if options.separator.is_empty() {
             return Err(Error::Config("the separator must not be empty"));
         }
         if root.is_empty() || root.contains(['/', '\\']) || root.starts_with('.') {
-            return Err(Error::Config("the root table name must be a plain, non-empty name"));
+            return Err(Error::Config(
+                "the root table name must be a plain, non-empty name",
+            ));
         }
         let props = WriterProperties::builder()
             .set_compression(Compression::ZSTD(level))
@@ -253,11 +260,15 @@ impl TableSet {
         };
         match self.options.layout {
             Layout::Wide => {
-                let rows = flatten_record(obj, &self.options.separator, self.options.max_rows_per_record)
-                    .map_err(|RowLimitExceeded| Error::TooManyRows {
-                        index: self.records,
-                        limit: self.options.max_rows_per_record,
-                    })?;
+                let rows = flatten_record(
+                    obj,
+                    &self.options.separator,
+                    self.options.max_rows_per_record,
+                )
+                .map_err(|RowLimitExceeded| Error::TooManyRows {
+                    index: self.records,
+                    limit: self.options.max_rows_per_record,
+                })?;
                 let buffer = &mut self.tables[0].buffer;
                 for row in rows {
                     for (k, v) in row {
@@ -269,7 +280,7 @@ impl TableSet {
             }
             Layout::Relational => {
                 let id = self.begin_row(0);
-                self.set_unique(0, ROW_ID, Scalar::Int(id));
+                self.set_unique(0, ROW_ID, Scalar::Int(id as i64));
                 self.walk(0, "", obj);
                 self.tables[0].buffer.end_row();
             }
@@ -332,8 +343,8 @@ impl TableSet {
                 let c = self.table(identity, name);
                 for (ordinal, item) in items.iter().enumerate() {
                     let id = self.begin_row(c);
-                    self.set_unique(c, ROW_ID, Scalar::Int(id));
-                    self.set_unique(c, PARENT_ID, Scalar::Int(parent_id));
+                    self.set_unique(c, ROW_ID, Scalar::Int(id as i64));
+                    self.set_unique(c, PARENT_ID, Scalar::Int(parent_id as i64));
                     self.set_unique(c, ORDINAL, Scalar::Int(ordinal as i64));
                     match item {
                         Value::Object(child) => self.walk(c, "", child),

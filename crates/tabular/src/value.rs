@@ -203,7 +203,10 @@ mod tests {
         assert_eq!(Float.join(Str, true), Str);
         assert_eq!(Bool.join(Int, true), Str);
         assert_eq!(Null.join(Bool, true), Bool);
-        assert_eq!(List(ElemType::Int).join(List(ElemType::Float), true), List(ElemType::Float));
+        assert_eq!(
+            List(ElemType::Int).join(List(ElemType::Float), true),
+            List(ElemType::Float)
+        );
         assert_eq!(List(ElemType::Int).join(Int, true), Str);
     }
 

@@ -123,7 +123,9 @@ mod tests {
     use serde_json::json;
 
     fn rows(v: Value) -> Value {
-        let Value::Object(m) = v else { panic!("test input must be an object") };
+        let Value::Object(m) = v else {
+            panic!("test input must be an object")
+        };
         let out = flatten_record(&m, "_", 1_000).unwrap();
         Value::Array(
             out.into_iter()
@@ -143,7 +145,9 @@ mod tests {
     #[test]
     fn the_row_limit_stops_a_cartesian_blow_up() {
         let big: Vec<u32> = (0..100).collect();
-        let Value::Object(m) = json!({"a": big, "b": big, "c": big}) else { unreachable!() };
+        let Value::Object(m) = json!({"a": big, "b": big, "c": big}) else {
+            unreachable!()
+        };
         assert_eq!(flatten_record(&m, "_", 10_000), Err(RowLimitExceeded));
     }
 }

@@ -55,7 +55,10 @@ fn wide_table(rows: &[Value]) -> (Vec<String>, Vec<Vec<Value>>) {
     }
     set.finish().unwrap();
     let rows = common::jsonl_rows(&memory.files, "t");
-    let columns: Vec<String> = rows.first().map(|r| r.keys().cloned().collect()).unwrap_or_default();
+    let columns: Vec<String> = rows
+        .first()
+        .map(|r| r.keys().cloned().collect())
+        .unwrap_or_default();
     let cells = rows
         .iter()
         .map(|r| {
@@ -75,7 +78,9 @@ fn as_kipu_python_would(cells: &[Vec<Value>]) -> Vec<Vec<Value>> {
         .map(|row| {
             row.iter()
                 .map(|v| match v {
-                    Value::String(s) if ["None", "nan", "<NA>"].contains(&s.as_str()) => Value::Null,
+                    Value::String(s) if ["None", "nan", "<NA>"].contains(&s.as_str()) => {
+                        Value::Null
+                    }
                     Value::Number(n) => Value::from(n.as_f64().unwrap()),
                     other => other.clone(),
                 })
@@ -112,7 +117,10 @@ fn wide_tables_match_kipu_python_flatten_json_df_except_where_it_corrupts_data()
         let theirs = &case["output"];
         if let Some(error) = theirs.get("error") {
             // kipu-python crashes on an empty list; we give an empty table.
-            assert_eq!(error, "ValueError: No objects to concatenate", "case {name}");
+            assert_eq!(
+                error, "ValueError: No objects to concatenate",
+                "case {name}"
+            );
             assert!(input.is_empty() && cells.is_empty(), "case {name}");
             continue;
         }
@@ -139,7 +147,14 @@ fn none_and_nan_strings_stay_strings() {
         serde_json::json!({"id": 3, "s": "<NA>"}),
     ]);
     let s: Vec<&Value> = cells.iter().map(|r| &r[1]).collect();
-    assert_eq!(s, [&Value::from("None"), &Value::from("nan"), &Value::from("<NA>")]);
+    assert_eq!(
+        s,
+        [
+            &Value::from("None"),
+            &Value::from("nan"),
+            &Value::from("<NA>")
+        ]
+    );
 }
 
 #[test]
