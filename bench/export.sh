@@ -4,7 +4,9 @@
 # (bench/flatten/kipu_export.py: default auto-flattening, DataFrame.to_parquet), against the
 # same `phigate sim` process on loopback, in one run. Prints wall time and peak RSS (GNU time -v).
 #
-# Usage: bench/export.sh     (env: PATIENTS=10000 BENCH_CONCURRENCY=8 BENCH_PER=100)
+# Usage: bench/export.sh     (env: PATIENTS=10000 BENCH_CONCURRENCY=8 BENCH_PER=100 PROFILE=release)
+# PROFILE=dev runs the dev-profile binary (dependencies at opt-level 2, phigate's own crates
+# unoptimised): slower for phigate and the simulator, so conservative.
 # Needs: cargo, python3 with venv, GNU time at /usr/bin/time, network access to PyPI once.
 set -euo pipefail
 
@@ -13,6 +15,7 @@ cd "$ROOT"
 PATIENTS="${PATIENTS:-10000}"
 export BENCH_CONCURRENCY="${BENCH_CONCURRENCY:-8}"
 export BENCH_PER="${BENCH_PER:-100}"
+PROFILE="${PROFILE:-release}"
 VENV="$ROOT/bench/.venv-flatten"
 WORK="$(mktemp -d)"
 SIM_PID=""
@@ -24,8 +27,14 @@ trap cleanup EXIT
 
 [[ -x /usr/bin/time ]] || { echo "GNU time is required at /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
-echo "== building phigate (release)" >&2
-cargo build --release -p phigate --bin phigate >&2
+echo "== building phigate ($PROFILE profile)" >&2
+if [[ "$PROFILE" == release ]]; then
+    cargo build --release -p phigate --bin phigate >&2
+    PHIGATE="$ROOT/target/release/phigate"
+else
+    cargo build -p phigate --bin phigate >&2
+    PHIGATE="$ROOT/target/debug/phigate"
+fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "== creating $VENV with kipu-python 0.0.2 and pyarrow" >&2
@@ -35,7 +44,7 @@ fi
 "$VENV/bin/python" -c 'import kipu; assert kipu.__version__ == "0.0.2", kipu.__version__'
 
 echo "== starting the simulator with $PATIENTS patients" >&2
-PHIGATE_LOG=warn ./target/release/phigate sim --patients "$PATIENTS" --addr 127.0.0.1:0 >"$WORK/sim.out" 2>"$WORK/sim.err" &
+PHIGATE_LOG=warn "$PHIGATE" sim --patients "$PATIENTS" --addr 127.0.0.1:0 >"$WORK/sim.out" 2>"$WORK/sim.err" &
 SIM_PID=$!
 for _ in $(seq 1 100); do
     grep -q '^export KIPU_BASE_URL=' "$WORK/sim.out" 2>/dev/null && break
@@ -55,7 +64,7 @@ measure() { # name, command... -> "seconds peak_kib"
 }
 
 echo "== phigate kipu export (concurrency $BENCH_CONCURRENCY, per $BENCH_PER)" >&2
-read -r P_SEC P_RSS < <(measure phigate ./target/release/phigate kipu export patients_census patient_vital_signs patient_diagnosis_history \
+read -r P_SEC P_RSS < <(measure phigate "$PHIGATE" kipu export patients_census patient_vital_signs patient_diagnosis_history \
     --out "$WORK/phigate" --format parquet --quiet --concurrency "$BENCH_CONCURRENCY" --per "$BENCH_PER")
 echo "== kipu-python 0.0.2 (concurrency $BENCH_CONCURRENCY, per $BENCH_PER)" >&2
 mkdir -p "$WORK/kipu"

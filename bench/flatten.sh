@@ -3,7 +3,10 @@
 # `tabular` crate vs kipu-python 0.0.2's `JsonFlattener.flatten_json_df` + `DataFrame.to_parquet`,
 # in one run. Prints wall time and peak RSS (GNU time -v) for each, and the ratios.
 #
-# Usage: bench/flatten.sh       (env: RECORDS=1000000 KIPU_SIZES="10000 30000")
+# Usage: bench/flatten.sh       (env: RECORDS=1000000 KIPU_SIZES="10000 30000" PROFILE=release)
+# PROFILE=dev uses the dev profile (dependencies at opt-level 2, the tabular crate unoptimised):
+# slower for phigate, so conservative, and much quicker to build on a loaded machine.
+# SKIP_BUILD=1 uses the already built example.
 # Needs: cargo, python3 with venv, GNU time at /usr/bin/time, network access to PyPI once.
 #
 # Same input file, same output format (one Parquet file, wide layout = kipu-python's layout;
@@ -18,15 +21,23 @@ ROOT="$(cd "$(dirname "$0")/.." && pwd)"
 cd "$ROOT"
 RECORDS="${RECORDS:-1000000}"
 KIPU_SIZES="${KIPU_SIZES:-10000 30000}"
+PROFILE="${PROFILE:-release}"
 VENV="$ROOT/bench/.venv-flatten"
 WORK="$(mktemp -d)"
 trap 'rm -rf "$WORK"' EXIT
 
 [[ -x /usr/bin/time ]] || { echo "GNU time is required at /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
-echo "== building the flattener (release)" >&2
-cargo build --release -p tabular --example flatten_file >&2
-BIN="$ROOT/target/release/examples/flatten_file"
+echo "== building the flattener ($PROFILE profile)" >&2
+if [[ -n "${SKIP_BUILD:-}" ]]; then
+    BIN="$ROOT/target/$([[ "$PROFILE" == release ]] && echo release || echo debug)/examples/flatten_file"
+elif [[ "$PROFILE" == release ]]; then
+    cargo build --release -p tabular --example flatten_file >&2
+    BIN="$ROOT/target/release/examples/flatten_file"
+else
+    cargo build -p tabular --example flatten_file >&2
+    BIN="$ROOT/target/debug/examples/flatten_file"
+fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "== creating $VENV with kipu-python 0.0.2 and pyarrow" >&2

@@ -72,8 +72,8 @@ use base64::Engine as _;
 use futures::StreamExt as _;
 use indicatif::{MultiProgress, ProgressBar, ProgressDrawTarget, ProgressStyle};
 use kipu::endpoints::{self, Endpoint, Method};
-use kipu::{Client, ClientConfig, Page};
 use kipu::models::Record;
+use kipu::{Client, ClientConfig, Page};
 use serde::{Deserialize, Serialize};
 use tabular::{Destination, Format, Layout, Sink, TableSet};
 
@@ -328,7 +328,13 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
     if let Err(err) = outcome {
         return Err(stopped(err, &args.out, &checkpoint));
     }
-    print_summary(&args.out, &checkpoint, &job_flags(&args), resumed, started.elapsed())
+    print_summary(
+        &args.out,
+        &checkpoint,
+        &job_flags(&args),
+        resumed,
+        started.elapsed(),
+    )
 }
 
 fn job_flags(args: &ExportArgs) -> serde_json::Value {
@@ -345,7 +351,10 @@ fn stopped(err: anyhow::Error, out: &Path, checkpoint: &Checkpoint) -> anyhow::E
     let io_kind = err.chain().find_map(|e| {
         e.downcast_ref::<std::io::Error>()
             .map(std::io::Error::kind)
-            .or_else(|| e.downcast_ref::<tabular::Error>().and_then(tabular::Error::io_kind))
+            .or_else(|| {
+                e.downcast_ref::<tabular::Error>()
+                    .and_then(tabular::Error::io_kind)
+            })
     });
     let cause = match io_kind {
         Some(std::io::ErrorKind::StorageFull) => "the disk is full. ",
@@ -363,15 +372,16 @@ fn stopped(err: anyhow::Error, out: &Path, checkpoint: &Checkpoint) -> anyhow::E
 /// The selected endpoints, and whether they were named (not `all`).
 fn select_endpoints(names: &[String]) -> anyhow::Result<(Vec<&'static Endpoint>, bool)> {
     let exportable = |e: &&Endpoint| {
-        e.method == Method::Get
-            && e.is_list()
-            && e.path_params().all(|p| p == "patient_id")
+        e.method == Method::Get && e.is_list() && e.path_params().all(|p| p == "patient_id")
     };
     if names.iter().any(|n| n == "all") {
         if names.len() > 1 {
             return Err(usage("`all` cannot be combined with endpoint names"));
         }
-        return Ok((endpoints::ENDPOINTS.iter().filter(exportable).collect(), false));
+        return Ok((
+            endpoints::ENDPOINTS.iter().filter(exportable).collect(),
+            false,
+        ));
     }
     let mut out: Vec<&'static Endpoint> = Vec::new();
     for name in names {
@@ -412,8 +422,7 @@ fn deid_policy() -> anyhow::Result<phi::deid::Policy> {
     match std::env::var("PHIGATE_PHI_KEY") {
         Ok(hex_key) => {
             let bytes = zeroize::Zeroizing::new(
-                hex::decode(hex_key.trim())
-                    .map_err(|_| usage("PHIGATE_PHI_KEY is not hex"))?,
+                hex::decode(hex_key.trim()).map_err(|_| usage("PHIGATE_PHI_KEY is not hex"))?,
             );
             let key = phi::PseudonymKey::new(&bytes)
                 .map_err(|e| usage(format!("PHIGATE_PHI_KEY: {e}")))?;
@@ -508,7 +517,12 @@ fn prepare_dir(
     let checkpoint: Checkpoint = serde_json::from_slice(&bytes)
         .ok()
         .filter(|c: &Checkpoint| c.format == CHECKPOINT_FORMAT)
-        .ok_or_else(|| usage(format!("--resume: {} is not a phigate export checkpoint", path.display())))?;
+        .ok_or_else(|| {
+            usage(format!(
+                "--resume: {} is not a phigate export checkpoint",
+                path.display()
+            ))
+        })?;
     if checkpoint.settings != *settings {
         return Err(usage(format!(
             "--resume: the export in {} was started with other settings (endpoints, format, layout, --since, --deidentify, --encrypt, --per or part sizes); repeat them exactly, or use --force to start over",
@@ -634,7 +648,12 @@ fn load_keyring(
     let file: KeyringFile = serde_json::from_slice(&bytes)
         .ok()
         .filter(|f: &KeyringFile| f.format == KEYRING_FORMAT)
-        .ok_or_else(|| usage(format!("{} is not a phigate export key ring", path.display())))?;
+        .ok_or_else(|| {
+            usage(format!(
+                "{} is not a phigate export key ring",
+                path.display()
+            ))
+        })?;
     if file.key_id != provider.key_id() {
         return Err(usage(format!(
             "the export was encrypted under root key {} but the configured root key is {}",
@@ -827,7 +846,8 @@ impl Job {
                 records_at_start: state.records,
             };
             while !state.done {
-                self.part(&client, endpoint, &key, &mut state, &progress).await?;
+                self.part(&client, endpoint, &key, &mut state, &progress)
+                    .await?;
                 checkpoint.endpoints.insert(key.clone(), state.clone());
                 save_checkpoint(&self.out, checkpoint).context("cannot write the checkpoint")?;
             }
@@ -837,7 +857,12 @@ impl Job {
         Ok(())
     }
 
-    fn table_set(&self, endpoint: &Endpoint, key: &str, state: &EndpointState) -> anyhow::Result<TableSet> {
+    fn table_set(
+        &self,
+        endpoint: &Endpoint,
+        key: &str,
+        state: &EndpointState,
+    ) -> anyhow::Result<TableSet> {
         let options = tabular::Options {
             layout: match self.settings.layout {
                 LayoutArg::Relational => Layout::Relational,
@@ -856,8 +881,10 @@ impl Job {
             dir: self.out.join(key),
             keyring: self.keyring.clone(),
         };
-        Ok(TableSet::new(endpoint.shape.key(), options, Box::new(destination))?
-            .with_row_ids(state.next_row_ids.clone()))
+        Ok(
+            TableSet::new(endpoint.shape.key(), options, Box::new(destination))?
+                .with_row_ids(state.next_row_ids.clone()),
+        )
     }
 
     fn push(&self, set: &mut TableSet, record: Record) -> anyhow::Result<()> {
@@ -887,7 +914,10 @@ impl Job {
     ) -> anyhow::Result<()> {
         let mut set = self.table_set(endpoint, key, state)?;
         let query = self.query(endpoint);
-        let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let pairs: Vec<(&str, &str)> = query
+            .iter()
+            .map(|(k, v)| (k.as_str(), v.as_str()))
+            .collect();
         let (next_cursor, done) = if endpoint.is_patient_scoped() {
             let census = endpoints::find(CENSUS)
                 .context("the census endpoint is missing from the catalogue")?;
@@ -900,7 +930,9 @@ impl Job {
                 .await
                 .context("cannot read the census")?;
             progress.bar.set_length(total_of(&page).unwrap_or(0));
-            progress.bar.set_position(u64::from(state.next_cursor - 1) * u64::from(per));
+            progress
+                .bar
+                .set_position(u64::from(state.next_cursor - 1) * u64::from(per));
             let done = is_last(&page, per);
             let ids: Vec<String> = page
                 .records
@@ -915,7 +947,9 @@ impl Job {
                 .collect::<anyhow::Result<_>>()?;
             let per_page = self.settings.per;
             let mut fetches = futures::stream::iter(ids.into_iter().map(|id| {
-                let list = client.raw_list(endpoint, &[id.as_str()], &pairs).per(per_page);
+                let list = client
+                    .raw_list(endpoint, &[id.as_str()], &pairs)
+                    .per(per_page);
                 list.collect_all()
             }))
             .buffered(self.concurrency);
@@ -964,16 +998,22 @@ impl Job {
         let summary = set.finish()?;
         state.records += summary.records;
         state.next_row_ids = summary.next_row_ids;
-        state.files.extend(summary.files.into_iter().map(|f| FileRecord {
-            path: format!(
-                "{key}/{}{}",
-                f.name,
-                if self.keyring.is_some() { SEALED_EXT } else { "" }
-            ),
-            table: f.table,
-            rows: f.rows,
-            bytes: f.bytes,
-        }));
+        state
+            .files
+            .extend(summary.files.into_iter().map(|f| FileRecord {
+                path: format!(
+                    "{key}/{}{}",
+                    f.name,
+                    if self.keyring.is_some() {
+                        SEALED_EXT
+                    } else {
+                        ""
+                    }
+                ),
+                table: f.table,
+                rows: f.rows,
+                bytes: f.bytes,
+            }));
         state.parts += 1;
         state.next_cursor = next_cursor;
         state.done = done;
@@ -1065,8 +1105,7 @@ fn print_summary(
 pub fn run_decrypt(args: DecryptArgs, _ctx: &crate::context::Context) -> anyhow::Result<()> {
     let provider = args.keys.provider()?;
     if let Some(out) = &args.out {
-        create_private_dir(out)
-            .with_context(|| format!("cannot create {}", out.display()))?;
+        create_private_dir(out).with_context(|| format!("cannot create {}", out.display()))?;
     }
     let mut keyrings: BTreeMap<PathBuf, sealed::Keyring> = BTreeMap::new();
     for input in &args.files {
@@ -1107,8 +1146,9 @@ pub fn run_decrypt(args: DecryptArgs, _ctx: &crate::context::Context) -> anyhow:
         }
         let source = std::fs::File::open(input)
             .map_err(|e| usage(format!("cannot open {}: {e}", input.display())))?;
-        let mut reader = sealed::StreamReader::new(keyring, SEALED_KIND, std::io::BufReader::new(source))
-            .with_context(|| format!("{} cannot be opened", input.display()))?;
+        let mut reader =
+            sealed::StreamReader::new(keyring, SEALED_KIND, std::io::BufReader::new(source))
+                .with_context(|| format!("{} cannot be opened", input.display()))?;
         let tmp = dir.join(format!(".{plain_name}.partial"));
         let result = (|| -> anyhow::Result<u64> {
             let mut out = BufWriter::new(private_file(&tmp)?);

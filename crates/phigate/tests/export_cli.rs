@@ -103,7 +103,11 @@ fn files_under(dir: &Path) -> BTreeMap<String, Vec<u8>> {
             if path.is_dir() {
                 walk(base, &path, out);
             } else {
-                let rel = path.strip_prefix(base).unwrap().to_string_lossy().into_owned();
+                let rel = path
+                    .strip_prefix(base)
+                    .unwrap()
+                    .to_string_lossy()
+                    .into_owned();
                 if rel != "_export.json" && rel != "_keyring.json" {
                     out.insert(rel, std::fs::read(&path).unwrap());
                 }
@@ -140,14 +144,24 @@ fn an_unknown_endpoint_is_a_usage_error_listing_the_valid_ones() {
     let out = export(&sim, &dir.path().join("x"), &["patient_vital_sign"]);
     assert_eq!(out.status.code(), Some(2));
     let err = text(&out.stderr);
-    assert!(err.contains("unknown or non-exportable endpoint \"patient_vital_sign\""), "{err}");
-    for valid in ["patient_vital_signs", "patients_census", "patient_diagnosis_history"] {
+    assert!(
+        err.contains("unknown or non-exportable endpoint \"patient_vital_sign\""),
+        "{err}"
+    );
+    for valid in [
+        "patient_vital_signs",
+        "patients_census",
+        "patient_diagnosis_history",
+    ] {
         assert!(err.contains(&format!("\n  {valid}")), "{err}");
     }
     // Writes and endpoints needing other ids are not exportable.
     assert!(!err.contains("\n  create_patient"));
     assert!(!err.contains("\n  provider_appointments"));
-    assert!(!dir.path().join("x").exists(), "nothing is created on a usage error");
+    assert!(
+        !dir.path().join("x").exists(),
+        "nothing is created on a usage error"
+    );
 }
 
 #[test]
@@ -157,16 +171,36 @@ fn a_non_empty_output_directory_is_refused_unless_resume_or_force() {
     std::fs::write(dir.path().join("notes.txt"), b"mine").unwrap();
     let out = export(&sim, dir.path(), &["patients_census"]);
     assert_eq!(out.status.code(), Some(2));
-    assert!(text(&out.stderr).contains("exists and is not empty; use --resume"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("exists and is not empty; use --resume"),
+        "{}",
+        text(&out.stderr)
+    );
     let out = export(&sim, dir.path(), &["patients_census", "--resume"]);
-    assert_eq!(out.status.code(), Some(2), "nothing to resume: no checkpoint");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "nothing to resume: no checkpoint"
+    );
     assert!(text(&out.stderr).contains("no _export.json"));
-    let out = export(&sim, dir.path(), &["patients_census", "--force", "--format", "jsonl"]);
+    let out = export(
+        &sim,
+        dir.path(),
+        &["patients_census", "--force", "--format", "jsonl"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
-    assert_eq!(std::fs::read(dir.path().join("notes.txt")).unwrap(), b"mine", "--force touches only its own files");
+    assert_eq!(
+        std::fs::read(dir.path().join("notes.txt")).unwrap(),
+        b"mine",
+        "--force touches only its own files"
+    );
     assert_eq!(summary(&out)["records"], 5);
     // A resume with other settings is refused.
-    let out = export(&sim, dir.path(), &["patients_census", "--resume", "--format", "csv"]);
+    let out = export(
+        &sim,
+        dir.path(),
+        &["patients_census", "--resume", "--format", "csv"],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("other settings"));
     // An output path that is a file is a usage error.
@@ -220,11 +254,16 @@ fn a_fault_injected_export_of_10000_patients_loses_and_duplicates_no_row() {
     faulty_rows.sort();
     assert_eq!(got["records"], want["records"]);
     assert_eq!(got["endpoints"][0]["parts"], 10);
-    let patients: BTreeSet<String> = jsonl_rows(faulty_dir.path(), "patient_vital_signs/vital_signs/")
-        .iter()
-        .map(|r| r["patient_id"].as_str().unwrap().to_string())
-        .collect();
-    assert_eq!(patients.len(), 10_000, "every census patient was fanned out to");
+    let patients: BTreeSet<String> =
+        jsonl_rows(faulty_dir.path(), "patient_vital_signs/vital_signs/")
+            .iter()
+            .map(|r| r["patient_id"].as_str().unwrap().to_string())
+            .collect();
+    assert_eq!(
+        patients.len(),
+        10_000,
+        "every census patient was fanned out to"
+    );
 }
 
 #[test]
@@ -249,20 +288,35 @@ fn an_interrupted_then_resumed_export_is_identical_to_an_uninterrupted_one() {
     let mut first: Vec<&str> = args.to_vec();
     first.extend(["--attempts", "1"]);
     let out = export(&failing, resumed.path(), &first);
-    assert_eq!(out.status.code(), Some(1), "the export stops on the injected 503");
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the export stops on the injected 503"
+    );
     let err = text(&out.stderr);
-    assert!(err.contains("export stopped:") && err.contains("--resume"), "{err}");
+    assert!(
+        err.contains("export stopped:") && err.contains("--resume"),
+        "{err}"
+    );
     let checkpoint: serde_json::Value =
-        serde_json::from_slice(&std::fs::read(resumed.path().join("_export.json")).unwrap()).unwrap();
+        serde_json::from_slice(&std::fs::read(resumed.path().join("_export.json")).unwrap())
+            .unwrap();
     let parts: u64 = checkpoint["endpoints"]
         .as_object()
         .unwrap()
         .values()
         .map(|s| s["parts"].as_u64().unwrap())
         .sum();
-    assert!(parts >= 1 && parts < 25, "stopped mid-way, after {parts} parts");
+    assert!(
+        parts >= 1 && parts < 25,
+        "stopped mid-way, after {parts} parts"
+    );
     // No temporary file is left behind.
-    assert!(files_under(resumed.path()).keys().all(|k| !k.ends_with(".partial")));
+    assert!(
+        files_under(resumed.path())
+            .keys()
+            .all(|k| !k.ends_with(".partial"))
+    );
 
     let mut again: Vec<&str> = args.to_vec();
     again.push("--resume");
@@ -292,7 +346,17 @@ fn no_canary_reaches_stdout_stderr_or_the_summary() {
     let out_s = out_dir.to_string_lossy().into_owned();
     // Without --quiet: progress bars are drawn if stderr were a terminal; log level trace.
     let out = phigate(
-        &["kipu", "export", "all", "--out", &out_s, "--format", "csv", "--part-patients", "7"],
+        &[
+            "kipu",
+            "export",
+            "all",
+            "--out",
+            &out_s,
+            "--format",
+            "csv",
+            "--part-patients",
+            "7",
+        ],
         &sim.env(),
     );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
@@ -313,12 +377,24 @@ fn no_canary_reaches_stdout_stderr_or_the_summary() {
 fn deidentified_exports_drop_the_direct_identifiers() {
     let sim = Sim::start(30, "none");
     let dir = tempfile::tempdir().unwrap();
-    let out = export(&sim, dir.path(), &["patients_census", "--deidentify", "--format", "jsonl"]);
+    let out = export(
+        &sim,
+        dir.path(),
+        &["patients_census", "--deidentify", "--format", "jsonl"],
+    );
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
     let rows = jsonl_rows(dir.path(), "patients_census/patients/");
     assert_eq!(rows.len(), 30);
     for row in &rows {
-        for dropped in ["first_name", "last_name", "ssn", "phone", "email", "mr_number", "casefile_id"] {
+        for dropped in [
+            "first_name",
+            "last_name",
+            "ssn",
+            "phone",
+            "email",
+            "mr_number",
+            "casefile_id",
+        ] {
             assert!(row.get(dropped).is_none(), "{dropped} is dropped");
         }
         if let Some(dob) = row["dob"].as_str() {
@@ -329,7 +405,10 @@ fn deidentified_exports_drop_the_direct_identifiers() {
     for index in 0..30 {
         let [name, mrn, phone, email, _note] = sim.running().simulator().patient_canaries(index);
         for canary in [name, mrn, phone, email] {
-            assert!(!all.contains(&canary), "an identifier survived de-identification");
+            assert!(
+                !all.contains(&canary),
+                "an identifier survived de-identification"
+            );
         }
     }
 }
@@ -343,7 +422,12 @@ fn encrypted_exports_hold_no_plaintext_and_decrypt_to_the_plain_export() {
     let sim = Sim::start(20, "none");
     let plain = tempfile::tempdir().unwrap();
     let sealed = tempfile::tempdir().unwrap();
-    let args = ["patients_census", "patient_vital_signs", "--format", "jsonl"];
+    let args = [
+        "patients_census",
+        "patient_vital_signs",
+        "--format",
+        "jsonl",
+    ];
     let out = export(&sim, plain.path(), &args);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
 
@@ -352,7 +436,11 @@ fn encrypted_exports_hold_no_plaintext_and_decrypt_to_the_plain_export() {
     let mut cmd: Vec<&str> = vec!["kipu", "export", "--out", &sealed_s, "--quiet", "--encrypt"];
     cmd.extend_from_slice(&args);
     let out = phigate(&cmd, &env);
-    assert_eq!(out.status.code(), Some(2), "--encrypt without a key is a usage error");
+    assert_eq!(
+        out.status.code(),
+        Some(2),
+        "--encrypt without a key is a usage error"
+    );
     assert!(text(&out.stderr).contains("PHIGATE_KEK"));
     env.push(("PHIGATE_KEK".into(), KEK.into()));
     let out = phigate(&cmd, &env);
@@ -361,12 +449,22 @@ fn encrypted_exports_hold_no_plaintext_and_decrypt_to_the_plain_export() {
 
     let canaries = sim.running().canaries();
     let files = read_dir_names(sealed.path());
-    assert!(files.iter().all(|f| f.to_string_lossy().ends_with(".jsonl.sealed")));
+    assert!(
+        files
+            .iter()
+            .all(|f| f.to_string_lossy().ends_with(".jsonl.sealed"))
+    );
     for f in &files {
         let bytes = text(&std::fs::read(f).unwrap());
-        assert!(canaries.iter().all(|c| !bytes.contains(c.as_str())), "plaintext in a sealed file");
+        assert!(
+            canaries.iter().all(|c| !bytes.contains(c.as_str())),
+            "plaintext in a sealed file"
+        );
     }
-    let names: Vec<String> = files.iter().map(|f| f.to_string_lossy().into_owned()).collect();
+    let names: Vec<String> = files
+        .iter()
+        .map(|f| f.to_string_lossy().into_owned())
+        .collect();
     let mut decrypt: Vec<&str> = vec!["decrypt"];
     decrypt.extend(names.iter().map(String::as_str));
     let out = phigate(&decrypt, &[("PHIGATE_KEK".into(), KEK.into())]);
@@ -379,14 +477,24 @@ fn encrypted_exports_hold_no_plaintext_and_decrypt_to_the_plain_export() {
 
     // The wrong root key opens nothing and says so; a changed byte is detected.
     let other_key = "HxwbGhkYFxYVFBMSERAPDg0MCwoJCAcGBQQDAgEAAAA=";
-    let out = phigate(&["decrypt", "--force", &names[0]], &[("PHIGATE_KEK".into(), other_key.into())]);
+    let out = phigate(
+        &["decrypt", "--force", &names[0]],
+        &[("PHIGATE_KEK".into(), other_key.into())],
+    );
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("configured root key"));
     let mut bytes = std::fs::read(&names[0]).unwrap();
     let last = bytes.len() - 1;
     bytes[last] ^= 1;
     std::fs::write(&names[0], &bytes).unwrap();
-    let out = phigate(&["decrypt", "--force", &names[0]], &[("PHIGATE_KEK".into(), KEK.into())]);
+    let out = phigate(
+        &["decrypt", "--force", &names[0]],
+        &[("PHIGATE_KEK".into(), KEK.into())],
+    );
     assert_eq!(out.status.code(), Some(1));
-    assert!(text(&out.stderr).contains("authentication failed"), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stderr).contains("authentication failed"),
+        "{}",
+        text(&out.stderr)
+    );
 }
