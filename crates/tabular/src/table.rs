@@ -121,7 +121,7 @@ pub struct Summary {
 }
 
 enum Writer {
-    Parquet(ArrowWriter<Box<dyn Sink>>, SchemaRef),
+    Parquet(Box<ArrowWriter<Box<dyn Sink>>>, SchemaRef),
     Csv(BufWriter<Box<dyn Sink>>),
     Jsonl(BufWriter<Box<dyn Sink>>),
 }
@@ -425,7 +425,7 @@ impl TableSet {
                 let schema = arrow_schema(&signature);
                 let writer = ArrowWriter::try_new(sink, schema.clone(), Some(self.props.clone()))
                     .map_err(Error::parquet)?;
-                Writer::Parquet(writer, schema)
+                Writer::Parquet(Box::new(writer), schema)
             }
             Format::Csv => {
                 let mut w = BufWriter::with_capacity(256 << 10, sink);
