@@ -267,13 +267,11 @@ pub fn run(args: ExportArgs) -> anyhow::Result<()> {
         Some(day) => {
             let date = chrono::NaiveDate::parse_from_str(day, "%Y-%m-%d")
                 .map_err(|_| usage("--since must be a date such as 2024-01-31"))?;
-            if explicit {
-                if let Some(e) = selected.iter().find(|e| since_param(e).is_none()) {
-                    return Err(usage(format!(
-                        "--since: {} has no date filter; export it without --since",
-                        e.name
-                    )));
-                }
+            if explicit && let Some(e) = selected.iter().find(|e| since_param(e).is_none()) {
+                return Err(usage(format!(
+                    "--since: {} has no date filter; export it without --since",
+                    e.name
+                )));
             }
             Some(date.format("%Y-%m-%d").to_string())
         }

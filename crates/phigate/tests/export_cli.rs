@@ -308,7 +308,7 @@ fn an_interrupted_then_resumed_export_is_identical_to_an_uninterrupted_one() {
         .map(|s| s["parts"].as_u64().unwrap())
         .sum();
     assert!(
-        parts >= 1 && parts < 25,
+        (1..25).contains(&parts),
         "stopped mid-way, after {parts} parts"
     );
     // No temporary file is left behind.
