@@ -308,9 +308,11 @@ impl FileKeys {
         let hmac_text = if hmac_path.exists() {
             refuse_leftover(&legacy_hmac)?;
             let sealed = read_secret_file(&hmac_path)?;
-            keyring
+            // The opened plaintext wipes itself on drop; the copy is wiped by `Zeroizing`.
+            let opened = keyring
                 .open(&ctx, &sealed)
-                .map_err(sealed_err(&hmac_path))?
+                .map_err(sealed_err(&hmac_path))?;
+            Zeroizing::new(opened.to_vec())
         } else {
             let text = if legacy_hmac.exists() {
                 let text = read_secret_file(&legacy_hmac)?;

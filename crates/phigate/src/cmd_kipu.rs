@@ -31,6 +31,8 @@ pub struct Args {
 enum Command {
     /// GET an endpoint and print its JSON (credentials from KIPU_* variables).
     Get(GetArgs),
+    /// Export endpoints to Parquet, CSV or JSON lines (flattened, resumable).
+    Export(Box<crate::cmd_export::ExportArgs>),
     /// Print the canonical string and Authorization header for a request (debug a 401).
     // `--version` here is the API version, not phigate's.
     #[command(disable_version_flag = true)]
@@ -89,6 +91,7 @@ pub fn run(args: Args, _ctx: &crate::context::Context) -> anyhow::Result<()> {
     match args.command {
         Command::Get(a) => get(a),
         Command::Sign(a) => sign(a),
+        Command::Export(a) => crate::cmd_export::run(*a),
     }
 }
 
@@ -110,7 +113,13 @@ fn version_from(name: &str, raw: &str) -> anyhow::Result<ApiVersion> {
         .map_err(|_| usage(format!("{name} must be 3 or 4")))
 }
 
-fn get(args: GetArgs) -> anyhow::Result<()> {
+/// The client configuration from the `KIPU_*` variables (shared by `get` and `export`).
+pub(crate) fn client_config_from_env(
+    timeout_secs: u64,
+    ca_file: Option<&std::path::Path>,
+    concurrency: usize,
+    retry: kipu::RetryPolicy,
+) -> anyhow::Result<ClientConfig> {
     let access_id = required("KIPU_ACCESS_ID")?;
     let secret = SecretString::from(required("KIPU_SECRET_KEY")?);
     let app_id = required("KIPU_APP_ID")?;
@@ -121,6 +130,26 @@ fn get(args: GetArgs) -> anyhow::Result<()> {
         None => ApiVersion::V3,
     };
     kipu::config::validate_base_url(&base_url).map_err(|e| usage(format!("KIPU_BASE_URL: {e}")))?;
+    let mut builder = ClientConfig::builder(Credentials::new(access_id, secret, app_id, version))
+        .base_url(base_url)
+        .request_timeout(Duration::from_secs(timeout_secs.max(1)))
+        .concurrency(concurrency)
+        .retry(retry);
+    if let Some(path) = ca_file {
+        let pem =
+            std::fs::read(path).map_err(|e| usage(format!("--ca-file: cannot read it: {e}")))?;
+        builder = builder.extra_ca_pem(pem);
+    }
+    builder.build().map_err(|e| usage(e.to_string()))
+}
+
+fn get(args: GetArgs) -> anyhow::Result<()> {
+    let config = client_config_from_env(
+        args.timeout,
+        args.ca_file.as_deref(),
+        8,
+        kipu::RetryPolicy::default(),
+    )?;
     let params = args
         .params
         .iter()
@@ -134,15 +163,6 @@ fn get(args: GetArgs) -> anyhow::Result<()> {
     if args.per == 0 {
         return Err(usage("--per must be at least 1"));
     }
-    let mut builder = ClientConfig::builder(Credentials::new(access_id, secret, app_id, version))
-        .base_url(base_url)
-        .request_timeout(Duration::from_secs(args.timeout.max(1)));
-    if let Some(path) = &args.ca_file {
-        let pem =
-            std::fs::read(path).map_err(|e| usage(format!("--ca-file: cannot read it: {e}")))?;
-        builder = builder.extra_ca_pem(pem);
-    }
-    let config = builder.build().map_err(|e| usage(e.to_string()))?;
     let target = resolve_endpoint(&args.endpoint, &args.ids)?;
 
     let runtime = tokio::runtime::Builder::new_multi_thread()

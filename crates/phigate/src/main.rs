@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_audit;
+mod cmd_export;
 mod cmd_keys;
 mod cmd_kipu;
 mod cmd_phi;
@@ -47,6 +48,8 @@ enum Command {
     Phi(cmd_phi::Args),
     /// Pull the EHR into the encrypted store, incrementally (once, or every DURATION).
     Sync(cmd_sync::Args),
+    /// Decrypt files written by `phigate kipu export --encrypt`.
+    Decrypt(cmd_export::DecryptArgs),
 }
 
 fn main() -> ExitCode {
@@ -68,6 +71,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => cmd_audit::run(args, &ctx),
         Command::Phi(args) => cmd_phi::run(args, &ctx),
         Command::Sync(args) => cmd_sync::run(args, &ctx),
+        Command::Decrypt(args) => cmd_export::run_decrypt(args, &ctx),
     }
 }
 
