@@ -370,10 +370,7 @@ impl Access {
                 Ok(principal)
             }
             Err(AdminCheck::Refused(reason)) => {
-                let code = match reason {
-                    CredentialError::Invalid => AuthFailureReason::BadCredential,
-                    other => other.audit_reason(),
-                };
+                let code: AuthFailureReason = reason.audit_reason();
                 self.inner
                     .auditor
                     .authentication(AuthMethod::PasswordTotp, claimed.as_deref(), meta, Some(code))
@@ -424,10 +421,10 @@ impl Access {
             .map_err(|e| AdminCheck::Failed(db("reading an admin")(e)))?
         });
         let now = self.now();
-        if let Some((_, _, _, _, Some(until), _)) = &row {
-            if *until > now {
-                return Err(Refused(CredentialError::Locked));
-            }
+        if let Some((_, _, _, _, Some(until), _)) = &row
+            && *until > now
+        {
+            return Err(Refused(CredentialError::Locked));
         }
         if let Some(password) = password {
             let hash = row
@@ -470,8 +467,9 @@ impl Access {
             .execute(p)
             .await
             .map_err(|e| AdminCheck::Failed(db("recording a login")(e)))?
+            .rows_affected()
         });
-        if done.rows_affected() != 1 {
+        if done != 1 {
             return Err(Refused(CredentialError::TotpReplay));
         }
         Ok(Principal {

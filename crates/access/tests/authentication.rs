@@ -6,7 +6,7 @@ use access::{
     AccessError, AuthMethod, CredentialError, PurposeOfUse, RequestMeta, Role, TokenError,
 };
 use audit::{AuthFailureReason, Event, Outcome};
-use aws_lc_rs::signature::{Ed25519KeyPair, KeyPair as _};
+use aws_lc_rs::signature::Ed25519KeyPair;
 use base64::Engine as _;
 use common::*;
 use secrecy::{ExposeSecret as _, SecretString};
