@@ -22,18 +22,24 @@ fn bench(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let access = rt.block_on(async {
-        let keys = Arc::new(audit::FileKeys::open_or_create(&dir.path().join("k"), "bench").unwrap());
+        let keys =
+            Arc::new(audit::FileKeys::open_or_create(&dir.path().join("k"), "bench").unwrap());
         let log = audit::AuditLog::open(
-            audit::LogConfig::new(audit::Storage::Sqlite { path: dir.path().join("audit.db") }),
+            audit::LogConfig::new(audit::Storage::Sqlite {
+                path: dir.path().join("audit.db"),
+            }),
             keys.clone(),
         )
         .await
         .unwrap();
         let provider = Arc::new(
-            SoftwareKeyProvider::from_root(DataKey::from_slice(&[9u8; 32]).unwrap(), "env").unwrap(),
+            SoftwareKeyProvider::from_root(DataKey::from_slice(&[9u8; 32]).unwrap(), "env")
+                .unwrap(),
         );
         Access::open(AccessConfig::new(
-            Backend::Sqlite { path: dir.path().join("access.db") },
+            Backend::Sqlite {
+                path: dir.path().join("access.db"),
+            },
             provider,
             log,
             keys,
@@ -47,7 +53,8 @@ fn bench(c: &mut Criterion) {
     let key = rt
         .block_on(access.create_api_key("bench", "svc", &[Role::Service], None))
         .unwrap();
-    let principal = Principal::new("user:dr-bench", vec![Role::Clinician], AuthMethod::Jwt).unwrap();
+    let principal =
+        Principal::new("user:dr-bench", vec![Role::Clinician], AuthMethod::Jwt).unwrap();
     let token = rt.block_on(access.issue_token(&principal, None)).unwrap();
     let scope = PatientScope {
         patient_id: Sensitive::new("P-000123".to_owned()),
@@ -57,10 +64,16 @@ fn bench(c: &mut Criterion) {
 
     let mut g = c.benchmark_group("access");
     g.bench_function("authenticate_api_key (+ audit append)", |b| {
-        b.iter(|| rt.block_on(access.authenticate_api_key(&key.secret, &meta)).unwrap())
+        b.iter(|| {
+            rt.block_on(access.authenticate_api_key(&key.secret, &meta))
+                .unwrap()
+        })
     });
     g.bench_function("validate_token (+ audit append)", |b| {
-        b.iter(|| rt.block_on(access.validate_token(&token.token, &meta)).unwrap())
+        b.iter(|| {
+            rt.block_on(access.validate_token(&token.token, &meta))
+                .unwrap()
+        })
     });
     g.bench_function("issue_token", |b| {
         b.iter(|| rt.block_on(access.issue_token(&principal, None)).unwrap())

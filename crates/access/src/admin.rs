@@ -10,13 +10,13 @@
 
 use std::sync::OnceLock;
 
-use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use argon2::Argon2;
+use argon2::password_hash::{PasswordHash, PasswordHasher as _, PasswordVerifier as _, SaltString};
 use audit::{AuthFailureReason, AuthMethod, ConfigChange, Event, KeyAction};
 use aws_lc_rs::hmac;
 use base64::Engine as _;
-use secrecy::{ExposeSecret as _, SecretString};
 use sealed::ObjectContext;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde_json::json;
 use subtle::ConstantTimeEq as _;
 use zeroize::Zeroizing;
@@ -91,7 +91,11 @@ fn dummy_hash() -> &'static str {
 async fn verify_password(password: Zeroizing<String>, hash: String) -> bool {
     tokio::task::spawn_blocking(move || {
         PasswordHash::new(&hash)
-            .map(|parsed| argon2().verify_password(password.as_bytes(), &parsed).is_ok())
+            .map(|parsed| {
+                argon2()
+                    .verify_password(password.as_bytes(), &parsed)
+                    .is_ok()
+            })
             .unwrap_or(false)
     })
     .await
@@ -215,7 +219,12 @@ impl Access {
         if let Some(reason) = refusal {
             self.inner
                 .auditor
-                .authentication(AuthMethod::PasswordTotp, None, meta, Some(reason.audit_reason()))
+                .authentication(
+                    AuthMethod::PasswordTotp,
+                    None,
+                    meta,
+                    Some(reason.audit_reason()),
+                )
                 .await?;
             return Err(reason.into());
         }
@@ -259,7 +268,8 @@ impl Access {
             .await
             .map_err(|_| AccessError::Crypto("argon2id hashing"))??;
         let mut secret = Zeroizing::new([0u8; 20]);
-        aws_lc_rs::rand::fill(secret.as_mut()).map_err(|_| AccessError::Crypto("random generator"))?;
+        aws_lc_rs::rand::fill(secret.as_mut())
+            .map_err(|_| AccessError::Crypto("random generator"))?;
         let sealed = self.inner.keyring.seal(
             &ObjectContext::new(TOTP_KIND, username.as_bytes()),
             secret.as_ref(),
@@ -328,9 +338,7 @@ impl Access {
         totp_code: &str,
         meta: &RequestMeta,
     ) -> Result<Principal> {
-        let result = self
-            .check_admin(username, Some(password), totp_code)
-            .await;
+        let result = self.check_admin(username, Some(password), totp_code).await;
         self.finish_admin_attempt(username, result, meta).await
     }
 
@@ -373,7 +381,12 @@ impl Access {
                 let code: AuthFailureReason = reason.audit_reason();
                 self.inner
                     .auditor
-                    .authentication(AuthMethod::PasswordTotp, claimed.as_deref(), meta, Some(code))
+                    .authentication(
+                        AuthMethod::PasswordTotp,
+                        claimed.as_deref(),
+                        meta,
+                        Some(code),
+                    )
                     .await?;
                 Err(reason.into())
             }
@@ -430,7 +443,8 @@ impl Access {
             let hash = row
                 .as_ref()
                 .map_or_else(|| dummy_hash().to_owned(), |r| r.0.clone());
-            let ok = verify_password(Zeroizing::new(password.expose_secret().to_owned()), hash).await;
+            let ok =
+                verify_password(Zeroizing::new(password.expose_secret().to_owned()), hash).await;
             if row.is_none() {
                 return Err(Refused(CredentialError::Invalid));
             }
@@ -442,12 +456,16 @@ impl Access {
         let Some((_, totp_sealed, alg, _, _, last_step)) = row else {
             return Err(Refused(CredentialError::Invalid));
         };
-        let alg = TotpAlgorithm::parse(&alg)
-            .ok_or(AdminCheck::Failed(AccessError::Corrupt("unknown TOTP algorithm")))?;
+        let alg = TotpAlgorithm::parse(&alg).ok_or(AdminCheck::Failed(AccessError::Corrupt(
+            "unknown TOTP algorithm",
+        )))?;
         let secret = self
             .inner
             .keyring
-            .open(&ObjectContext::new(TOTP_KIND, username.as_bytes()), &totp_sealed)
+            .open(
+                &ObjectContext::new(TOTP_KIND, username.as_bytes()),
+                &totp_sealed,
+            )
             .map_err(|e| AdminCheck::Failed(e.into()))?;
         let Some(step) = totp::verify(&secret, code, now, alg) else {
             self.record_admin_failure(username).await?;

@@ -83,7 +83,11 @@ type KeyRow = (
 );
 
 fn roles_to_text(roles: &[Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn roles_from_text(text: &str) -> Result<Vec<Role>> {
@@ -117,7 +121,8 @@ fn parse_presented(presented: &str) -> Result<&str, CredentialError> {
         .ok_or(CredentialError::Malformed)?;
     let (id, secret) = rest.split_once('_').ok_or(CredentialError::Malformed)?;
     // The secret may itself contain '_' (base64url), so split only at the first one.
-    let id_ok = id.len() == ID_HEX_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
+    let id_ok =
+        id.len() == ID_HEX_LEN && id.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'));
     let secret_ok = secret.len() == SECRET_B64_LEN
         && secret
             .bytes()
@@ -139,7 +144,8 @@ fn new_key_material() -> Result<(String, Zeroizing<String>)> {
     let mut secret = Zeroizing::new([0u8; 32]);
     aws_lc_rs::rand::fill(secret.as_mut()).map_err(|_| AccessError::Crypto("random generator"))?;
     let id = hex::encode(id);
-    let encoded = Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref()));
+    let encoded =
+        Zeroizing::new(base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(secret.as_ref()));
     let whole = Zeroizing::new(format!("{API_KEY_PREFIX}{id}_{}", encoded.as_str()));
     Ok((id, whole))
 }
@@ -387,7 +393,14 @@ impl Access {
 
     async fn check_api_key(&self, presented: &str) -> std::result::Result<Principal, Attempt> {
         let id = parse_presented(presented).map_err(|e| Attempt::Refused(None, e))?;
-        let row: Option<(String, String, Vec<u8>, Option<i64>, Option<i64>, Option<i64>)> = with_pool!(&self.inner.pool, p => {
+        let row: Option<(
+            String,
+            String,
+            Vec<u8>,
+            Option<i64>,
+            Option<i64>,
+            Option<i64>,
+        )> = with_pool!(&self.inner.pool, p => {
             sqlx::query_as(
                 "SELECT service, roles, mac, expires_at, revoked_at, last_used_at FROM access_api_keys WHERE id = $1",
             )
@@ -405,14 +418,23 @@ impl Access {
             presented_mac.as_slice(),
             stored_mac.as_slice(),
         )) {
-            return Err(Attempt::Refused(Some(principal_id), CredentialError::Invalid));
+            return Err(Attempt::Refused(
+                Some(principal_id),
+                CredentialError::Invalid,
+            ));
         }
         if revoked_at.is_some() {
-            return Err(Attempt::Refused(Some(principal_id), CredentialError::Revoked));
+            return Err(Attempt::Refused(
+                Some(principal_id),
+                CredentialError::Revoked,
+            ));
         }
         let now = self.now();
         if expires_at.is_some_and(|e| now >= e) {
-            return Err(Attempt::Refused(Some(principal_id), CredentialError::Expired));
+            return Err(Attempt::Refused(
+                Some(principal_id),
+                CredentialError::Expired,
+            ));
         }
         let roles = roles_from_text(&roles).map_err(Attempt::Failed)?;
         if last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {

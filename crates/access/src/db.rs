@@ -19,8 +19,8 @@ use std::str::FromStr as _;
 use std::sync::Arc;
 use std::time::Duration;
 
-use secrecy::{ExposeSecret as _, SecretString};
 use sealed::{KeyProvider, KeyState, KeyVersionRecord, Keyring, ObjectContext};
+use secrecy::{ExposeSecret as _, SecretString};
 use sqlx::postgres::{PgConnectOptions, PgPool, PgPoolOptions};
 use sqlx::sqlite::{
     SqliteConnectOptions, SqliteJournalMode, SqlitePool, SqlitePoolOptions, SqliteSynchronous,
@@ -388,9 +388,8 @@ impl Pool {
 /// others can access.
 fn ensure_private_file(path: &Path) -> Result<()> {
     use std::os::unix::fs::{OpenOptionsExt as _, PermissionsExt as _};
-    let io = |e: std::io::Error| {
-        AccessError::Config(format!("cannot open {}: {e}", path.display()))
-    };
+    let io =
+        |e: std::io::Error| AccessError::Config(format!("cannot open {}: {e}", path.display()));
     if let Some(parent) = path.parent().filter(|p| !p.as_os_str().is_empty()) {
         std::fs::create_dir_all(parent).map_err(io)?;
     }

@@ -17,8 +17,8 @@ use std::sync::Arc;
 use audit::{AuthMethod, KeyAction, PurposeOfUse};
 use aws_lc_rs::signature::{self, Ed25519KeyPair, KeyPair as _};
 use base64::Engine as _;
-use secrecy::{ExposeSecret as _, SecretString};
 use sealed::ObjectContext;
+use secrecy::{ExposeSecret as _, SecretString};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use zeroize::Zeroizing;
@@ -138,10 +138,10 @@ impl Access {
             .map_err(|_| AccessError::Crypto("Ed25519 key generation"))?;
         let public = pair.public_key().as_ref().to_vec();
         let kid = thumbprint(&public);
-        let sealed = self
-            .inner
-            .keyring
-            .seal(&ObjectContext::new(SIGNING_KEY_KIND, kid.as_bytes()), &pkcs8)?;
+        let sealed = self.inner.keyring.seal(
+            &ObjectContext::new(SIGNING_KEY_KIND, kid.as_bytes()),
+            &pkcs8,
+        )?;
         Ok((kid, sealed, public))
     }
 
@@ -184,7 +184,11 @@ impl Access {
             .await?
             .ok_or(AccessError::Corrupt("no active signing key"))?;
         {
-            let cached = self.inner.signer.lock().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cached = self
+                .inner
+                .signer
+                .lock()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if let Some(c) = cached.as_ref().filter(|c| c.kid == kid) {
                 return Ok((c.kid.clone(), c.pair.clone()));
             }
@@ -196,11 +200,13 @@ impl Access {
                 .await
                 .map_err(db("reading the signing key"))?
         });
-        let sealed = sealed.ok_or(AccessError::Corrupt("the active signing key has no private key"))?;
-        let pkcs8 = self
-            .inner
-            .keyring
-            .open(&ObjectContext::new(SIGNING_KEY_KIND, kid.as_bytes()), &sealed)?;
+        let sealed = sealed.ok_or(AccessError::Corrupt(
+            "the active signing key has no private key",
+        ))?;
+        let pkcs8 = self.inner.keyring.open(
+            &ObjectContext::new(SIGNING_KEY_KIND, kid.as_bytes()),
+            &sealed,
+        )?;
         let pair = Arc::new(
             Ed25519KeyPair::from_pkcs8(&pkcs8)
                 .map_err(|_| AccessError::Corrupt("a signing key is not Ed25519 PKCS#8"))?,
@@ -208,8 +214,14 @@ impl Access {
         if thumbprint(pair.public_key().as_ref()) != kid {
             return Err(AccessError::Corrupt("a signing key does not match its kid"));
         }
-        *self.inner.signer.lock().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Some(CachedSigner { kid: kid.clone(), pair: pair.clone() });
+        *self
+            .inner
+            .signer
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Some(CachedSigner {
+            kid: kid.clone(),
+            pair: pair.clone(),
+        });
         Ok((kid, pair))
     }
 
@@ -231,7 +243,11 @@ impl Access {
             iss: self.inner.config.issuer.clone(),
             aud: Value::String(self.inner.config.audience.clone()),
             sub: principal.id.clone(),
-            roles: principal.roles.iter().map(|r| r.as_str().to_owned()).collect(),
+            roles: principal
+                .roles
+                .iter()
+                .map(|r| r.as_str().to_owned())
+                .collect(),
             jti: jti.clone(),
             iat: now,
             nbf: now,
@@ -245,7 +261,10 @@ impl Access {
             typ: Some("JWT".into()),
         };
         let encode = |v: &dyn erased::Json| -> Result<String> {
-            Ok(B64.encode(v.to_json().map_err(|_| AccessError::Corrupt("token encoding"))?))
+            Ok(B64.encode(
+                v.to_json()
+                    .map_err(|_| AccessError::Corrupt("token encoding"))?,
+            ))
         };
         let signing_input = format!("{}.{}", encode(&header)?, encode(&claims)?);
         let sig = pair.sign(signing_input.as_bytes());
@@ -261,7 +280,11 @@ impl Access {
     /// Validates a bearer token and returns its principal. The attempt is audited (method
     /// `jwt`, the reason code on failure); if the audit log cannot record it the result is
     /// [`AccessError::AuditUnavailable`].
-    pub async fn validate_token(&self, token: &SecretString, meta: &RequestMeta) -> Result<Principal> {
+    pub async fn validate_token(
+        &self,
+        token: &SecretString,
+        meta: &RequestMeta,
+    ) -> Result<Principal> {
         match self.check_token(token.expose_secret()).await {
             Ok(principal) => {
                 self.inner
@@ -273,7 +296,12 @@ impl Access {
             Err(TokenCheck::Refused(sub, reason)) => {
                 self.inner
                     .auditor
-                    .authentication(AuthMethod::Jwt, sub.as_deref(), meta, Some(reason.audit_reason()))
+                    .authentication(
+                        AuthMethod::Jwt,
+                        sub.as_deref(),
+                        meta,
+                        Some(reason.audit_reason()),
+                    )
                     .await?;
                 Err(reason.into())
             }
@@ -287,12 +315,16 @@ impl Access {
             return Err(Refused(None, TokenError::Malformed));
         }
         let mut parts = token.split('.');
-        let (Some(h), Some(c), Some(s), None) = (parts.next(), parts.next(), parts.next(), parts.next()) else {
+        let (Some(h), Some(c), Some(s), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
             return Err(Refused(None, TokenError::Malformed));
         };
-        let header_bytes = B64.decode(h).map_err(|_| Refused(None, TokenError::Malformed))?;
-        let header: Value =
-            serde_json::from_slice(&header_bytes).map_err(|_| Refused(None, TokenError::Malformed))?;
+        let header_bytes = B64
+            .decode(h)
+            .map_err(|_| Refused(None, TokenError::Malformed))?;
+        let header: Value = serde_json::from_slice(&header_bytes)
+            .map_err(|_| Refused(None, TokenError::Malformed))?;
         // The algorithm is pinned before anything else is looked at.
         match header.get("alg") {
             Some(Value::String(alg)) if alg == "EdDSA" => {}
@@ -301,14 +333,20 @@ impl Access {
         }
         let header: Header =
             serde_json::from_value(header).map_err(|_| Refused(None, TokenError::Malformed))?;
-        if header.typ.as_deref().is_some_and(|t| !t.eq_ignore_ascii_case("JWT")) {
+        if header
+            .typ
+            .as_deref()
+            .is_some_and(|t| !t.eq_ignore_ascii_case("JWT"))
+        {
             return Err(Refused(None, TokenError::Malformed));
         }
         let kid = header.kid.ok_or(Refused(None, TokenError::UnknownKey))?;
         if kid.len() > 64 {
             return Err(Refused(None, TokenError::UnknownKey));
         }
-        let signature = B64.decode(s).map_err(|_| Refused(None, TokenError::Malformed))?;
+        let signature = B64
+            .decode(s)
+            .map_err(|_| Refused(None, TokenError::Malformed))?;
         let now = self.now();
         let row: Option<(Vec<u8>, String)> = with_pool!(&self.inner.pool, p => {
             sqlx::query_as("SELECT public_key, state FROM access_jwt_keys WHERE kid = $1")
@@ -325,9 +363,11 @@ impl Access {
         signature::UnparsedPublicKey::new(&signature::ED25519, &public)
             .verify(signing_input.as_bytes(), &signature)
             .map_err(|_| Refused(None, TokenError::BadSignature))?;
-        let claims_bytes = B64.decode(c).map_err(|_| Refused(None, TokenError::Malformed))?;
-        let claims: Claims =
-            serde_json::from_slice(&claims_bytes).map_err(|_| Refused(None, TokenError::Malformed))?;
+        let claims_bytes = B64
+            .decode(c)
+            .map_err(|_| Refused(None, TokenError::Malformed))?;
+        let claims: Claims = serde_json::from_slice(&claims_bytes)
+            .map_err(|_| Refused(None, TokenError::Malformed))?;
         let sub = Some(claims.sub.clone()).filter(|s| validate_principal_id(s).is_ok());
         let refuse = |e| Refused(sub.clone(), e);
         if claims.iss != self.inner.config.issuer {
@@ -349,7 +389,9 @@ impl Access {
         if claims.nbf > now.saturating_add(leeway) || claims.iat > now.saturating_add(leeway) {
             return Err(refuse(TokenError::NotYetValid));
         }
-        if claims.exp.saturating_sub(claims.iat.min(claims.nbf)) > self.inner.config.token_lifetime_secs {
+        if claims.exp.saturating_sub(claims.iat.min(claims.nbf))
+            > self.inner.config.token_lifetime_secs
+        {
             return Err(refuse(TokenError::LifetimeTooLong));
         }
         let sub = sub.ok_or(Refused(None, TokenError::Malformed))?;
@@ -381,8 +423,15 @@ impl Access {
 
     /// Revokes a token by `jti`; every instance refuses it from now on. `actor` is audited.
     pub async fn revoke_token(&self, actor: &str, jti: &str) -> Result<()> {
-        if jti.is_empty() || jti.len() > 64 || !jti.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_') {
-            return Err(AccessError::InvalidArgument("jti must be 1-64 base64url characters".into()));
+        if jti.is_empty()
+            || jti.len() > 64
+            || !jti
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_')
+        {
+            return Err(AccessError::InvalidArgument(
+                "jti must be 1-64 base64url characters".into(),
+            ));
         }
         let now = self.now();
         // Kept until no token with this jti could still be valid.
@@ -439,7 +488,11 @@ impl Access {
         });
         Ok(rows
             .into_iter()
-            .map(|(kid, state, created_at)| SigningKeyInfo { kid, state, created_at })
+            .map(|(kid, state, created_at)| SigningKeyInfo {
+                kid,
+                state,
+                created_at,
+            })
             .collect())
     }
 
@@ -523,7 +576,12 @@ mod tests {
     #[test]
     fn thumbprint_matches_rfc8037_appendix_a3() {
         // RFC 8037 A.3: the thumbprint of the A.2 public key.
-        let x = B64.decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo").unwrap();
-        assert_eq!(thumbprint(&x), "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k");
+        let x = B64
+            .decode("11qYAYKxCrfVS_7TyWQHOg7hcvPapiMlrwIaaPcHURo")
+            .unwrap();
+        assert_eq!(
+            thumbprint(&x),
+            "kPrK_qmxVWaYVA9wwBF6Iuo3vVzz7TxHCTwXBygrS4k"
+        );
     }
 }

@@ -179,7 +179,9 @@ impl AccessConfig {
             ));
         }
         if !(0..=60).contains(&self.leeway_secs) {
-            return Err(AccessError::Config("token leeway must be 0..=60 seconds".into()));
+            return Err(AccessError::Config(
+                "token leeway must be 0..=60 seconds".into(),
+            ));
         }
         if self.lockout.max_failures == 0 || self.lockout.lock_secs <= 0 {
             return Err(AccessError::Config(
@@ -232,7 +234,9 @@ impl Access {
         let keyring = pool.keyring(config.key_provider.clone()).await?;
         let now = config.clock.now();
         let api_key_secret = pool.server_secret(&keyring, "api-key-mac", now).await?;
-        let patient_secret = pool.server_secret(&keyring, "patient-index-mac", now).await?;
+        let patient_secret = pool
+            .server_secret(&keyring, "patient-index-mac", now)
+            .await?;
         let schema = policy::schema()?;
         let policies = policy::load_initial(&pool, &schema, now).await?;
         let access = Self {

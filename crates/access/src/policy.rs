@@ -29,8 +29,8 @@ use std::sync::Arc;
 use audit::{BreakGlass, ConfigChange, Event, PurposeOfUse, SealedDetail};
 use aws_lc_rs::hmac;
 use cedar_policy::{
-    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet,
-    Request, RestrictedExpression, Schema, ValidationMode, Validator,
+    Authorizer, Context, Entities, Entity, EntityId, EntityTypeName, EntityUid, PolicySet, Request,
+    RestrictedExpression, Schema, ValidationMode, Validator,
 };
 use phi::Sensitive;
 use sealed::ObjectContext;
@@ -300,10 +300,7 @@ pub(crate) fn parse_and_validate(text: &str, schema: &Schema) -> Result<PolicySe
     let validator = Validator::new(schema.clone());
     let result = validator.validate(&set, ValidationMode::Strict);
     if !result.validation_passed() {
-        let messages: Vec<String> = result
-            .validation_errors()
-            .map(|e| e.to_string())
-            .collect();
+        let messages: Vec<String> = result.validation_errors().map(|e| e.to_string()).collect();
         return Err(AccessError::InvalidPolicy(messages.join("; ")));
     }
     let mut ids = HashSet::new();
@@ -324,7 +321,9 @@ pub(crate) fn parse_and_validate(text: &str, schema: &Schema) -> Result<PolicySe
         }
     }
     if set.templates().next().is_some() {
-        return Err(AccessError::InvalidPolicy("policy templates are not supported".into()));
+        return Err(AccessError::InvalidPolicy(
+            "policy templates are not supported".into(),
+        ));
     }
     Ok(set)
 }
@@ -427,7 +426,11 @@ impl Access {
         });
         let sha = sha.ok_or(AccessError::Corrupt("the policies are missing"))?;
         {
-            let cached = self.inner.policies.read().unwrap_or_else(std::sync::PoisonError::into_inner);
+            let cached = self
+                .inner
+                .policies
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner);
             if cached.sha256 == sha {
                 return Ok(cached.clone());
             }
@@ -438,7 +441,11 @@ impl Access {
         let set = parse_and_validate(&text, &self.inner.schema)
             .map_err(|_| AccessError::Corrupt("the stored policies no longer validate"))?;
         let loaded = Arc::new(LoadedPolicies { sha256, set });
-        *self.inner.policies.write().unwrap_or_else(std::sync::PoisonError::into_inner) = loaded.clone();
+        *self
+            .inner
+            .policies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = loaded.clone();
         Ok(loaded)
     }
 
@@ -473,7 +480,10 @@ impl Access {
             .collect::<Result<_>>()?;
         let mut entities = vec![Entity::new_no_attrs(principal_uid.clone(), parents)];
         for role in crate::principal::ALL_ROLES {
-            entities.push(Entity::new_no_attrs(uid("Role", role.as_str())?, HashSet::new()));
+            entities.push(Entity::new_no_attrs(
+                uid("Role", role.as_str())?,
+                HashSet::new(),
+            ));
         }
         let mut in_scope = true;
         let mut via_break_glass = false;
@@ -491,10 +501,8 @@ impl Access {
                     .filter(|m| validate_principal_id(m).is_ok())
                     .map(|m| uid("Principal", m).map(RestrictedExpression::new_entity_uid))
                     .collect::<Result<Vec<_>>>()?;
-                let attrs = HashMap::from([(
-                    "care_team".to_owned(),
-                    RestrictedExpression::new_set(team),
-                )]);
+                let attrs =
+                    HashMap::from([("care_team".to_owned(), RestrictedExpression::new_set(team))]);
                 entities.push(
                     Entity::new(patient_uid.clone(), attrs, HashSet::new()).map_err(cedar_err)?,
                 );
@@ -504,10 +512,22 @@ impl Access {
                     .map(purpose_code)
                     .unwrap_or_default();
                 let context = Context::from_pairs([
-                    ("purpose".to_owned(), RestrictedExpression::new_string(purpose)),
-                    ("has_reason".to_owned(), RestrictedExpression::new_bool(has_reason)),
-                    ("granted".to_owned(), RestrictedExpression::new_bool(grants.granted)),
-                    ("break_glass".to_owned(), RestrictedExpression::new_bool(grants.break_glass)),
+                    (
+                        "purpose".to_owned(),
+                        RestrictedExpression::new_string(purpose),
+                    ),
+                    (
+                        "has_reason".to_owned(),
+                        RestrictedExpression::new_bool(has_reason),
+                    ),
+                    (
+                        "granted".to_owned(),
+                        RestrictedExpression::new_bool(grants.granted),
+                    ),
+                    (
+                        "break_glass".to_owned(),
+                        RestrictedExpression::new_bool(grants.break_glass),
+                    ),
                 ])
                 .map_err(cedar_err)?;
                 (patient_uid, context)
@@ -563,7 +583,12 @@ impl Access {
         let (text, sha256, updated_at, updated_by) = stored_policy(&self.inner.pool)
             .await?
             .ok_or(AccessError::Corrupt("the policies are missing"))?;
-        Ok(PolicyInfo { text, sha256, updated_at, updated_by })
+        Ok(PolicyInfo {
+            text,
+            sha256,
+            updated_at,
+            updated_by,
+        })
     }
 
     /// Checks a policy set against the schema without installing it.
@@ -606,9 +631,20 @@ impl Access {
             self.inner.auditor.append(Event::ConfigChange(change), None).await?;
             tx.commit().await.map_err(db(ctx))?;
         });
-        *self.inner.policies.write().unwrap_or_else(std::sync::PoisonError::into_inner) =
-            Arc::new(LoadedPolicies { sha256: sha.clone(), set });
-        Ok(PolicyInfo { text: text.to_owned(), sha256: sha, updated_at: now, updated_by: actor.id.clone() })
+        *self
+            .inner
+            .policies
+            .write()
+            .unwrap_or_else(std::sync::PoisonError::into_inner) = Arc::new(LoadedPolicies {
+            sha256: sha.clone(),
+            set,
+        });
+        Ok(PolicyInfo {
+            text: text.to_owned(),
+            sha256: sha,
+            updated_at: now,
+            updated_by: actor.id.clone(),
+        })
     }
 
     fn new_grant_id() -> Result<String> {
@@ -628,11 +664,15 @@ impl Access {
         expires_in_secs: Option<u64>,
     ) -> Result<String> {
         if !actor.has_role(Role::Admin) {
-            return Err(AccessError::InvalidArgument("only an admin can grant patients".into()));
+            return Err(AccessError::InvalidArgument(
+                "only an admin can grant patients".into(),
+            ));
         }
         validate_principal_id(grantee)?;
         if patient.expose().is_empty() {
-            return Err(AccessError::InvalidArgument("the patient id is empty".into()));
+            return Err(AccessError::InvalidArgument(
+                "the patient id is empty".into(),
+            ));
         }
         let now = self.now();
         let expires_at = expires_in_secs
@@ -674,7 +714,9 @@ impl Access {
     /// Revokes an explicit grant or a break-glass grant at once (every instance).
     pub async fn revoke_grant(&self, actor: &Principal, id: &str) -> Result<()> {
         if !actor.has_role(Role::Admin) {
-            return Err(AccessError::InvalidArgument("only an admin can revoke grants".into()));
+            return Err(AccessError::InvalidArgument(
+                "only an admin can revoke grants".into(),
+            ));
         }
         let now = self.now();
         let ctx = "revoking a grant";
@@ -732,10 +774,10 @@ impl Access {
         let expires_at = now + self.inner.config.break_glass_secs;
         let id = Self::new_grant_id()?;
         let reason_text = reason.expose().trim();
-        let sealed_reason = self
-            .inner
-            .keyring
-            .seal(&ObjectContext::new(REASON_KIND, id.as_bytes()), reason_text.as_bytes())?;
+        let sealed_reason = self.inner.keyring.seal(
+            &ObjectContext::new(REASON_KIND, id.as_bytes()),
+            reason_text.as_bytes(),
+        )?;
         let hasher = self.inner.auditor.hasher.clone();
         let audit_patient = hasher.patient_ref(&patient.patient_id);
         let mac = self.patient_mac(&patient.patient_id);
@@ -747,9 +789,13 @@ impl Access {
             patient: audit_patient.clone(),
             reason: hasher.keyed_hash(reason_text.as_bytes()),
             expires_at: expires_text,
-            request_id: meta.request_id.clone().unwrap_or_else(|| format!("break-glass:{id}")),
+            request_id: meta
+                .request_id
+                .clone()
+                .unwrap_or_else(|| format!("break-glass:{id}")),
         });
-        let detail = SealedDetail::new(sealed_reason.clone()).map_err(AccessError::AuditUnavailable)?;
+        let detail =
+            SealedDetail::new(sealed_reason.clone()).map_err(AccessError::AuditUnavailable)?;
         let ctx = "recording a break-glass grant";
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
@@ -775,7 +821,15 @@ impl Access {
     /// Break-glass grants made at or after `since` (all when `None`), newest first, for review.
     pub async fn list_break_glass(&self, since: Option<i64>) -> Result<Vec<BreakGlassRecord>> {
         let now = self.now();
-        let rows: Vec<(String, String, Option<Vec<u8>>, String, i64, Option<i64>, Option<i64>)> = with_pool!(&self.inner.pool, p => {
+        let rows: Vec<(
+            String,
+            String,
+            Option<Vec<u8>>,
+            String,
+            i64,
+            Option<i64>,
+            Option<i64>,
+        )> = with_pool!(&self.inner.pool, p => {
             sqlx::query_as(
                 "SELECT id, principal, reason_sealed, audit_patient, created_at, expires_at, revoked_at FROM access_grants WHERE kind = 'break_glass' AND created_at >= $1 ORDER BY created_at DESC, id",
             )
@@ -785,25 +839,28 @@ impl Access {
             .map_err(db("listing break-glass grants"))?
         });
         rows.into_iter()
-            .map(|(id, principal, sealed, patient, created_at, expires_at, revoked_at)| {
-                let sealed = sealed.ok_or(AccessError::Corrupt("a break-glass grant has no reason"))?;
-                let reason = self
-                    .inner
-                    .keyring
-                    .open(&ObjectContext::new(REASON_KIND, id.as_bytes()), &sealed)?;
-                let reason = String::from_utf8(reason.to_vec())
-                    .map_err(|_| AccessError::Corrupt("a break-glass reason is not UTF-8"))?;
-                let expires_at = expires_at.unwrap_or(created_at);
-                Ok(BreakGlassRecord {
-                    active: revoked_at.is_none() && expires_at > now,
-                    id,
-                    principal,
-                    patient,
-                    reason: Sensitive::new(reason),
-                    created_at,
-                    expires_at,
-                })
-            })
+            .map(
+                |(id, principal, sealed, patient, created_at, expires_at, revoked_at)| {
+                    let sealed =
+                        sealed.ok_or(AccessError::Corrupt("a break-glass grant has no reason"))?;
+                    let reason = self
+                        .inner
+                        .keyring
+                        .open(&ObjectContext::new(REASON_KIND, id.as_bytes()), &sealed)?;
+                    let reason = String::from_utf8(reason.to_vec())
+                        .map_err(|_| AccessError::Corrupt("a break-glass reason is not UTF-8"))?;
+                    let expires_at = expires_at.unwrap_or(created_at);
+                    Ok(BreakGlassRecord {
+                        active: revoked_at.is_none() && expires_at > now,
+                        id,
+                        principal,
+                        patient,
+                        reason: Sensitive::new(reason),
+                        created_at,
+                        expires_at,
+                    })
+                },
+            )
             .collect()
     }
 }

@@ -113,7 +113,9 @@ impl Principal {
 pub(crate) fn validate_principal_id(id: &str) -> Result<()> {
     let ok = id.len() >= 3
         && id.len() <= 128
-        && id.split_once(':').is_some_and(|(k, n)| !k.is_empty() && !n.is_empty())
+        && id
+            .split_once(':')
+            .is_some_and(|(k, n)| !k.is_empty() && !n.is_empty())
         && id
             .bytes()
             .all(|b| b.is_ascii_graphic() && b != b'"' && b != b'\\');

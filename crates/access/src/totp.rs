@@ -149,8 +149,7 @@ mod tests {
 
     const SEED_SHA1: &[u8] = b"12345678901234567890";
     const SEED_SHA256: &[u8] = b"12345678901234567890123456789012";
-    const SEED_SHA512: &[u8] =
-        b"1234567890123456789012345678901234567890123456789012345678901234";
+    const SEED_SHA512: &[u8] = b"1234567890123456789012345678901234567890123456789012345678901234";
 
     /// RFC 6238 Appendix B, every row.
     #[test]
@@ -164,9 +163,21 @@ mod tests {
             (20000000000, "65353130", "77737706", "47863826"),
         ];
         for &(t, sha1, sha256, sha512) in rows {
-            assert_eq!(totp(SEED_SHA1, t, 8, TotpAlgorithm::Sha1), sha1, "SHA1 at {t}");
-            assert_eq!(totp(SEED_SHA256, t, 8, TotpAlgorithm::Sha256), sha256, "SHA256 at {t}");
-            assert_eq!(totp(SEED_SHA512, t, 8, TotpAlgorithm::Sha512), sha512, "SHA512 at {t}");
+            assert_eq!(
+                totp(SEED_SHA1, t, 8, TotpAlgorithm::Sha1),
+                sha1,
+                "SHA1 at {t}"
+            );
+            assert_eq!(
+                totp(SEED_SHA256, t, 8, TotpAlgorithm::Sha256),
+                sha256,
+                "SHA256 at {t}"
+            );
+            assert_eq!(
+                totp(SEED_SHA512, t, 8, TotpAlgorithm::Sha512),
+                sha512,
+                "SHA512 at {t}"
+            );
         }
     }
 
@@ -178,14 +189,23 @@ mod tests {
             "399871", "520489",
         ];
         for (counter, code) in expected.iter().enumerate() {
-            assert_eq!(hotp(SEED_SHA1, counter as u64, 6, TotpAlgorithm::Sha1), *code);
+            assert_eq!(
+                hotp(SEED_SHA1, counter as u64, 6, TotpAlgorithm::Sha1),
+                *code
+            );
         }
     }
 
     #[test]
     fn verify_accepts_one_step_either_side_and_nothing_further() {
         let t = 1_700_000_000;
-        for (offset, accepted) in [(-60, false), (-30, true), (0, true), (30, true), (60, false)] {
+        for (offset, accepted) in [
+            (-60, false),
+            (-30, true),
+            (0, true),
+            (30, true),
+            (60, false),
+        ] {
             let code = totp(SEED_SHA1, t + offset, 6, TotpAlgorithm::Sha1);
             assert_eq!(
                 verify(SEED_SHA1, &code, t, TotpAlgorithm::Sha1).is_some(),
@@ -194,7 +214,10 @@ mod tests {
             );
         }
         let code = totp(SEED_SHA1, t, 6, TotpAlgorithm::Sha1);
-        assert_eq!(verify(SEED_SHA1, &code, t, TotpAlgorithm::Sha1), Some(step_at(t)));
+        assert_eq!(
+            verify(SEED_SHA1, &code, t, TotpAlgorithm::Sha1),
+            Some(step_at(t))
+        );
         assert_eq!(verify(SEED_SHA1, "12345", t, TotpAlgorithm::Sha1), None);
         assert_eq!(verify(SEED_SHA1, "abcdef", t, TotpAlgorithm::Sha1), None);
     }

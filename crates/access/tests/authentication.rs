@@ -61,14 +61,25 @@ async fn api_key_authenticates_once_created_and_is_stored_only_as_a_keyed_hash(p
     let w = World::new(pg).await;
     let access = w.open().await;
     let key = access
-        .create_api_key("admin:ops", "lab-feed", &[Role::Service, Role::Analyst], None)
+        .create_api_key(
+            "admin:ops",
+            "lab-feed",
+            &[Role::Service, Role::Analyst],
+            None,
+        )
         .await
         .unwrap();
     let secret = key.secret.expose_secret().to_owned();
     assert!(secret.starts_with("phg_"));
-    assert!(!format!("{key:?}").contains(&secret), "Debug shows the secret");
+    assert!(
+        !format!("{key:?}").contains(&secret),
+        "Debug shows the secret"
+    );
 
-    let p = access.authenticate_api_key(&key.secret, &meta()).await.unwrap();
+    let p = access
+        .authenticate_api_key(&key.secret, &meta())
+        .await
+        .unwrap();
     assert_eq!(p.id, "service:lab-feed");
     assert_eq!(p.roles, vec![Role::Analyst, Role::Service]);
     assert_eq!(p.method, AuthMethod::ApiKey);
@@ -76,7 +87,10 @@ async fn api_key_authenticates_once_created_and_is_stored_only_as_a_keyed_hash(p
 
     let info = access.api_key(&key.id).await.unwrap();
     assert_eq!(info.last_used_at, Some(T0));
-    assert_eq!(access.list_api_keys(Some("lab-feed")).await.unwrap().len(), 1);
+    assert_eq!(
+        access.list_api_keys(Some("lab-feed")).await.unwrap().len(),
+        1
+    );
 
     // The database and the audit log hold neither the key nor its secret part.
     let secret_part = secret.rsplit_once('_').unwrap().1.to_owned();
@@ -98,7 +112,10 @@ async fn revoked_api_key_fails_at_once_on_another_instance(pg: bool) {
     let w = World::new(pg).await;
     let a = w.open().await;
     let b = w.second_instance().await;
-    let key = a.create_api_key("admin:ops", "billing", &[Role::Service], None).await.unwrap();
+    let key = a
+        .create_api_key("admin:ops", "billing", &[Role::Service], None)
+        .await
+        .unwrap();
     b.authenticate_api_key(&key.secret, &meta()).await.unwrap();
     a.revoke_api_key("admin:ops", &key.id).await.unwrap();
     assert_eq!(
@@ -110,15 +127,24 @@ async fn revoked_api_key_fails_at_once_on_another_instance(pg: bool) {
         Err(AccessError::Conflict(_))
     ));
     let events = auth_events(&w.audit_entries().await);
-    assert_eq!(events.last().unwrap().failure_reason, Some(AuthFailureReason::Revoked));
+    assert_eq!(
+        events.last().unwrap().failure_reason,
+        Some(AuthFailureReason::Revoked)
+    );
 }
 
 async fn expired_api_key_is_refused(pg: bool) {
     let w = World::new(pg).await;
     let access = w.open().await;
-    let key = access.create_api_key("admin:ops", "etl", &[Role::Service], Some(3600)).await.unwrap();
+    let key = access
+        .create_api_key("admin:ops", "etl", &[Role::Service], Some(3600))
+        .await
+        .unwrap();
     w.clock.advance(3599);
-    access.authenticate_api_key(&key.secret, &meta()).await.unwrap();
+    access
+        .authenticate_api_key(&key.secret, &meta())
+        .await
+        .unwrap();
     w.clock.advance(1);
     assert_eq!(
         credential_error(access.authenticate_api_key(&key.secret, &meta()).await),
@@ -129,20 +155,43 @@ async fn expired_api_key_is_refused(pg: bool) {
 async fn rotation_keeps_the_old_key_valid_only_during_the_overlap(pg: bool) {
     let w = World::new(pg).await;
     let access = w.open().await;
-    let old = access.create_api_key("admin:ops", "etl", &[Role::Service], None).await.unwrap();
-    let new = access.rotate_api_key("admin:ops", &old.id, 600, None).await.unwrap();
+    let old = access
+        .create_api_key("admin:ops", "etl", &[Role::Service], None)
+        .await
+        .unwrap();
+    let new = access
+        .rotate_api_key("admin:ops", &old.id, 600, None)
+        .await
+        .unwrap();
     assert_ne!(old.id, new.id);
     assert_eq!(new.service, "etl");
-    assert_eq!(access.api_key(&old.id).await.unwrap().replaced_by.as_deref(), Some(new.id.as_str()));
+    assert_eq!(
+        access
+            .api_key(&old.id)
+            .await
+            .unwrap()
+            .replaced_by
+            .as_deref(),
+        Some(new.id.as_str())
+    );
     w.clock.advance(599);
-    access.authenticate_api_key(&old.secret, &meta()).await.unwrap();
-    access.authenticate_api_key(&new.secret, &meta()).await.unwrap();
+    access
+        .authenticate_api_key(&old.secret, &meta())
+        .await
+        .unwrap();
+    access
+        .authenticate_api_key(&new.secret, &meta())
+        .await
+        .unwrap();
     w.clock.advance(1);
     assert_eq!(
         credential_error(access.authenticate_api_key(&old.secret, &meta()).await),
         CredentialError::Expired
     );
-    access.authenticate_api_key(&new.secret, &meta()).await.unwrap();
+    access
+        .authenticate_api_key(&new.secret, &meta())
+        .await
+        .unwrap();
     // A key is rotated once.
     assert!(matches!(
         access.rotate_api_key("admin:ops", &old.id, 600, None).await,
@@ -153,7 +202,10 @@ async fn rotation_keeps_the_old_key_valid_only_during_the_overlap(pg: bool) {
 async fn malformed_and_unknown_api_keys_are_refused_and_audited_with_reason_codes(pg: bool) {
     let w = World::new(pg).await;
     let access = w.open().await;
-    let real = access.create_api_key("admin:ops", "etl", &[Role::Service], None).await.unwrap();
+    let real = access
+        .create_api_key("admin:ops", "etl", &[Role::Service], None)
+        .await
+        .unwrap();
     let malformed = SecretString::from("not-a-key");
     assert_eq!(
         credential_error(access.authenticate_api_key(&malformed, &meta()).await),
@@ -195,7 +247,9 @@ async fn api_keys_cannot_carry_the_admin_role(pg: bool) {
         ));
     }
     assert!(matches!(
-        access.create_api_key("admin:ops", "Bad Name", &[Role::Service], None).await,
+        access
+            .create_api_key("admin:ops", "Bad Name", &[Role::Service], None)
+            .await,
         Err(AccessError::InvalidArgument(_))
     ));
 }
@@ -203,9 +257,18 @@ async fn api_keys_cannot_carry_the_admin_role(pg: bool) {
 async fn issued_token_validates_with_the_principal_roles_and_purpose(pg: bool) {
     let w = World::new(pg).await;
     let access = w.open().await;
-    let key = access.create_api_key("admin:ops", "etl", &[Role::Service], None).await.unwrap();
-    let p = access.authenticate_api_key(&key.secret, &meta()).await.unwrap();
-    let t = access.issue_token(&p, Some(PurposeOfUse::Treat)).await.unwrap();
+    let key = access
+        .create_api_key("admin:ops", "etl", &[Role::Service], None)
+        .await
+        .unwrap();
+    let p = access
+        .authenticate_api_key(&key.secret, &meta())
+        .await
+        .unwrap();
+    let t = access
+        .issue_token(&p, Some(PurposeOfUse::Treat))
+        .await
+        .unwrap();
     assert_eq!(t.expires_in, 900);
     assert_eq!(t.expires_at, T0 + 900);
     let v = access.validate_token(&t.token, &meta()).await.unwrap();
@@ -217,14 +280,19 @@ async fn issued_token_validates_with_the_principal_roles_and_purpose(pg: bool) {
     // Header and claims are what the spec says.
     let token = t.token.expose_secret();
     let mut parts = token.split('.');
-    let header: serde_json::Value = serde_json::from_slice(&B64.decode(parts.next().unwrap()).unwrap()).unwrap();
-    let claims: serde_json::Value = serde_json::from_slice(&B64.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let header: serde_json::Value =
+        serde_json::from_slice(&B64.decode(parts.next().unwrap()).unwrap()).unwrap();
+    let claims: serde_json::Value =
+        serde_json::from_slice(&B64.decode(parts.next().unwrap()).unwrap()).unwrap();
     assert_eq!(header["alg"], "EdDSA");
     assert!(header["kid"].is_string());
     for claim in ["iss", "aud", "sub", "roles", "jti", "iat", "nbf", "exp"] {
         assert!(claims.get(claim).is_some(), "missing {claim}");
     }
-    assert_eq!(claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(), 900);
+    assert_eq!(
+        claims["exp"].as_i64().unwrap() - claims["iat"].as_i64().unwrap(),
+        900
+    );
     assert_eq!(claims["pou"], "TREAT");
 }
 
@@ -239,7 +307,11 @@ fn encode(v: &serde_json::Value) -> String {
     B64.encode(serde_json::to_vec(v).unwrap())
 }
 
-fn sign_with(pair: &Ed25519KeyPair, header: &serde_json::Value, claims: &serde_json::Value) -> SecretString {
+fn sign_with(
+    pair: &Ed25519KeyPair,
+    header: &serde_json::Value,
+    claims: &serde_json::Value,
+) -> SecretString {
     let input = format!("{}.{}", encode(header), encode(claims));
     let sig = pair.sign(input.as_bytes());
     SecretString::from(format!("{input}.{}", B64.encode(sig.as_ref())))
@@ -252,7 +324,9 @@ fn hs256(secret: &[u8], header: &serde_json::Value, claims: &serde_json::Value) 
     SecretString::from(format!("{input}.{}", B64.encode(tag.as_ref())))
 }
 
-async fn forged_expired_none_hs256_unknown_kid_wrong_aud_iss_revoked_tampered_tokens_are_refused(pg: bool) {
+async fn forged_expired_none_hs256_unknown_kid_wrong_aud_iss_revoked_tampered_tokens_are_refused(
+    pg: bool,
+) {
     let w = World::new(pg).await;
     let access = w.open().await;
     let p = access::Principal::new("user:dr-a", vec![Role::Clinician], AuthMethod::Mtls).unwrap();
@@ -268,20 +342,32 @@ async fn forged_expired_none_hs256_unknown_kid_wrong_aud_iss_revoked_tampered_to
 
     // Forged: a valid-looking token signed by someone else's key under our kid.
     let rng = aws_lc_rs::rand::SystemRandom::new();
-    let attacker = Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
+    let attacker =
+        Ed25519KeyPair::from_pkcs8(Ed25519KeyPair::generate_pkcs8(&rng).unwrap().as_ref()).unwrap();
     let mut admin_claims = claims.clone();
     admin_claims["roles"] = serde_json::json!(["admin"]);
-    assert_eq!(check(sign_with(&attacker, &header, &admin_claims)).await, TokenError::BadSignature);
+    assert_eq!(
+        check(sign_with(&attacker, &header, &admin_claims)).await,
+        TokenError::BadSignature
+    );
 
     // Tampered payload, original signature.
     let tampered = format!("{}.{}.{}", encode(&header), encode(&admin_claims), sig);
-    assert_eq!(check(SecretString::from(tampered)).await, TokenError::BadSignature);
+    assert_eq!(
+        check(SecretString::from(tampered)).await,
+        TokenError::BadSignature
+    );
 
     // alg: none, with and without a signature.
     let mut none = header.clone();
     none["alg"] = "none".into();
     assert_eq!(
-        check(SecretString::from(format!("{}.{}.", encode(&none), encode(&claims)))).await,
+        check(SecretString::from(format!(
+            "{}.{}.",
+            encode(&none),
+            encode(&claims)
+        )))
+        .await,
         TokenError::AlgorithmNotAllowed
     );
     // alg: HS256 keyed with the public key from the JWKS.
@@ -289,19 +375,31 @@ async fn forged_expired_none_hs256_unknown_kid_wrong_aud_iss_revoked_tampered_to
     let x = B64.decode(jwks["keys"][0]["x"].as_str().unwrap()).unwrap();
     let mut hs = header.clone();
     hs["alg"] = "HS256".into();
-    assert_eq!(check(hs256(&x, &hs, &claims)).await, TokenError::AlgorithmNotAllowed);
+    assert_eq!(
+        check(hs256(&x, &hs, &claims)).await,
+        TokenError::AlgorithmNotAllowed
+    );
 
     // Unknown kid, and no kid.
     let mut unknown = header.clone();
     unknown["kid"] = "not-a-key-we-hold".into();
-    assert_eq!(check(sign_with(&attacker, &unknown, &claims)).await, TokenError::UnknownKey);
+    assert_eq!(
+        check(sign_with(&attacker, &unknown, &claims)).await,
+        TokenError::UnknownKey
+    );
     let mut nokid = header.clone();
     nokid.as_object_mut().unwrap().remove("kid");
-    assert_eq!(check(sign_with(&attacker, &nokid, &claims)).await, TokenError::UnknownKey);
+    assert_eq!(
+        check(sign_with(&attacker, &nokid, &claims)).await,
+        TokenError::UnknownKey
+    );
 
     // Malformed shapes.
     for bad in ["", "a.b", "a.b.c.d", "!!!.???.***"] {
-        assert_eq!(check(SecretString::from(bad.to_owned())).await, TokenError::Malformed);
+        assert_eq!(
+            check(SecretString::from(bad.to_owned())).await,
+            TokenError::Malformed
+        );
     }
 
     // Wrong audience / issuer: validated by an instance configured differently.
@@ -333,11 +431,20 @@ async fn forged_expired_none_hs256_unknown_kid_wrong_aud_iss_revoked_tampered_to
     let second = w.second_instance().await;
     second.validate_token(&t.token, &m).await.unwrap();
     access.revoke_token("admin:ops", &t.jti).await.unwrap();
-    assert_eq!(token_error(second.validate_token(&t.token, &m).await), TokenError::Revoked);
+    assert_eq!(
+        token_error(second.validate_token(&t.token, &m).await),
+        TokenError::Revoked
+    );
 
     // Every refusal was audited as a failed JWT attempt, never with the token.
     let events = auth_events(&w.audit_entries().await);
-    assert!(events.iter().filter(|e| e.outcome == Outcome::Failure && e.method == AuthMethod::Jwt).count() >= 12);
+    assert!(
+        events
+            .iter()
+            .filter(|e| e.outcome == Outcome::Failure && e.method == AuthMethod::Jwt)
+            .count()
+            >= 12
+    );
     assert!(!w.audit_text().await.contains(&sig));
 }
 
@@ -358,7 +465,12 @@ async fn signing_key_rotation_keeps_old_tokens_valid_until_retired_and_jwks_list
     access.validate_token(&fresh.token, &meta()).await.unwrap();
 
     let jwks = access.jwks().await.unwrap();
-    let kids: Vec<_> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap().to_owned()).collect();
+    let kids: Vec<_> = jwks["keys"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|k| k["kid"].as_str().unwrap().to_owned())
+        .collect();
     assert_eq!(kids.len(), 2);
     assert!(kids.contains(&old_kid) && kids.contains(&new_kid));
     for k in jwks["keys"].as_array().unwrap() {
@@ -367,10 +479,25 @@ async fn signing_key_rotation_keeps_old_tokens_valid_until_retired_and_jwks_list
         assert_eq!(k["alg"], "EdDSA");
         assert!(k.get("d").is_none(), "private key in JWKS");
     }
-    assert!(matches!(access.retire_signing_key("admin:ops", &new_kid).await, Err(AccessError::Conflict(_))));
-    access.retire_signing_key("admin:ops", &old_kid).await.unwrap();
-    assert_eq!(token_error(access.validate_token(&old.token, &meta()).await), TokenError::UnknownKey);
-    assert_eq!(access.jwks().await.unwrap()["keys"].as_array().unwrap().len(), 1);
+    assert!(matches!(
+        access.retire_signing_key("admin:ops", &new_kid).await,
+        Err(AccessError::Conflict(_))
+    ));
+    access
+        .retire_signing_key("admin:ops", &old_kid)
+        .await
+        .unwrap();
+    assert_eq!(
+        token_error(access.validate_token(&old.token, &meta()).await),
+        TokenError::UnknownKey
+    );
+    assert_eq!(
+        access.jwks().await.unwrap()["keys"]
+            .as_array()
+            .unwrap()
+            .len(),
+        1
+    );
 }
 
 fn code_at(enrollment: &access::AdminEnrollment, t: i64) -> String {
@@ -388,40 +515,93 @@ async fn admin_bootstrap_enrolls_once_and_login_needs_password_and_totp(pg: bool
     let password = SecretString::from("correct horse battery".to_owned());
     // Too short a password is refused before the secret is used.
     assert!(matches!(
-        access.enroll_admin(&boot, "alice", &SecretString::from("short".to_owned()), &meta()).await,
+        access
+            .enroll_admin(
+                &boot,
+                "alice",
+                &SecretString::from("short".to_owned()),
+                &meta()
+            )
+            .await,
         Err(AccessError::InvalidArgument(_))
     ));
     let wrong = SecretString::from("phgboot_wrong".to_owned());
-    assert_eq!(credential_error(access.enroll_admin(&wrong, "alice", &password, &meta()).await), CredentialError::Invalid);
-    let enrollment = access.enroll_admin(&boot, "alice", &password, &meta()).await.unwrap();
+    assert_eq!(
+        credential_error(
+            access
+                .enroll_admin(&wrong, "alice", &password, &meta())
+                .await
+        ),
+        CredentialError::Invalid
+    );
+    let enrollment = access
+        .enroll_admin(&boot, "alice", &password, &meta())
+        .await
+        .unwrap();
     assert_eq!(enrollment.principal_id, "admin:alice");
-    assert!(enrollment.otpauth_uri.expose_secret().starts_with("otpauth://totp/phigate:alice?secret="));
+    assert!(
+        enrollment
+            .otpauth_uri
+            .expose_secret()
+            .starts_with("otpauth://totp/phigate:alice?secret=")
+    );
     // Single use, and no new bootstrap once an admin exists.
-    assert_eq!(credential_error(access.enroll_admin(&boot, "bob", &password, &meta()).await), CredentialError::Revoked);
-    assert!(access.create_bootstrap_secret(3600).await.unwrap().is_none());
+    assert_eq!(
+        credential_error(access.enroll_admin(&boot, "bob", &password, &meta()).await),
+        CredentialError::Revoked
+    );
+    assert!(
+        access
+            .create_bootstrap_secret(3600)
+            .await
+            .unwrap()
+            .is_none()
+    );
     assert!(!access.bootstrap_pending().await.unwrap());
 
     let code = code_at(&enrollment, T0);
-    let p = access.login_admin("alice", &password, &code, &meta()).await.unwrap();
+    let p = access
+        .login_admin("alice", &password, &code, &meta())
+        .await
+        .unwrap();
     assert_eq!(p.id, "admin:alice");
     assert_eq!(p.roles, vec![Role::Admin]);
     assert_eq!(p.method, AuthMethod::PasswordTotp);
     // The admin token says MFA.
     let t = access.issue_token(&p, None).await.unwrap();
-    assert_eq!(access.validate_token(&t.token, &meta()).await.unwrap().method, AuthMethod::PasswordTotp);
+    assert_eq!(
+        access
+            .validate_token(&t.token, &meta())
+            .await
+            .unwrap()
+            .method,
+        AuthMethod::PasswordTotp
+    );
 
     w.clock.advance(30);
     let wrong_pw = SecretString::from("incorrect horse battery".to_owned());
     assert_eq!(
-        credential_error(access.login_admin("alice", &wrong_pw, &code_at(&enrollment, T0 + 30), &meta()).await),
+        credential_error(
+            access
+                .login_admin("alice", &wrong_pw, &code_at(&enrollment, T0 + 30), &meta())
+                .await
+        ),
         CredentialError::Invalid
     );
     assert_eq!(
-        credential_error(access.login_admin("alice", &password, "000000", &meta()).await),
+        credential_error(
+            access
+                .login_admin("alice", &password, "000000", &meta())
+                .await
+        ),
         CredentialError::BadTotp
     );
     assert_eq!(
-        credential_error(access.login_admin("nobody", &password, &code_at(&enrollment, T0 + 30), &meta()).await),
+        credential_error(
+            access
+                .login_admin("nobody", &password, &code_at(&enrollment, T0 + 30), &meta())
+                .await
+        ),
         CredentialError::Invalid
     );
     let text = w.audit_text().await;
@@ -433,27 +613,56 @@ async fn admin_totp_codes_are_single_use(pg: bool) {
     let access = w.open().await;
     let boot = access.create_bootstrap_secret(3600).await.unwrap().unwrap();
     let password = SecretString::from("correct horse battery".to_owned());
-    let enrollment = access.enroll_admin(&boot, "alice", &password, &meta()).await.unwrap();
+    let enrollment = access
+        .enroll_admin(&boot, "alice", &password, &meta())
+        .await
+        .unwrap();
     let code = code_at(&enrollment, T0);
-    access.login_admin("alice", &password, &code, &meta()).await.unwrap();
+    access
+        .login_admin("alice", &password, &code, &meta())
+        .await
+        .unwrap();
     // The same code, on this instance and on another, is a replay.
-    assert_eq!(credential_error(access.login_admin("alice", &password, &code, &meta()).await), CredentialError::TotpReplay);
+    assert_eq!(
+        credential_error(access.login_admin("alice", &password, &code, &meta()).await),
+        CredentialError::TotpReplay
+    );
     let other = w.second_instance().await;
-    assert_eq!(credential_error(other.login_admin("alice", &password, &code, &meta()).await), CredentialError::TotpReplay);
+    assert_eq!(
+        credential_error(other.login_admin("alice", &password, &code, &meta()).await),
+        CredentialError::TotpReplay
+    );
     // The previous step's code is also spent (it is not newer than the accepted one).
     assert_eq!(
-        credential_error(access.login_admin("alice", &password, &code_at(&enrollment, T0 - 30), &meta()).await),
+        credential_error(
+            access
+                .login_admin("alice", &password, &code_at(&enrollment, T0 - 30), &meta())
+                .await
+        ),
         CredentialError::TotpReplay
     );
     // The next step works; step-up verification consumes codes the same way.
     w.clock.advance(30);
-    let p = access.login_admin("alice", &password, &code_at(&enrollment, T0 + 30), &meta()).await.unwrap();
+    let p = access
+        .login_admin("alice", &password, &code_at(&enrollment, T0 + 30), &meta())
+        .await
+        .unwrap();
     w.clock.advance(30);
     let step_up = code_at(&enrollment, T0 + 60);
-    access.verify_admin_totp(&p, &step_up, &meta()).await.unwrap();
-    assert_eq!(credential_error(access.verify_admin_totp(&p, &step_up, &meta()).await), CredentialError::TotpReplay);
+    access
+        .verify_admin_totp(&p, &step_up, &meta())
+        .await
+        .unwrap();
+    assert_eq!(
+        credential_error(access.verify_admin_totp(&p, &step_up, &meta()).await),
+        CredentialError::TotpReplay
+    );
     let events = auth_events(&w.audit_entries().await);
-    assert!(events.iter().any(|e| e.failure_reason == Some(AuthFailureReason::Replay)));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.failure_reason == Some(AuthFailureReason::Replay))
+    );
 }
 
 async fn admin_lockout_after_repeated_failures_then_unlocks(pg: bool) {
@@ -461,7 +670,10 @@ async fn admin_lockout_after_repeated_failures_then_unlocks(pg: bool) {
     let access = w.open().await;
     let boot = access.create_bootstrap_secret(3600).await.unwrap().unwrap();
     let password = SecretString::from("correct horse battery".to_owned());
-    let enrollment = access.enroll_admin(&boot, "alice", &password, &meta()).await.unwrap();
+    let enrollment = access
+        .enroll_admin(&boot, "alice", &password, &meta())
+        .await
+        .unwrap();
     let wrong = SecretString::from("wrong wrong wrong".to_owned());
     for _ in 0..5 {
         assert_eq!(
@@ -471,40 +683,67 @@ async fn admin_lockout_after_repeated_failures_then_unlocks(pg: bool) {
     }
     // Locked: even the right password and code are refused.
     assert_eq!(
-        credential_error(access.login_admin("alice", &password, &code_at(&enrollment, T0), &meta()).await),
+        credential_error(
+            access
+                .login_admin("alice", &password, &code_at(&enrollment, T0), &meta())
+                .await
+        ),
         CredentialError::Locked
     );
     w.clock.advance(15 * 60 - 1);
     assert_eq!(
-        credential_error(access.login_admin("alice", &password, &code_at(&enrollment, T0 + 899), &meta()).await),
+        credential_error(
+            access
+                .login_admin("alice", &password, &code_at(&enrollment, T0 + 899), &meta())
+                .await
+        ),
         CredentialError::Locked
     );
     w.clock.advance(1);
-    access.login_admin("alice", &password, &code_at(&enrollment, T0 + 900), &meta()).await.unwrap();
+    access
+        .login_admin("alice", &password, &code_at(&enrollment, T0 + 900), &meta())
+        .await
+        .unwrap();
     let events = auth_events(&w.audit_entries().await);
-    assert!(events.iter().any(|e| e.failure_reason == Some(AuthFailureReason::RateLimited)));
+    assert!(
+        events
+            .iter()
+            .any(|e| e.failure_reason == Some(AuthFailureReason::RateLimited))
+    );
 }
 
 async fn audit_failure_fails_the_operation_and_changes_nothing(pg: bool) {
     let w = World::new(pg).await;
     let good = w.open().await;
-    let key = good.create_api_key("admin:ops", "etl", &[Role::Service], None).await.unwrap();
-    // A second instance whose audit log cannot be written.
-    let mut cfg = w.config();
-    cfg.audit = audit::AuditLog::open_read_only(&audit::Storage::Sqlite { path: w.dir.path().join("audit.db") })
+    let key = good
+        .create_api_key("admin:ops", "etl", &[Role::Service], None)
         .await
         .unwrap();
+    // A second instance whose audit log cannot be written.
+    let mut cfg = w.config();
+    cfg.audit = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
+        path: w.dir.path().join("audit.db"),
+    })
+    .await
+    .unwrap();
     let broken = access::Access::open(cfg).await.unwrap();
     assert!(matches!(
         broken.authenticate_api_key(&key.secret, &meta()).await,
         Err(AccessError::AuditUnavailable(_))
     ));
     assert!(matches!(
-        broken.create_api_key("admin:ops", "new", &[Role::Service], None).await,
+        broken
+            .create_api_key("admin:ops", "new", &[Role::Service], None)
+            .await,
         Err(AccessError::AuditUnavailable(_))
     ));
-    assert!(matches!(broken.revoke_api_key("admin:ops", &key.id).await, Err(AccessError::AuditUnavailable(_))));
+    assert!(matches!(
+        broken.revoke_api_key("admin:ops", &key.id).await,
+        Err(AccessError::AuditUnavailable(_))
+    ));
     // Nothing changed: no new key, the old one is not revoked.
     assert_eq!(good.list_api_keys(None).await.unwrap().len(), 1);
-    good.authenticate_api_key(&key.secret, &meta()).await.unwrap();
+    good.authenticate_api_key(&key.secret, &meta())
+        .await
+        .unwrap();
 }

@@ -458,14 +458,8 @@ async fn open_access(
     let log = audit::AuditLog::open(audit::LogConfig::new(storage), audit_keys.clone())
         .await
         .context("cannot open the audit log")?;
-    let config = access::AccessConfig::new(
-        backend,
-        provider,
-        log,
-        audit_keys,
-        "phigate",
-        "phigate-api",
-    );
+    let config =
+        access::AccessConfig::new(backend, provider, log, audit_keys, "phigate", "phigate-api");
     access::Access::open(config).await.map_err(access_error)
 }
 
@@ -490,7 +484,11 @@ fn when(t: Option<i64>) -> String {
 }
 
 fn roles_text(roles: &[access::Role]) -> String {
-    roles.iter().map(|r| r.as_str()).collect::<Vec<_>>().join(",")
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 fn print_new_key(key: &access::NewApiKey) {
@@ -500,7 +498,8 @@ fn print_new_key(key: &access::NewApiKey) {
         key.id,
         key.service,
         roles_text(&key.roles),
-        key.expires_at.map_or_else(|| "never".to_string(), |t| when(Some(t)))
+        key.expires_at
+            .map_or_else(|| "never".to_string(), |t| when(Some(t)))
     );
     println!("{}", key.secret.expose_secret());
     println!("store it now: it is shown only this once");

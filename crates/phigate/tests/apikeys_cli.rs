@@ -45,7 +45,18 @@ fn create_prints_the_key_once_and_list_never_shows_it() {
     let data = dir.path().join("data");
     let o = phigate(
         &data,
-        &["keys", "create", "--service", "lab-feed", "--role", "service", "--role", "analyst", "--expires", "90d"],
+        &[
+            "keys",
+            "create",
+            "--service",
+            "lab-feed",
+            "--role",
+            "service",
+            "--role",
+            "analyst",
+            "--expires",
+            "90d",
+        ],
     );
     assert!(o.status.success(), "{}", err(&o));
     let key = printed_key(&o);
@@ -58,7 +69,10 @@ fn create_prints_the_key_once_and_list_never_shows_it() {
     assert_eq!(rows.len(), 1);
     assert_eq!(rows[0]["service"], "lab-feed");
     assert_eq!(rows[0]["roles"], serde_json::json!(["analyst", "service"]));
-    assert!(rows[0]["expires_at"].as_i64().unwrap() - rows[0]["created_at"].as_i64().unwrap() == 90 * 86_400);
+    assert!(
+        rows[0]["expires_at"].as_i64().unwrap() - rows[0]["created_at"].as_i64().unwrap()
+            == 90 * 86_400
+    );
     let id = rows[0]["id"].as_str().unwrap();
     assert!(key.starts_with(&format!("phg_{id}_")));
     let table = phigate(&data, &["keys", "list"]);
@@ -70,7 +84,10 @@ fn create_prints_the_key_once_and_list_never_shows_it() {
     // Neither database file holds the key.
     for file in ["access.db", "audit.db"] {
         let bytes = std::fs::read(data.join(file)).unwrap();
-        assert!(!String::from_utf8_lossy(&bytes).contains(secret), "{file} holds the key");
+        assert!(
+            !String::from_utf8_lossy(&bytes).contains(secret),
+            "{file} holds the key"
+        );
     }
 }
 
@@ -78,15 +95,27 @@ fn create_prints_the_key_once_and_list_never_shows_it() {
 fn revoke_and_rotate_change_the_listed_state_and_are_audited() {
     let dir = tempfile::tempdir().unwrap();
     let data = dir.path().join("data");
-    let o = phigate(&data, &["keys", "create", "--service", "etl", "--role", "service"]);
+    let o = phigate(
+        &data,
+        &["keys", "create", "--service", "etl", "--role", "service"],
+    );
     assert!(o.status.success(), "{}", err(&o));
     let first = list(&data)[0]["id"].as_str().unwrap().to_owned();
 
-    let r = phigate(&data, &["keys", "rotate-api-key", &first, "--overlap", "1h"]);
+    let r = phigate(
+        &data,
+        &["keys", "rotate-api-key", &first, "--overlap", "1h"],
+    );
     assert!(r.status.success(), "{}", err(&r));
     let new_key = printed_key(&r);
     let rows = list(&data);
-    let old = rows.as_array().unwrap().iter().find(|k| k["id"] == first.as_str()).unwrap().clone();
+    let old = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == first.as_str())
+        .unwrap()
+        .clone();
     let new_id = old["replaced_by"].as_str().unwrap().to_owned();
     assert!(new_key.starts_with(&format!("phg_{new_id}_")));
     let overlap = old["expires_at"].as_i64().unwrap() - chrono_now();
@@ -95,16 +124,29 @@ fn revoke_and_rotate_change_the_listed_state_and_are_audited() {
     let v = phigate(&data, &["keys", "revoke", &new_id]);
     assert!(v.status.success(), "{}", err(&v));
     let rows = list(&data);
-    let revoked = rows.as_array().unwrap().iter().find(|k| k["id"] == new_id.as_str()).unwrap();
+    let revoked = rows
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|k| k["id"] == new_id.as_str())
+        .unwrap();
     assert!(revoked["revoked_at"].is_i64());
     // Revoking twice is a usage error.
-    assert_eq!(phigate(&data, &["keys", "revoke", &new_id]).status.code(), Some(2));
+    assert_eq!(
+        phigate(&data, &["keys", "revoke", &new_id]).status.code(),
+        Some(2)
+    );
 
     // The audit log verifies and holds the lifecycle events (no secrets).
     let audit = phigate(&data, &["audit", "export", "--kind", "key_lifecycle"]);
     assert!(audit.status.success(), "{}", err(&audit));
     let text = out(&audit);
-    assert!(text.contains(&format!("apikey:{first}")) && text.contains("\"generated\"") && text.contains("\"rotated\"") && text.contains("\"retired\""));
+    assert!(
+        text.contains(&format!("apikey:{first}"))
+            && text.contains("\"generated\"")
+            && text.contains("\"rotated\"")
+            && text.contains("\"retired\"")
+    );
     assert!(!text.contains(new_key.rsplit_once('_').unwrap().1));
     let verify = phigate(&data, &["audit", "verify"]);
     assert!(verify.status.success(), "{}", err(&verify));
@@ -124,8 +166,24 @@ fn bad_roles_durations_and_unknown_keys_are_usage_errors() {
     for args in [
         &["keys", "create", "--service", "etl", "--role", "wizard"][..],
         &["keys", "create", "--service", "etl", "--role", "admin"][..],
-        &["keys", "create", "--service", "Bad Name", "--role", "service"][..],
-        &["keys", "create", "--service", "etl", "--role", "service", "--expires", "soon"][..],
+        &[
+            "keys",
+            "create",
+            "--service",
+            "Bad Name",
+            "--role",
+            "service",
+        ][..],
+        &[
+            "keys",
+            "create",
+            "--service",
+            "etl",
+            "--role",
+            "service",
+            "--expires",
+            "soon",
+        ][..],
         &["keys", "revoke", "0000000000000000"][..],
         &["keys", "rotate-api-key", "0000000000000000"][..],
     ] {
@@ -133,7 +191,10 @@ fn bad_roles_durations_and_unknown_keys_are_usage_errors() {
         assert_eq!(o.status.code(), Some(2), "{args:?}: {}", err(&o));
         assert!(err(&o).starts_with("error: "), "{args:?}: {}", err(&o));
     }
-    let o = phigate(&data, &["keys", "create", "--service", "etl", "--role", "admin"]);
+    let o = phigate(
+        &data,
+        &["keys", "create", "--service", "etl", "--role", "admin"],
+    );
     assert!(err(&o).contains("admin"));
     // No KEK configured: a configuration error naming the fix.
     let o = Command::new(env!("CARGO_BIN_EXE_phigate"))

@@ -16,7 +16,9 @@ pub const ISSUER: &str = "https://phigate.test";
 pub const AUDIENCE: &str = "phigate-api";
 
 pub fn provider() -> Arc<dyn KeyProvider> {
-    Arc::new(SoftwareKeyProvider::from_root(DataKey::from_slice(&[42u8; 32]).unwrap(), "env").unwrap())
+    Arc::new(
+        SoftwareKeyProvider::from_root(DataKey::from_slice(&[42u8; 32]).unwrap(), "env").unwrap(),
+    )
 }
 
 pub fn pg_url() -> String {
@@ -53,7 +55,9 @@ impl World {
                 path: dir.path().join("access.db"),
             }
         };
-        let keys = Arc::new(FileKeys::open_or_create(&dir.path().join("audit-keys"), "access-test").unwrap());
+        let keys = Arc::new(
+            FileKeys::open_or_create(&dir.path().join("audit-keys"), "access-test").unwrap(),
+        );
         let log = AuditLog::open(
             LogConfig::new(Storage::Sqlite {
                 path: dir.path().join("audit.db"),
