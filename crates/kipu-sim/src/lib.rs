@@ -42,6 +42,7 @@
 
 mod api;
 mod auth;
+mod cache;
 mod data;
 mod dict;
 mod faults;
@@ -60,6 +61,9 @@ pub use server::RunningSim;
 
 /// The most patients the simulator will generate (ids and canaries stay unique below it).
 pub const MAX_PATIENTS: u64 = 1_000_000;
+
+/// The memory the simulator may spend on serialized generated records (see the crate docs).
+pub const RESPONSE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The fixed development credentials of [`SimConfig::default`]. Synthetic-only: they protect
 /// nothing and must never be configured against the real Kipu API.
@@ -150,6 +154,7 @@ pub struct Simulator {
     writes: RwLock<api::Writes>,
     attempts: Mutex<HashMap<u64, u32>>,
     occupancy: std::sync::OnceLock<Vec<u64>>,
+    cache: cache::Cache,
 }
 
 impl fmt::Debug for Simulator {
@@ -193,6 +198,7 @@ impl Simulator {
             writes: RwLock::new(api::Writes::default()),
             attempts: Mutex::new(HashMap::new()),
             occupancy: std::sync::OnceLock::new(),
+            cache: cache::Cache::new(RESPONSE_CACHE_BYTES),
         })
     }
 
