@@ -185,7 +185,6 @@ pub(crate) struct Canaries {
 pub(crate) struct PatientTimes {
     pub admitted: NaiveDate,
     pub discharged: Option<NaiveDate>,
-    pub admitted_at: NaiveDateTime,
     pub discharge_type: Option<&'static str>,
     pub created_at: NaiveDateTime,
     pub updated_at: NaiveDateTime,
@@ -401,7 +400,6 @@ impl Dataset {
         PatientTimes {
             admitted,
             discharged,
-            admitted_at,
             discharge_type,
             created_at: admitted_at - Days::days(1),
             updated_at,
@@ -996,6 +994,28 @@ mod tests {
             .collect();
         assert_eq!(all, expected);
         assert_eq!(d.global_range(Kind::Vital, 5, 9), expected[5..9].to_vec());
+    }
+
+    #[test]
+    fn cheap_times_agree_with_the_built_records() {
+        let d = Dataset::new(21, 400);
+        for i in 0..400 {
+            let p = d.patient(i);
+            let t = d.patient_times(i);
+            assert_eq!(p["location_id"], d.patient_location(i));
+            assert_eq!(p["updated_at"], ts(t.updated_at));
+            assert_eq!(p["admission_date"], t.admitted.to_string());
+            for kind in [Kind::Vital, Kind::Insurance, Kind::Review, Kind::CareTeam] {
+                for slot in 0..d.count(kind, i) {
+                    let r = d.record(kind, i, slot);
+                    assert_eq!(r["updated_at"], ts(d.record_time(kind, i, slot).when));
+                }
+            }
+            for slot in 0..d.count(Kind::Appointment, i) {
+                let r = d.record(Kind::Appointment, i, slot);
+                assert_eq!(r["start_time"], ts(d.appointment_start(i, slot)));
+            }
+        }
     }
 
     #[test]
