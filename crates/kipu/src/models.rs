@@ -716,7 +716,8 @@ mod tests {
             let v: VitalSign = serde_json::from_str(&json).unwrap();
             proptest::prop_assert_eq!(v.id, Some(u64::from(n)));
             proptest::prop_assert_eq!(v.heart_rate, Some(f64::from(n)));
-            proptest::prop_assert!(v.extra.expose().contains_key(&format!("zz_{extra}")));
+            let key = format!("zz_{extra}");
+            proptest::prop_assert!(v.extra.expose().contains_key(&key));
         }
     }
 }
