@@ -71,14 +71,22 @@ grep -q '^export KIPU_BASE_URL=' "$WORK/sim.out" || { echo "simulator did not st
 # shellcheck disable=SC1090
 source <(grep '^export KIPU_' "$WORK/sim.out")
 
-run() { # name, command...: prints "records seconds rss_kib"
+sim_cpu() { # CPU seconds (user + system) the simulator has used so far
+    awk -v hz="$(getconf CLK_TCK)" '{printf "%.3f", ($14 + $15) / hz}' "/proc/$SIM_PID/stat"
+}
+
+run() { # name, command...: prints "records seconds rss_kib client_cpu_s sim_cpu_s"
     local name="$1"; shift
+    local before after
+    before=$(sim_cpu)
     /usr/bin/time -v -o "$WORK/$name.time" "${CLIENT_CPU[@]}" "$@" >"$WORK/$name.json"
-    local records seconds rss
+    after=$(sim_cpu)
+    local records seconds rss cpu
     records=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["records"])' "$WORK/$name.json")
     seconds=$(python3 -c 'import json,sys; print(json.load(open(sys.argv[1]))["seconds"])' "$WORK/$name.json")
     rss=$(awk -F': ' '/Maximum resident set size/ {print $2}' "$WORK/$name.time")
-    echo "$records $seconds $rss"
+    cpu=$(awk -F': ' '/User time|System time/ {t += $2} END {printf "%.3f", t}' "$WORK/$name.time")
+    echo "$records $seconds $rss $cpu $(python3 -c "print(f'{$after - $before:.3f}')")"
 }
 
 PHIGATE_CMD=(./target/release/examples/fetch_census_vitals)
@@ -95,29 +103,32 @@ for i in $(seq 1 "$RUNS"); do
     K_RUNS+=("$(run kipu-python "${PYTHON_CMD[@]}")")
 done
 
-median() { # "records seconds rss" lines: the line with the median seconds
+median() { # "records seconds rss cpu sim_cpu" lines: the line with the median seconds
     printf '%s\n' "$@" | sort -k2,2g | awk '{a[NR]=$0} END {print a[int((NR+1)/2)]}'
 }
-read -r P_REC P_SEC P_RSS < <(median "${P_RUNS[@]}")
-read -r K_REC K_SEC K_RSS < <(median "${K_RUNS[@]}")
-echo "phigate runs (records seconds rss_kib): ${P_RUNS[*]}" >&2
-echo "kipu-python runs (records seconds rss_kib): ${K_RUNS[*]}" >&2
+read -r P_REC P_SEC P_RSS P_CPU P_SIM < <(median "${P_RUNS[@]}")
+read -r K_REC K_SEC K_RSS K_CPU K_SIM < <(median "${K_RUNS[@]}")
+echo "phigate runs (records seconds rss_kib client_cpu_s sim_cpu_s): $(printf '[%s] ' "${P_RUNS[@]}")" >&2
+echo "kipu-python runs (records seconds rss_kib client_cpu_s sim_cpu_s): $(printf '[%s] ' "${K_RUNS[@]}")" >&2
 
 if [[ "$P_REC" != "$K_REC" ]]; then
     echo "record counts differ: phigate $P_REC, kipu-python $K_REC" >&2
     exit 1
 fi
 
-python3 - "$P_REC" "$P_SEC" "$P_RSS" "$K_REC" "$K_SEC" "$K_RSS" "$PATIENTS" "$PIN" "$RUNS" <<'PY'
+python3 - "$P_REC" "$P_SEC" "$P_RSS" "$K_REC" "$K_SEC" "$K_RSS" "$PATIENTS" "$PIN" "$RUNS" \
+    "$P_CPU" "$P_SIM" "$K_CPU" "$K_SIM" <<'PY'
 import sys
-p_rec, p_sec, p_rss, k_rec, k_sec, k_rss, patients, pin, runs = sys.argv[1:]
+p_rec, p_sec, p_rss, k_rec, k_sec, k_rss, patients, pin, runs = sys.argv[1:10]
+p_cpu, p_sim, k_cpu, k_sim = map(float, sys.argv[10:])
 p_rate, k_rate = int(p_rec) / float(p_sec), int(k_rec) / float(k_sec)
 p_mib, k_mib = int(p_rss) / 1024, int(k_rss) / 1024
 print(f"patients: {patients}, records per client: {p_rec}, median of {runs} runs each, "
       f"{'simulator on CPU 0, clients on CPU 1' if pin == '1' else 'not pinned'}")
-print(f"{'client':<14}{'seconds':>10}{'records/s':>14}{'peak RSS MiB':>15}")
-print(f"{'phigate':<14}{float(p_sec):>10.2f}{p_rate:>14.0f}{p_mib:>15.1f}")
-print(f"{'kipu-python':<14}{float(k_sec):>10.2f}{k_rate:>14.0f}{k_mib:>15.1f}")
+print(f"{'client':<14}{'seconds':>10}{'records/s':>14}{'peak RSS MiB':>15}"
+      f"{'client CPU s':>15}{'simulator CPU s':>18}")
+print(f"{'phigate':<14}{float(p_sec):>10.2f}{p_rate:>14.0f}{p_mib:>15.1f}{p_cpu:>15.2f}{p_sim:>18.2f}")
+print(f"{'kipu-python':<14}{float(k_sec):>10.2f}{k_rate:>14.0f}{k_mib:>15.1f}{k_cpu:>15.2f}{k_sim:>18.2f}")
 print(f"throughput ratio (phigate / kipu-python): {p_rate / k_rate:.1f}x  (target >= 20x)")
 print(f"peak memory ratio (phigate / kipu-python): {p_mib / k_mib:.3f}  (target <= 0.2)")
 PY
