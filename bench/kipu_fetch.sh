@@ -5,6 +5,7 @@
 #
 # Usage: bench/kipu_fetch.sh
 #   env: PATIENTS=5000 BENCH_CONCURRENCY=8 BENCH_PER=100 BENCH_RUNS=3 BENCH_PIN=1
+#        BENCH_SKIP_BUILD=1 uses the release binaries already in target/
 # Needs: cargo, python3 with venv, GNU time at /usr/bin/time, network access to PyPI once,
 #        taskset (util-linux) when BENCH_PIN=1 and the machine has at least 2 CPUs.
 #
@@ -48,9 +49,11 @@ trap cleanup EXIT
 
 [[ -x /usr/bin/time ]] || { echo "GNU time is required at /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
-echo "== building phigate and the benchmark client (release)" >&2
-cargo build --release -p phigate --bin phigate >&2
-cargo build --release -p kipu --example fetch_census_vitals >&2
+if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
+    echo "== building phigate and the benchmark client (release)" >&2
+    cargo build --release -p phigate --bin phigate >&2
+    cargo build --release -p kipu --example fetch_census_vitals >&2
+fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
     echo "== creating $VENV with kipu-python 0.0.2" >&2

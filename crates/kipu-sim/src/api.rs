@@ -7,9 +7,9 @@ use std::time::{Duration, SystemTime};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use chrono::{NaiveDate, NaiveDateTime};
 use http::{HeaderValue, StatusCode, header};
 use kipu::endpoints::{self, Endpoint, Method};
-use chrono::{NaiveDate, NaiveDateTime};
 use serde_json::{Map, Value, json};
 
 use crate::Simulator;
@@ -287,9 +287,7 @@ impl Query {
             None => Ok(None),
             Some(v) if v.trim().is_empty() => Ok(None),
             Some(v) => parse_bound(v, end).map(Some).ok_or_else(|| {
-                unprocessable(format!(
-                    "{key} must be YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"
-                ))
+                unprocessable(format!("{key} must be YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"))
             }),
         };
         let w = Window {
@@ -852,14 +850,17 @@ impl Simulator {
                         out.push(b',');
                     }
                     if pos < generated {
-                        if w.record_overrides.contains_key(&(kind, data::record_id(index, pos))) {
+                        if w.record_overrides
+                            .contains_key(&(kind, data::record_id(index, pos)))
+                        {
                             let r = self.generated_record(&w, kind, index, pos);
                             let _ = serde_json::to_writer(&mut out, &r);
                         } else {
                             out.extend_from_slice(entry.get(pos as usize));
                         }
                     } else {
-                        let _ = serde_json::to_writer(&mut out, written[(pos - generated) as usize]);
+                        let _ =
+                            serde_json::to_writer(&mut out, written[(pos - generated) as usize]);
                     }
                 }
                 out.extend_from_slice(b"]}");
@@ -1003,7 +1004,8 @@ impl Simulator {
                     discharged: field_date(&p, "discharge_date"),
                     updated_at: field_time(&p, "updated_at"),
                     location: p.get("location_id").and_then(|v| {
-                        v.as_u64().or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                        v.as_u64()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
                     }),
                 }
             };
@@ -1540,7 +1542,10 @@ mod tests {
     }
 
     fn endpoint(name: &str) -> &'static Endpoint {
-        endpoints::ENDPOINTS.iter().find(|e| e.name == name).unwrap()
+        endpoints::ENDPOINTS
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap()
     }
 
     /// The general path's bytes, as `respond` would send them.
@@ -1588,7 +1593,13 @@ mod tests {
     #[test]
     fn cached_reads_are_byte_identical_to_generated_reads() {
         let sim = sim(120);
-        for q in ["", "page=2&per=50", "page=3&per=50", "page=9&per=50", "per=1000"] {
+        for q in [
+            "",
+            "page=2&per=50",
+            "page=3&per=50",
+            "page=9&per=50",
+            "per=1000",
+        ] {
             assert_same(&sim, "get_patients_census", &[], q);
             assert_same(&sim, "get_patients_latest", &[], q);
             // Twice: the second time from the cache.
@@ -1650,7 +1661,10 @@ mod tests {
         assert!(census.contains("Renamed") && census.contains("\"total_records\":31"));
         assert_same(&sim, "get_patients_census", &[], "");
         assert_same(&sim, "get_patients_census", &[], "page=2&per=20");
-        assert!(sim.fast_read(endpoint("get_patient"), &ids, &query("")).is_none());
+        assert!(
+            sim.fast_read(endpoint("get_patient"), &ids, &query(""))
+                .is_none()
+        );
         let vitals = String::from_utf8(
             sim.fast_read(endpoint("get_patient_vital_signs"), &ids, &query(""))
                 .unwrap()
@@ -1667,8 +1681,13 @@ mod tests {
         let sim = sim(10);
         let ids = vec![sim.casefile_id(1)];
         let e = endpoint("get_patients_census");
-        assert!(sim.fast_read(e, &[], &query("start_date=2025-01-01")).is_none());
-        let bad = sim.fast_read(e, &[], &query("start_date=yesterday")).unwrap();
+        assert!(
+            sim.fast_read(e, &[], &query("start_date=2025-01-01"))
+                .is_none()
+        );
+        let bad = sim
+            .fast_read(e, &[], &query("start_date=yesterday"))
+            .unwrap();
         assert!(matches!(bad, Err(ApiError(s, _)) if s == StatusCode::UNPROCESSABLE_ENTITY));
         let e = endpoint("get_patient_vital_signs");
         let q = query("created_at_start_date=2025-01-01");

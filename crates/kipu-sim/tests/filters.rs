@@ -306,5 +306,10 @@ async fn malformed_filters_are_refused_naming_the_parameter_not_the_value() {
         ))
         .await;
     assert_eq!(status, 422);
-    assert!(body["errors"].as_str().unwrap().contains("must not be after"));
+    assert!(
+        body["errors"]
+            .as_str()
+            .unwrap()
+            .contains("must not be after")
+    );
 }

@@ -686,7 +686,10 @@ mod tests {
         let ok = |json: &str| serde_json::from_str::<Nums>(json).map(|n| (n.u, n.f));
         assert_eq!(ok(r#"{"u": 7, "f": -2}"#).unwrap(), (Some(7), Some(-2.0)));
         assert_eq!(ok(r#"{"u": 7.0, "f": 1.5}"#).unwrap(), (Some(7), Some(1.5)));
-        assert_eq!(ok(r#"{"u": " 8 ", "f": "2.25"}"#).unwrap(), (Some(8), Some(2.25)));
+        assert_eq!(
+            ok(r#"{"u": " 8 ", "f": "2.25"}"#).unwrap(),
+            (Some(8), Some(2.25))
+        );
         assert_eq!(ok(r#"{"u": null, "f": ""}"#).unwrap(), (None, None));
         assert_eq!(ok(r#"{}"#).unwrap(), (None, None));
         for bad in [

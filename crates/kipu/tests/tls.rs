@@ -119,7 +119,9 @@ async fn a_certificate_for_another_name_is_refused_even_with_the_right_ca() {
 
 /// A server that answers in plain HTTP where the client expects TLS.
 async fn plain_http_server() -> u16 {
-    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0)).await.unwrap();
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
     let port = listener.local_addr().unwrap().port();
     tokio::spawn(async move {
         loop {
