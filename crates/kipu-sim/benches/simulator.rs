@@ -1,5 +1,6 @@
 //! How fast the simulator starts and serves at 100,000 patients (in process, through the
-//! router, signature verification included).
+//! router, signature verification included), with its cache of serialized records warm
+//! (`*_cached`) and cold (`*_generated`).
 
 use std::sync::Arc;
 use std::time::SystemTime;
@@ -65,6 +66,59 @@ fn bench(c: &mut Criterion) {
             })
         })
     });
+    // A 100-patient census page: the same page again and again (served from the cache of
+    // serialized patients), and a sweep over all 1,000 pages, which is larger than the cache
+    // and so always generates (FIFO eviction, cyclic access).
+    let page_100 = RequestTarget::new(
+        "/api/patients/census",
+        &[],
+        &[("page", "17"), ("per", "100")],
+        &config.app_id,
+    )
+    .unwrap();
+    c.bench_function("census_page_100_cached", |b| {
+        b.iter(|| {
+            runtime.block_on(async {
+                let r = router
+                    .clone()
+                    .oneshot(signed_get(&config, &page_100))
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                axum::body::to_bytes(r.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+    let sweep: Vec<RequestTarget> = (1..=1000)
+        .map(|p| {
+            RequestTarget::new(
+                "/api/patients/census",
+                &[],
+                &[("page", &p.to_string()), ("per", "100")],
+                &config.app_id,
+            )
+            .unwrap()
+        })
+        .collect();
+    let mut next = 0usize;
+    c.bench_function("census_page_100_generated", |b| {
+        b.iter(|| {
+            next = (next + 1) % sweep.len();
+            runtime.block_on(async {
+                let r = router
+                    .clone()
+                    .oneshot(signed_get(&config, &sweep[next]))
+                    .await
+                    .unwrap();
+                assert_eq!(r.status(), 200);
+                axum::body::to_bytes(r.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            })
+        })
+    });
     let last = sim.casefile_id(99_999);
     let vitals = RequestTarget::new(
         "/api/patients/{patient_id}/vital_signs",
@@ -73,12 +127,44 @@ fn bench(c: &mut Criterion) {
         &config.app_id,
     )
     .unwrap();
-    c.bench_function("patient_vital_signs", |b| {
+    c.bench_function("patient_vital_signs_cached", |b| {
         b.iter(|| {
             runtime.block_on(async {
                 let r = router
                     .clone()
                     .oneshot(signed_get(&config, &vitals))
+                    .await
+                    .unwrap();
+                axum::body::to_bytes(r.into_body(), usize::MAX)
+                    .await
+                    .unwrap()
+            })
+        })
+    });
+    let ids: Vec<String> = (0..50_000).map(|i| sim.casefile_id(i * 2)).collect();
+    let targets: Vec<RequestTarget> = ids
+        .iter()
+        .map(|id| {
+            RequestTarget::new(
+                "/api/patients/{patient_id}/vital_signs",
+                &[id],
+                &[],
+                &config.app_id,
+            )
+            .unwrap()
+        })
+        .collect();
+    let fresh = Arc::new(Simulator::new(&config).unwrap());
+    let fresh_router = kipu_sim::router(fresh);
+    let mut next = 0usize;
+    // Each iteration a patient not asked for before (50,000 of them; criterion needs fewer).
+    c.bench_function("patient_vital_signs_generated", |b| {
+        b.iter(|| {
+            next = (next + 1) % targets.len();
+            runtime.block_on(async {
+                let r = fresh_router
+                    .clone()
+                    .oneshot(signed_get(&config, &targets[next]))
                     .await
                     .unwrap();
                 axum::body::to_bytes(r.into_body(), usize::MAX)

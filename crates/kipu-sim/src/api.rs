@@ -7,11 +7,13 @@ use std::time::{Duration, SystemTime};
 use axum::body::{Body, Bytes};
 use axum::extract::{Request, State};
 use axum::response::{IntoResponse, Response};
+use chrono::{NaiveDate, NaiveDateTime};
 use http::{HeaderValue, StatusCode, header};
 use kipu::endpoints::{self, Endpoint, Method};
 use serde_json::{Map, Value, json};
 
 use crate::Simulator;
+use crate::cache::{Serialized, Slot};
 use crate::data::{self, Kind, named, obj, split_record_id};
 use crate::dict;
 use crate::faults::Fault;
@@ -37,6 +39,9 @@ pub(crate) struct Writes {
     record_overrides: HashMap<(Kind, u64), Map<String, Value>>,
     ext_id_mappings: HashMap<String, Vec<Map<String, Value>>>,
     attachments: HashMap<String, Vec<Map<String, Value>>>,
+    /// Generated census patients some write changed (their own fields, insurances, mappings
+    /// or attachments): filters and the response cache take the slow path for them.
+    touched_patients: std::collections::HashSet<u64>,
     next_id: u64,
     writes: u64,
     /// Census patients soft-deleted through `Simulator::soft_delete_patient`: casefile id and
@@ -69,6 +74,17 @@ type ApiResult = Result<(StatusCode, Value), ApiError>;
 fn error_body(status: StatusCode, message: &str) -> Response {
     let body = json!({"errors": message, "status_code": status.as_u16()});
     (status, axum::Json(body)).into_response()
+}
+
+/// A JSON response from bytes already serialized.
+fn json_bytes(status: StatusCode, bytes: Vec<u8>) -> Response {
+    let mut r = Response::new(Body::from(bytes));
+    *r.status_mut() = status;
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("application/json"),
+    );
+    r
 }
 
 fn not_found(what: &str) -> ApiError {
@@ -225,6 +241,30 @@ impl Simulator {
     }
 }
 
+/// What census filters look at.
+struct PatientView {
+    admitted: Option<NaiveDate>,
+    discharged: Option<NaiveDate>,
+    updated_at: Option<NaiveDateTime>,
+    location: Option<u64>,
+}
+
+/// The record time a global list's `start_date`/`end_date` filter on.
+#[derive(Debug, Clone, Copy)]
+enum TimeField {
+    UpdatedAt,
+    AppointmentStart,
+}
+
+impl TimeField {
+    fn name(self) -> &'static str {
+        match self {
+            Self::UpdatedAt => "updated_at",
+            Self::AppointmentStart => "start_time",
+        }
+    }
+}
+
 /// Decoded query parameters (the raw target was already verified).
 struct Query(Vec<(String, String)>);
 
@@ -243,6 +283,70 @@ impl Query {
             .iter()
             .find(|(k, _)| k == key)
             .map(|(_, v)| v.as_str())
+    }
+
+    /// The window of `<prefix>start_date` / `<prefix>end_date` (prefix `""` or
+    /// `"created_at_"`). A malformed bound is a 422 naming the parameter, not its value.
+    fn window(&self, start_key: &'static str, end_key: &'static str) -> Result<Window, ApiError> {
+        let bound = |key: &'static str, end: bool| match self.get(key) {
+            None => Ok(None),
+            Some(v) if v.trim().is_empty() => Ok(None),
+            Some(v) => parse_bound(v, end).map(Some).ok_or_else(|| {
+                unprocessable(format!("{key} must be YYYY-MM-DD or YYYY-MM-DD HH:MM:SS"))
+            }),
+        };
+        let w = Window {
+            start: bound(start_key, false)?,
+            end: bound(end_key, true)?,
+        };
+        if let (Some(s), Some(e)) = (w.start, w.end)
+            && s > e
+        {
+            return Err(unprocessable(format!(
+                "{start_key} must not be after {end_key}"
+            )));
+        }
+        Ok(w)
+    }
+
+    fn dates(&self) -> Result<Window, ApiError> {
+        self.window("start_date", "end_date")
+    }
+
+    fn created_at(&self) -> Result<Window, ApiError> {
+        self.window("created_at_start_date", "created_at_end_date")
+    }
+
+    /// `days`: appointments starting within that many days before or after the simulator's
+    /// "today" (0 to 3650). No default: without `days` nothing is filtered.
+    fn days_window(&self) -> Result<Window, ApiError> {
+        let Some(v) = self.get("days") else {
+            return Ok(Window::default());
+        };
+        let days = v
+            .trim()
+            .parse::<i64>()
+            .ok()
+            .filter(|d| (0..=3650).contains(d))
+            .ok_or_else(|| unprocessable("days must be a whole number between 0 and 3650"))?;
+        let today = data::anchor_date();
+        Ok(Window {
+            start: (today - chrono::Duration::days(days)).and_hms_opt(0, 0, 0),
+            end: (today + chrono::Duration::days(days)).and_hms_opt(23, 59, 59),
+        })
+    }
+
+    /// `location_id`, a positive integer.
+    fn location(&self) -> Result<Option<u64>, ApiError> {
+        self.get("location_id")
+            .map(|v| {
+                v.trim()
+                    .parse::<u64>()
+                    .ok()
+                    .filter(|l| *l >= 1)
+                    .ok_or_else(|| unprocessable("location_id must be a positive whole number"))
+            })
+            .transpose()
     }
 
     /// `(page, per)`: page >= 1, 1 <= per <= 1000.
@@ -267,6 +371,88 @@ impl Query {
     }
 }
 
+/// An inclusive time window from a pair of query parameters. A date-only start means that
+/// day's 00:00:00, a date-only end that day's 23:59:59. Times are the data's local time (the
+/// `-05:00` of every generated timestamp).
+#[derive(Debug, Clone, Copy, Default)]
+struct Window {
+    start: Option<NaiveDateTime>,
+    end: Option<NaiveDateTime>,
+}
+
+impl Window {
+    fn is_open(&self) -> bool {
+        self.start.is_none() && self.end.is_none()
+    }
+
+    fn contains(&self, t: NaiveDateTime) -> bool {
+        self.start.is_none_or(|s| t >= s) && self.end.is_none_or(|e| t <= e)
+    }
+
+    /// Whether the days `from..=to` (`to` open-ended when `None`) meet the window.
+    fn overlaps_days(&self, from: NaiveDate, to: Option<NaiveDate>) -> bool {
+        self.end.is_none_or(|e| from <= e.date())
+            && self
+                .start
+                .is_none_or(|s| to.is_none_or(|to| to >= s.date()))
+    }
+}
+
+/// `YYYY-MM-DD`, `YYYY-MM-DD HH:MM:SS` or `YYYY-MM-DDTHH:MM:SS` (what the client's
+/// `DateBound` sends), as the start or the end of a window.
+fn parse_bound(value: &str, end: bool) -> Option<NaiveDateTime> {
+    let v = value.trim();
+    if let Ok(d) = NaiveDate::parse_from_str(v, "%Y-%m-%d") {
+        return if end {
+            d.and_hms_opt(23, 59, 59)
+        } else {
+            d.and_hms_opt(0, 0, 0)
+        };
+    }
+    NaiveDateTime::parse_from_str(v, "%Y-%m-%d %H:%M:%S")
+        .or_else(|_| NaiveDateTime::parse_from_str(v, "%Y-%m-%dT%H:%M:%S"))
+        .ok()
+}
+
+/// The local date-time of a record field: an ISO 8601 timestamp (offset ignored: all data is
+/// in one zone) or a date (its midnight).
+fn field_time(record: &Map<String, Value>, field: &str) -> Option<NaiveDateTime> {
+    let s = record.get(field)?.as_str()?;
+    let head = s.get(..19).unwrap_or(s);
+    NaiveDateTime::parse_from_str(head, "%Y-%m-%dT%H:%M:%S")
+        .ok()
+        .or_else(|| {
+            NaiveDate::parse_from_str(s.get(..10)?, "%Y-%m-%d")
+                .ok()?
+                .and_hms_opt(0, 0, 0)
+        })
+}
+
+fn field_date(record: &Map<String, Value>, field: &str) -> Option<NaiveDate> {
+    field_time(record, field).map(|t| t.date())
+}
+
+/// The records `start..end` of page `page` of `per` over `total` records.
+fn page_bounds(page: u64, per: u64, total: u64) -> (u64, u64) {
+    let start = (page - 1).saturating_mul(per).min(total);
+    let end = start.saturating_add(per).min(total);
+    (start, end)
+}
+
+/// `{"pagination":{...},"<key>":[` as `serde_json` writes the envelope of [`page_of`].
+fn list_head(key: &str, page: u64, per: u64, total: u64, records: usize) -> Vec<u8> {
+    use std::io::Write as _;
+    let mut out = Vec::with_capacity(160 + records * 1024);
+    let _ = write!(
+        out,
+        "{{\"pagination\":{{\"current_page\":{page},\"total_pages\":{},\"records_per_page\":{per},\"total_records\":{total}}},",
+        total.div_ceil(per)
+    );
+    let _ = serde_json::to_writer(&mut out, key);
+    out.extend_from_slice(b":[");
+    out
+}
+
 /// A list response for `total` records, fetching only the requested page.
 fn page_of(
     key: &str,
@@ -275,8 +461,7 @@ fn page_of(
     fetch: impl FnOnce(u64, u64) -> Vec<Value>,
 ) -> ApiResult {
     let (page, per) = query.paging()?;
-    let start = (page - 1).saturating_mul(per).min(total);
-    let end = start.saturating_add(per).min(total);
+    let (start, end) = page_bounds(page, per, total);
     let records = fetch(start, end);
     Ok((
         StatusCode::OK,
@@ -349,6 +534,13 @@ async fn respond(
     };
     let ids = path_ids(endpoint, path);
     let query = Query::parse(target);
+    if endpoint.method == Method::Get {
+        match sim.fast_read(endpoint, &ids, &query) {
+            Some(Ok(bytes)) => return json_bytes(StatusCode::OK, bytes),
+            Some(Err(ApiError(status, message))) => return error_body(status, &message),
+            None => {}
+        }
+    }
     let result = match endpoint.method {
         Method::Get => sim.read(endpoint, &ids, &query),
         Method::Post | Method::Patch => match parse_write(sim, headers, &body).await {
@@ -537,6 +729,152 @@ impl Simulator {
         Some(p)
     }
 
+    /// Whether a census patient (generated or created) has this casefile id, without
+    /// building it.
+    fn patient_exists(&self, w: &Writes, casefile_id: &str) -> bool {
+        match self.data.index_of(casefile_id) {
+            Some(i) => i < self.data.patients,
+            None => w
+                .created_patients
+                .iter()
+                .any(|p| p.get("casefile_id").and_then(Value::as_str) == Some(casefile_id)),
+        }
+    }
+
+    /// The hot reads, answered from the cache of serialized generated records: the census
+    /// and latest lists without date filters, one patient, and a patient's records of one
+    /// kind without filters. The bytes are exactly what [`Simulator::read`] would serialize
+    /// (a test holds the two together); anything a write touched is serialized afresh.
+    /// `None` means "not a hot read": the caller takes the general path.
+    fn fast_read(
+        &self,
+        e: &'static Endpoint,
+        ids: &[String],
+        q: &Query,
+    ) -> Option<Result<Vec<u8>, ApiError>> {
+        let key = e.shape.key();
+        match e.name {
+            "get_patients_census" | "get_patients_latest" => {
+                match q.dates() {
+                    Err(err) => return Some(Err(err)),
+                    Ok(window) if !window.is_open() => return None,
+                    Ok(_) => {}
+                }
+                let (page, per) = match q.paging() {
+                    Ok(p) => p,
+                    Err(err) => return Some(Err(err)),
+                };
+                let w = self.writes();
+                let total = self.census_total(&w);
+                let (start, end) = page_bounds(page, per, total);
+                let mut out = list_head(key, page, per, total, (end - start) as usize);
+                for pos in start..end {
+                    if pos > start {
+                        out.push(b',');
+                    }
+                    if pos < self.data.patients && !w.touched_patients.contains(&pos) {
+                        let entry = self.cache.get_or_build(Slot::Patient, pos, || {
+                            Serialized::build(&[self.data.patient(pos)])
+                        });
+                        out.extend_from_slice(entry.get(0));
+                    } else {
+                        let _ = serde_json::to_writer(&mut out, &self.census_patient(&w, pos));
+                    }
+                }
+                out.extend_from_slice(b"]}");
+                Some(Ok(out))
+            }
+            "get_patient" => {
+                if q.get("include_ids").is_some() {
+                    return None;
+                }
+                let index = self
+                    .data
+                    .index_of(ids.first()?)
+                    .filter(|i| *i < self.data.patients)?;
+                if self.writes().touched_patients.contains(&index) {
+                    return None;
+                }
+                let entry = self.cache.get_or_build(Slot::Patient, index, || {
+                    Serialized::build(&[self.data.patient(index)])
+                });
+                let mut out = Vec::with_capacity(entry.get(0).len() + key.len() + 8);
+                out.push(b'{');
+                let _ = serde_json::to_writer(&mut out, key);
+                out.push(b':');
+                out.extend_from_slice(entry.get(0));
+                out.push(b'}');
+                Some(Ok(out))
+            }
+            name if e.is_patient_scoped() && e.is_list() && ids.len() == 1 => {
+                let kind = kind_of(name)?;
+                match q.created_at() {
+                    Err(err) => return Some(Err(err)),
+                    Ok(window) if !window.is_open() => return None,
+                    Ok(_) => {}
+                }
+                if kind == Kind::Appointment {
+                    match q.days_window() {
+                        Err(err) => return Some(Err(err)),
+                        Ok(window) if !window.is_open() => return None,
+                        Ok(_) => {}
+                    }
+                }
+                let index = self
+                    .data
+                    .index_of(&ids[0])
+                    .filter(|i| *i < self.data.patients)?;
+                let (page, per) = match q.paging() {
+                    Ok(p) => p,
+                    Err(err) => return Some(Err(err)),
+                };
+                let w = self.writes();
+                let entry = self
+                    .cache
+                    .get_or_build(Slot::Records(kind as u8), index, || {
+                        let records: Vec<_> = (0..self.data.count(kind, index))
+                            .map(|slot| self.data.record(kind, index, slot))
+                            .collect();
+                        Serialized::build(&records)
+                    });
+                let written: Vec<&Map<String, Value>> = match w.appended.get(&kind) {
+                    Some(all) if !all.is_empty() => {
+                        let id = ids[0].as_str();
+                        all.iter()
+                            .filter(|r| r.get("patient_id").and_then(Value::as_str) == Some(id))
+                            .collect()
+                    }
+                    _ => Vec::new(),
+                };
+                let generated = entry.len() as u64;
+                let total = generated + written.len() as u64;
+                let (start, end) = page_bounds(page, per, total);
+                let mut out = list_head(key, page, per, total, (end - start) as usize);
+                for pos in start..end {
+                    if pos > start {
+                        out.push(b',');
+                    }
+                    if pos < generated {
+                        if w.record_overrides
+                            .contains_key(&(kind, data::record_id(index, pos)))
+                        {
+                            let r = self.generated_record(&w, kind, index, pos);
+                            let _ = serde_json::to_writer(&mut out, &r);
+                        } else {
+                            out.extend_from_slice(entry.get(pos as usize));
+                        }
+                    } else {
+                        let _ =
+                            serde_json::to_writer(&mut out, written[(pos - generated) as usize]);
+                    }
+                }
+                out.extend_from_slice(b"]}");
+                Some(Ok(out))
+            }
+            _ => None,
+        }
+    }
+
     fn apply_patient_writes(&self, w: &Writes, p: &mut Map<String, Value>) {
         let cf = p
             .get("casefile_id")
@@ -613,7 +951,7 @@ impl Simulator {
         kind: Kind,
         casefile_id: &str,
     ) -> Result<Vec<Map<String, Value>>, ApiError> {
-        if self.patient_by_id(w, casefile_id).is_none() {
+        if !self.patient_exists(w, casefile_id) {
             return Err(not_found("patient"));
         }
         let mut out = Vec::new();
@@ -645,6 +983,94 @@ impl Simulator {
                 out.push(Value::Object(extra[(pos - generated) as usize].clone()));
             }
             out
+        })
+    }
+
+    /// The census positions (generated patients, then created ones) whose [`PatientView`]
+    /// passes `keep`. Untouched generated patients are judged from their drawn times without
+    /// being built; patients a write changed, from their fields.
+    fn census_positions(&self, w: &Writes, keep: impl Fn(&PatientView) -> bool) -> Vec<u64> {
+        let mut hits = Vec::new();
+        for i in 0..self.census_total(w) {
+            let view = if i < self.data.patients && !w.touched_patients.contains(&i) {
+                let t = self.data.patient_times(i);
+                PatientView {
+                    admitted: Some(t.admitted),
+                    discharged: t.discharged,
+                    updated_at: Some(t.updated_at),
+                    location: Some(self.data.patient_location(i)),
+                }
+            } else {
+                let Value::Object(p) = self.census_patient(w, i) else {
+                    continue;
+                };
+                PatientView {
+                    admitted: field_date(&p, "admission_date"),
+                    discharged: field_date(&p, "discharge_date"),
+                    updated_at: field_time(&p, "updated_at"),
+                    location: p.get("location_id").and_then(|v| {
+                        v.as_u64()
+                            .or_else(|| v.as_str().and_then(|s| s.parse().ok()))
+                    }),
+                }
+            };
+            if keep(&view) {
+                hits.push(i);
+            }
+        }
+        hits
+    }
+
+    /// [`Simulator::global_list`] restricted to records whose `field` lies in `window`. It
+    /// scans every census patient's records of the kind, drawing only their times.
+    fn global_list_in(
+        &self,
+        w: &Writes,
+        key: &str,
+        kind: Kind,
+        query: &Query,
+        window: Window,
+        field: TimeField,
+    ) -> ApiResult {
+        if window.is_open() {
+            return self.global_list(w, key, kind, query);
+        }
+        enum Hit {
+            Generated(u64, u64),
+            Written(usize),
+        }
+        let mut hits = Vec::new();
+        for i in 0..self.data.patients {
+            for slot in 0..self.data.count(kind, i) {
+                let t = match field {
+                    TimeField::AppointmentStart => self.data.appointment_start(i, slot),
+                    TimeField::UpdatedAt => w
+                        .record_overrides
+                        .get(&(kind, data::record_id(i, slot)))
+                        .and_then(|o| field_time(o, "updated_at"))
+                        .unwrap_or_else(|| self.data.record_time(kind, i, slot).when),
+                };
+                if window.contains(t) {
+                    hits.push(Hit::Generated(i, slot));
+                }
+            }
+        }
+        let extra = w.appended.get(&kind).map_or(&[][..], Vec::as_slice);
+        for (n, r) in extra.iter().enumerate() {
+            if field_time(r, field.name()).is_some_and(|t| window.contains(t)) {
+                hits.push(Hit::Written(n));
+            }
+        }
+        page_of(key, query, hits.len() as u64, |s, e| {
+            hits[s as usize..e as usize]
+                .iter()
+                .map(|h| match h {
+                    Hit::Generated(i, slot) => {
+                        Value::Object(self.generated_record(w, kind, *i, *slot))
+                    }
+                    Hit::Written(n) => Value::Object(extra[*n].clone()),
+                })
+                .collect()
         })
     }
 
@@ -710,21 +1136,45 @@ impl Simulator {
         let settings = |items: Vec<Map<String, Value>>| page_of_vec(key, q, items);
         match e.name {
             "get_patients_census" | "get_patients_latest" => {
-                page_of(key, q, self.census_total(w), |s, e| (s..e).map(|i| self.census_patient(w, i)).collect())
+                let window = q.dates()?;
+                if window.is_open() {
+                    return page_of(key, q, self.census_total(w), |s, e| (s..e).map(|i| self.census_patient(w, i)).collect());
+                }
+                // The census: patients whose stay meets the window. Latest: patients updated
+                // within it (the "updated since" query of a sync).
+                let latest = e.name == "get_patients_latest";
+                let hits = self.census_positions(w, |v| {
+                    if latest {
+                        v.updated_at.is_some_and(|t| window.contains(t))
+                    } else {
+                        v.admitted.is_some_and(|a| window.overlaps_days(a, v.discharged))
+                    }
+                });
+                page_of(key, q, hits.len() as u64, |s, e| hits[s as usize..e as usize].iter().map(|i| self.census_patient(w, *i)).collect())
             }
-            "get_patients_admissions" => page_of(key, q, self.census_total(w), |s, e| {
-                (s..e)
-                    .map(|i| {
-                        if i < d.patients {
-                            let mut p = d.admission_record(i);
-                            self.apply_patient_writes(w, &mut p);
-                            Value::Object(p)
-                        } else {
-                            self.census_patient(w, i)
-                        }
-                    })
-                    .collect()
-            }),
+            "get_patients_admissions" => {
+                let window = q.dates()?;
+                let location = q.location()?;
+                let admission = |i: u64| {
+                    if i < d.patients {
+                        let mut p = d.admission_record(i);
+                        self.apply_patient_writes(w, &mut p);
+                        Value::Object(p)
+                    } else {
+                        self.census_patient(w, i)
+                    }
+                };
+                if window.is_open() && location.is_none() {
+                    return page_of(key, q, self.census_total(w), |s, e| (s..e).map(admission).collect());
+                }
+                // Admitted within the window (compared by day: `admission_date` is a date), at
+                // the location.
+                let hits = self.census_positions(w, |v| {
+                    v.admitted.is_some_and(|a| window.overlaps_days(a, Some(a)))
+                        && location.is_none_or(|l| v.location == Some(l))
+                });
+                page_of(key, q, hits.len() as u64, |s, e| hits[s as usize..e as usize].iter().map(|i| admission(*i)).collect())
+            }
             "get_patient" => {
                 let mut p = self.patient_by_id(w, id0).ok_or_else(|| not_found("patient"))?;
                 if q.get("include_ids").is_some_and(|v| v == "true") {
@@ -762,9 +1212,14 @@ impl Simulator {
                 let by_provider = e.name == "get_provider_appointments";
                 let limit = if by_provider { data::PROVIDERS } else { data::USERS };
                 let who = parse_id(id0).filter(|u| (1..=limit).contains(u)).ok_or_else(|| not_found(if by_provider { "provider" } else { "user" }))?;
-                page_of_vec(key, q, self.appointments_of(w, by_provider, who))
+                let days = q.days_window()?;
+                let mut items = self.appointments_of(w, by_provider, who);
+                if !days.is_open() {
+                    items.retain(|r| field_time(r, "start_time").is_some_and(|t| days.contains(t)));
+                }
+                page_of_vec(key, q, items)
             }
-            "get_scheduler_appointments" => self.global_list(w, key, Kind::Appointment, q),
+            "get_scheduler_appointments" => self.global_list_in(w, key, Kind::Appointment, q, q.dates()?, TimeField::AppointmentStart),
             "get_scheduler_appointment_types" => settings(dict::APPOINTMENT_TYPES.iter().enumerate().map(|(i, (n, m))| named(i, n, json!({"duration_minutes": m}))).collect()),
             "get_scheduler_appointment_statuses" => settings(dict::APPOINTMENT_STATUSES.iter().enumerate().map(|(i, n)| named(i, n, json!({}))).collect()),
             "get_scheduler_resources" => settings(dict::RESOURCES.iter().enumerate().map(|(i, (n, c))| named(i, n, json!({"category_type": c, "enabled": true}))).collect()),
@@ -802,7 +1257,7 @@ impl Simulator {
                     .map(|(i, n)| obj(json!({"id": i + 1, "name": n, "organization": format!("{n} referrals"), "contact_type": "Referrer", "phone": format!("+1 555 010 {:04}", i), "email": format!("referrals{}@partners.example.org", i + 1)})))
                     .collect(),
             ),
-            "get_insurances_latest" => self.global_list(w, key, Kind::Insurance, q),
+            "get_insurances_latest" => self.global_list_in(w, key, Kind::Insurance, q, q.dates()?, TimeField::UpdatedAt),
             "get_group_sessions" => settings((1..=data::GROUP_SESSIONS).map(|s| d.group_session(s)).collect()),
             "get_group_session" => one(key, d.group_session(parse_id(id0).filter(|s| (1..=data::GROUP_SESSIONS).contains(s)).ok_or_else(|| not_found("group session"))?)),
             "get_patient_group_session" => {
@@ -838,7 +1293,20 @@ impl Simulator {
                 // The remaining reads are a patient's records of one kind, or all of them.
                 let kind = kind_of(name).ok_or_else(|| not_found("endpoint"))?;
                 if e.is_patient_scoped() {
-                    page_of_vec(key, q, self.patient_records(w, kind, id0)?)
+                    let created = q.created_at()?;
+                    let days = if kind == Kind::Appointment { q.days_window()? } else { Window::default() };
+                    let mut items = self.patient_records(w, kind, id0)?;
+                    if !created.is_open() {
+                        // By `created_at`; records without one (care team, program history, ...)
+                        // by `updated_at`, which every record carries.
+                        items.retain(|r| field_time(r, "created_at").or_else(|| field_time(r, "updated_at")).is_some_and(|t| created.contains(t)));
+                    }
+                    if !days.is_open() {
+                        items.retain(|r| field_time(r, "start_time").is_some_and(|t| days.contains(t)));
+                    }
+                    page_of_vec(key, q, items)
+                } else if kind == Kind::Review {
+                    self.global_list_in(w, key, kind, q, q.dates()?, TimeField::UpdatedAt)
                 } else {
                     self.global_list(w, key, kind, q)
                 }
@@ -907,6 +1375,9 @@ impl Simulator {
             "update_patient" => {
                 self.patient_by_id(&w, id0)
                     .ok_or_else(|| not_found("patient"))?;
+                if let Some(i) = self.data.index_of(id0) {
+                    w.touched_patients.insert(i);
+                }
                 let o = w.patient_overrides.entry(id0.to_owned()).or_default();
                 o.extend(data);
                 o.insert("updated_at".into(), stamp.into());
@@ -954,6 +1425,7 @@ impl Simulator {
                     r.insert("patient_id".into(), pid);
                 }
                 r.extend(data);
+                r.insert("updated_at".into(), stamp.into());
                 w.appended.entry(Kind::Contact).or_default().push(r.clone());
                 Ok((status, json!({ key: r })))
             }
@@ -969,15 +1441,15 @@ impl Simulator {
                         })
                         .ok_or_else(|| not_found("contact"))?;
                     r.extend(data);
+                    r.insert("updated_at".into(), stamp.into());
                     let r = r.clone();
                     return Ok((status, json!({ key: r })));
                 }
                 self.record_by_id(&w, Kind::Contact, id0)
                     .ok_or_else(|| not_found("contact"))?;
-                w.record_overrides
-                    .entry((Kind::Contact, id))
-                    .or_default()
-                    .extend(data);
+                let o = w.record_overrides.entry((Kind::Contact, id)).or_default();
+                o.extend(data);
+                o.insert("updated_at".into(), stamp.into());
                 let r = self
                     .record_by_id(&w, Kind::Contact, id0)
                     .ok_or_else(|| not_found("contact"))?;
@@ -995,6 +1467,7 @@ impl Simulator {
                         if i == patient && slot < self.data.count(Kind::Insurance, i) => {}
                     _ => return Err(not_found("insurance")),
                 }
+                w.touched_patients.insert(patient);
                 let o = w.record_overrides.entry((Kind::Insurance, id)).or_default();
                 o.extend(data);
                 o.insert("updated_at".into(), stamp.into());
@@ -1007,6 +1480,9 @@ impl Simulator {
             "update_patient_ext_id_mapping" => {
                 self.patient_by_id(&w, id0)
                     .ok_or_else(|| not_found("patient"))?;
+                if let Some(i) = self.data.index_of(id0) {
+                    w.touched_patients.insert(i);
+                }
                 let mappings = w.ext_id_mappings.entry(id0.to_owned()).or_default();
                 let pos = match mappings
                     .iter()
@@ -1053,4 +1529,179 @@ fn kind_of(name: &str) -> Option<Kind> {
         "get_patient_ur" | "get_utilization_reviews_latest" => Kind::Review,
         _ => return None,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::SimConfig;
+
+    fn sim(patients: u64) -> Simulator {
+        Simulator::new(&SimConfig {
+            patients,
+            seed: 11,
+            ..SimConfig::default()
+        })
+        .unwrap()
+    }
+
+    fn query(q: &str) -> Query {
+        Query::parse(&format!("/x?{q}"))
+    }
+
+    fn endpoint(name: &str) -> &'static Endpoint {
+        endpoints::ENDPOINTS
+            .iter()
+            .find(|e| e.name == name)
+            .unwrap()
+    }
+
+    /// The general path's bytes, as `respond` would send them.
+    fn slow(sim: &Simulator, e: &'static Endpoint, ids: &[String], q: &Query) -> Vec<u8> {
+        let (status, value) = sim.read(e, ids, q).ok().unwrap();
+        assert_eq!(status, StatusCode::OK);
+        serde_json::to_vec(&value).unwrap()
+    }
+
+    fn assert_same(sim: &Simulator, name: &str, ids: &[String], q: &str) {
+        let e = endpoint(name);
+        let q = query(q);
+        let fast = sim
+            .fast_read(e, ids, &q)
+            .expect("a hot read")
+            .ok()
+            .expect("served");
+        assert_eq!(
+            String::from_utf8(fast).unwrap(),
+            String::from_utf8(slow(sim, e, ids, &q)).unwrap(),
+            "{name}"
+        );
+    }
+
+    const PATIENT_LISTS: &[&str] = &[
+        "get_patient_vital_signs",
+        "get_patient_care_team",
+        "get_patient_diagnosis_history",
+        "get_patient_program_history",
+        "get_patient_appointments",
+        "get_patient_allergies",
+        "get_patient_cows",
+        "get_patient_ciwa_ars",
+        "get_patient_ciwa_bs",
+        "get_patient_glucose_logs",
+        "get_patient_orthostatic_vital_signs",
+        "get_patient_group_sessions",
+        "get_patient_consent_form_records",
+        "get_patient_patient_diets",
+        "get_patient_patient_orders",
+        "get_patient_ur",
+        "get_patient_patient_evaluations",
+    ];
+
+    #[test]
+    fn cached_reads_are_byte_identical_to_generated_reads() {
+        let sim = sim(120);
+        for q in [
+            "",
+            "page=2&per=50",
+            "page=3&per=50",
+            "page=9&per=50",
+            "per=1000",
+        ] {
+            assert_same(&sim, "get_patients_census", &[], q);
+            assert_same(&sim, "get_patients_latest", &[], q);
+            // Twice: the second time from the cache.
+            assert_same(&sim, "get_patients_census", &[], q);
+        }
+        for index in [0, 7, 119] {
+            let id = vec![sim.casefile_id(index)];
+            assert_same(&sim, "get_patient", &id, "");
+            for name in PATIENT_LISTS {
+                for q in ["", "per=2", "page=2&per=2", "page=5&per=1"] {
+                    assert_same(&sim, name, &id, q);
+                    assert_same(&sim, name, &id, q);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn cached_reads_show_writes() {
+        let sim = sim(30);
+        let id = sim.casefile_id(3);
+        let ids = vec![id.clone()];
+        // Warm the cache, then write.
+        assert_same(&sim, "get_patient", &ids, "");
+        assert_same(&sim, "get_patient_vital_signs", &ids, "");
+        assert_same(&sim, "get_patients_census", &[], "");
+        let doc = |fields: Value| WriteDoc {
+            data: obj(fields),
+            attachments: Vec::new(),
+        };
+        sim.write(
+            endpoint("update_patient"),
+            &ids,
+            doc(json!({"first_name": "Renamed"})),
+        )
+        .ok()
+        .unwrap();
+        sim.write(
+            endpoint("create_patient_vital_signs"),
+            &ids,
+            doc(json!({"heart_rate": 71})),
+        )
+        .ok()
+        .unwrap();
+        sim.write(
+            endpoint("create_patient"),
+            &[],
+            doc(json!({"first_name": "New", "last_name": "Patient"})),
+        )
+        .ok()
+        .unwrap();
+        let census = String::from_utf8(
+            sim.fast_read(endpoint("get_patients_census"), &[], &query(""))
+                .unwrap()
+                .ok()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(census.contains("Renamed") && census.contains("\"total_records\":31"));
+        assert_same(&sim, "get_patients_census", &[], "");
+        assert_same(&sim, "get_patients_census", &[], "page=2&per=20");
+        assert!(
+            sim.fast_read(endpoint("get_patient"), &ids, &query(""))
+                .is_none()
+        );
+        let vitals = String::from_utf8(
+            sim.fast_read(endpoint("get_patient_vital_signs"), &ids, &query(""))
+                .unwrap()
+                .ok()
+                .unwrap(),
+        )
+        .unwrap();
+        assert!(vitals.contains("\"heart_rate\":71"));
+        assert_same(&sim, "get_patient_vital_signs", &ids, "");
+    }
+
+    #[test]
+    fn filtered_and_unknown_reads_take_the_general_path() {
+        let sim = sim(10);
+        let ids = vec![sim.casefile_id(1)];
+        let e = endpoint("get_patients_census");
+        assert!(
+            sim.fast_read(e, &[], &query("start_date=2025-01-01"))
+                .is_none()
+        );
+        let bad = sim
+            .fast_read(e, &[], &query("start_date=yesterday"))
+            .unwrap();
+        assert!(matches!(bad, Err(ApiError(s, _)) if s == StatusCode::UNPROCESSABLE_ENTITY));
+        let e = endpoint("get_patient_vital_signs");
+        let q = query("created_at_start_date=2025-01-01");
+        assert!(sim.fast_read(e, &ids, &q).is_none());
+        // Soft-deleted and unknown patients: the general path answers 404.
+        let deleted = vec![sim.casefile_id(10)];
+        assert!(sim.fast_read(e, &deleted, &query("")).is_none());
+    }
 }

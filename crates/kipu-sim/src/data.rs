@@ -18,6 +18,11 @@ use crate::dict;
 /// The simulator's "today" (data is dated relative to it).
 pub(crate) const ANCHOR: (i32, u32, u32) = (2025, 6, 30);
 
+/// The simulator's "today" as a date.
+pub(crate) fn anchor_date() -> NaiveDate {
+    NaiveDate::from_ymd_opt(ANCHOR.0, ANCHOR.1, ANCHOR.2).unwrap_or_default()
+}
+
 /// Casefile numbers start here (`1000:<uuid>` is patient index 0).
 const CASEFILE_BASE: u64 = 1000;
 /// Per-patient record ids are `(index + 1) * SLOTS + slot`.
@@ -175,6 +180,25 @@ pub(crate) struct Canaries {
     pub note: String,
 }
 
+/// When a patient was admitted, discharged, created and last updated.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct PatientTimes {
+    pub admitted: NaiveDate,
+    pub discharged: Option<NaiveDate>,
+    pub discharge_type: Option<&'static str>,
+    pub created_at: NaiveDateTime,
+    pub updated_at: NaiveDateTime,
+}
+
+/// The first draws of a record (see [`Dataset::record_time`]).
+pub(crate) struct RecordTime {
+    pub rng: Rng,
+    pub admitted: NaiveDate,
+    pub discharged: Option<NaiveDate>,
+    pub stay_days: i64,
+    pub when: NaiveDateTime,
+}
+
 /// The generator: a seed and how many patients are on the census, plus the few soft-deleted
 /// ones that only the vault shows.
 #[derive(Debug)]
@@ -207,7 +231,7 @@ impl Dataset {
     }
 
     fn anchor() -> NaiveDate {
-        NaiveDate::from_ymd_opt(ANCHOR.0, ANCHOR.1, ANCHOR.2).unwrap_or_default()
+        anchor_date()
     }
 
     /// `digits` decimal digits of `value`, each shifted by a seed-derived offset: a bijection
@@ -365,6 +389,33 @@ impl Dataset {
         (admitted, discharged)
     }
 
+    /// The dates and times of a patient's stay and record, drawn from their own streams so
+    /// filters can evaluate them without building the patient.
+    pub(crate) fn patient_times(&self, index: u64) -> PatientTimes {
+        let (admitted, discharged) = self.admission(index);
+        let mut arng = Rng::new(self.seed, PATIENT_STREAM, index, 4);
+        let admitted_at = Self::at(admitted, &mut arng);
+        let discharge_type = discharged.map(|_| *arng.pick(dict::DISCHARGE_TYPES));
+        let updated_at = admitted_at + Days::hours(arng.range(1, 200));
+        PatientTimes {
+            admitted,
+            discharged,
+            discharge_type,
+            created_at: admitted_at - Days::days(1),
+            updated_at,
+        }
+    }
+
+    /// The patient's `location_id` (1-based), the 16th draw of the patient stream (see
+    /// [`Dataset::patient`]; a test holds the two together).
+    pub(crate) fn patient_location(&self, index: u64) -> u64 {
+        let mut rng = Rng::new(self.seed, PATIENT_STREAM, index, 0);
+        for _ in 0..15 {
+            rng.next();
+        }
+        rng.below(dict::LOCATIONS.len() as u64) + 1
+    }
+
     pub(crate) fn patient(&self, index: u64) -> Map<String, Value> {
         let c = self.canaries(index);
         let mut rng = Rng::new(self.seed, PATIENT_STREAM, index, 0);
@@ -398,9 +449,8 @@ impl Dataset {
         );
         let (program, level) = *rng.pick(dict::PROGRAMS);
         let location = rng.below(dict::LOCATIONS.len() as u64);
-        let (admitted, discharged) = self.admission(index);
-        let mut arng = Rng::new(self.seed, PATIENT_STREAM, index, 4);
-        let admitted_at = Self::at(admitted, &mut arng);
+        let times = self.patient_times(index);
+        let (admitted, discharged) = (times.admitted, times.discharged);
         let insurances: Vec<Value> = (0..self.count(Kind::Insurance, index))
             .map(|slot| Value::Object(self.record(Kind::Insurance, index, slot)))
             .collect();
@@ -429,12 +479,7 @@ impl Dataset {
             "discharge_date".into(),
             discharged.map(|d| d.to_string()).into(),
         );
-        p.insert(
-            "discharge_type".into(),
-            discharged
-                .map(|_| (*arng.pick(dict::DISCHARGE_TYPES)).to_owned())
-                .into(),
-        );
+        p.insert("discharge_type".into(), times.discharge_type.into());
         p.insert("program".into(), program.into());
         p.insert("level_of_care".into(), level.into());
         p.insert("location_id".into(), (location + 1).into());
@@ -443,11 +488,8 @@ impl Dataset {
             dict::LOCATIONS[location as usize].0.into(),
         );
         p.insert("insurances".into(), Value::Array(insurances));
-        p.insert("created_at".into(), ts(admitted_at - Days::days(1)).into());
-        p.insert(
-            "updated_at".into(),
-            ts(admitted_at + Days::hours(arng.range(1, 200))).into(),
-        );
+        p.insert("created_at".into(), ts(times.created_at).into());
+        p.insert("updated_at".into(), ts(times.updated_at).into());
         p
     }
 
@@ -481,11 +523,11 @@ impl Dataset {
         )
     }
 
-    /// One record of a kind; `slot < count(kind, index)`.
-    pub(crate) fn record(&self, kind: Kind, index: u64, slot: u64) -> Map<String, Value> {
+    /// The first draws of a record's stream: its stay and its time (`when`), which is the
+    /// record's `updated_at` (and, for most kinds, `created_at`). Cheap: filters use it to
+    /// scan many records without building them.
+    pub(crate) fn record_time(&self, kind: Kind, index: u64, slot: u64) -> RecordTime {
         let mut rng = Rng::new(self.seed, kind as u64, index, slot);
-        let pid = self.casefile_id(index);
-        let id = record_id(index, slot);
         let (admitted, discharged) = self.admission(index);
         let stay_days = discharged
             .map_or((Self::anchor() - admitted).num_days(), |d| {
@@ -493,6 +535,41 @@ impl Dataset {
             })
             .max(1);
         let when = Self::at(admitted + Days::days(rng.range(0, stay_days)), &mut rng);
+        RecordTime {
+            rng,
+            admitted,
+            discharged,
+            stay_days,
+            when,
+        }
+    }
+
+    /// An appointment's start (its `start_time`), from the record's stream.
+    pub(crate) fn appointment_start(&self, index: u64, slot: u64) -> NaiveDateTime {
+        let RecordTime {
+            mut rng,
+            admitted,
+            stay_days,
+            ..
+        } = self.record_time(Kind::Appointment, index, slot);
+        rng.pick(dict::APPOINTMENT_TYPES);
+        Self::at(
+            admitted + Days::days(rng.range(0, stay_days + 14)),
+            &mut rng,
+        )
+    }
+
+    /// One record of a kind; `slot < count(kind, index)`.
+    pub(crate) fn record(&self, kind: Kind, index: u64, slot: u64) -> Map<String, Value> {
+        let RecordTime {
+            mut rng,
+            admitted,
+            discharged,
+            stay_days,
+            when,
+        } = self.record_time(kind, index, slot);
+        let pid = self.casefile_id(index);
+        let id = record_id(index, slot);
         let v = match kind {
             Kind::Insurance => {
                 let subscriber = self.patient_name(index);
@@ -504,7 +581,7 @@ impl Dataset {
                     "priority": if slot == 0 { "primary" } else { "secondary" },
                     "start_date": (admitted - Days::days(rng.range(30, 900))).to_string(),
                     "end_date": Value::Null,
-                    "updated_at": ts(Self::at(admitted, &mut rng)),
+                    "updated_at": ts(when),
                 })
             }
             Kind::CareTeam => {
@@ -720,13 +797,17 @@ impl Dataset {
                     "attendance".into(),
                     (*rng.pick(&["present", "present", "present", "absent", "excused"])).into(),
                 );
+                m.insert("updated_at".into(), ts(when).into());
                 return m;
             }
         };
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
+        let mut m = obj(v);
+        // Every per-patient record carries `updated_at` (its time, `when`), so clients can
+        // sync "updated since"; kinds that already set it keep theirs.
+        if !m.contains_key("updated_at") {
+            m.insert("updated_at".into(), ts(when).into());
         }
+        m
     }
 
     /// "First Last-token", drawn from the same stream as [`Dataset::patient`] without building
@@ -913,6 +994,28 @@ mod tests {
             .collect();
         assert_eq!(all, expected);
         assert_eq!(d.global_range(Kind::Vital, 5, 9), expected[5..9].to_vec());
+    }
+
+    #[test]
+    fn cheap_times_agree_with_the_built_records() {
+        let d = Dataset::new(21, 400);
+        for i in 0..400 {
+            let p = d.patient(i);
+            let t = d.patient_times(i);
+            assert_eq!(p["location_id"], d.patient_location(i));
+            assert_eq!(p["updated_at"], ts(t.updated_at));
+            assert_eq!(p["admission_date"], t.admitted.to_string());
+            for kind in [Kind::Vital, Kind::Insurance, Kind::Review, Kind::CareTeam] {
+                for slot in 0..d.count(kind, i) {
+                    let r = d.record(kind, i, slot);
+                    assert_eq!(r["updated_at"], ts(d.record_time(kind, i, slot).when));
+                }
+            }
+            for slot in 0..d.count(Kind::Appointment, i) {
+                let r = d.record(Kind::Appointment, i, slot);
+                assert_eq!(r["start_time"], ts(d.appointment_start(i, slot)));
+            }
+        }
     }
 
     #[test]

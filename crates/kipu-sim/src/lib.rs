@@ -22,6 +22,22 @@
 //!   `Zv…` token in every free-text field. [`Simulator::canaries`] lists them so tests can grep
 //!   any output for PHI leaks.
 //! * **Pagination** like Kipu: `page`/`per` (default 20, at most 1000; anything else is a 422).
+//! * **Filters** (kipu-api.md §2): `start_date`/`end_date` on the census (patients whose stay
+//!   meets the window), `patients/latest` (updated within it: the "updated since" query of a
+//!   sync), `patients/admissions` (admitted within it, plus `location_id`),
+//!   `scheduler/appointments` (by `start_time`), `insurances/latest` and
+//!   `utilization_reviews/latest` (by `updated_at`); `created_at_start_date`/
+//!   `created_at_end_date` on every patient-scoped list (by `created_at`, or `updated_at` for
+//!   records without one); `days` on patient, provider and user appointments (starting within
+//!   that many days of the simulator's "today", 2025-06-30; no default is applied). Bounds are
+//!   `YYYY-MM-DD` (an end date covers its whole day) or `YYYY-MM-DD HH:MM:SS`, in the data's
+//!   local time; a malformed bound is a 422 naming the parameter. Every generated record
+//!   carries `updated_at`.
+//! * **Speed**: the serialized JSON of generated patients and of each patient's records of a
+//!   kind is cached (at most [`RESPONSE_CACHE_BYTES`], oldest evicted first), so the hot reads
+//!   (census pages, one patient, a patient's records) copy bytes instead of building and
+//!   serializing JSON values. Whatever a write touched is served from the general path, and a
+//!   test holds both paths to the same bytes.
 //! * **Faults** ([`FaultSpec`]), decided after authentication (a bad signature is always a
 //!   plain 401) from `hash(seed, method, target, attempt)`, so they are reproducible under
 //!   concurrency and a retried request eventually succeeds.
@@ -42,6 +58,7 @@
 
 mod api;
 mod auth;
+mod cache;
 mod data;
 mod dict;
 mod faults;
@@ -60,6 +77,9 @@ pub use server::RunningSim;
 
 /// The most patients the simulator will generate (ids and canaries stay unique below it).
 pub const MAX_PATIENTS: u64 = 1_000_000;
+
+/// The memory the simulator may spend on serialized generated records (see the crate docs).
+pub const RESPONSE_CACHE_BYTES: usize = 64 * 1024 * 1024;
 
 /// The fixed development credentials of [`SimConfig::default`]. Synthetic-only: they protect
 /// nothing and must never be configured against the real Kipu API.
@@ -150,6 +170,7 @@ pub struct Simulator {
     writes: RwLock<api::Writes>,
     attempts: Mutex<HashMap<u64, u32>>,
     occupancy: std::sync::OnceLock<Vec<u64>>,
+    cache: cache::Cache,
 }
 
 impl fmt::Debug for Simulator {
@@ -193,6 +214,7 @@ impl Simulator {
             writes: RwLock::new(api::Writes::default()),
             attempts: Mutex::new(HashMap::new()),
             occupancy: std::sync::OnceLock::new(),
+            cache: cache::Cache::new(RESPONSE_CACHE_BYTES),
         })
     }
 

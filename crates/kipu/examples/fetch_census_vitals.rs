@@ -26,8 +26,23 @@ fn number(name: &str, default: usize) -> usize {
         .unwrap_or(default)
 }
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
+    // One worker per CPU this process may use: on a single pinned CPU a current-thread runtime
+    // (no work stealing, no cross-thread wake-ups), otherwise the multi-thread one.
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let runtime = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()?
+    };
+    runtime.block_on(run())
+}
+
+async fn run() -> Result<(), Box<dyn std::error::Error>> {
     let version = std::env::var("KIPU_API_VERSION")
         .unwrap_or_else(|_| "3".into())
         .parse()?;

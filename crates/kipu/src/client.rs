@@ -563,72 +563,106 @@ fn parse_value(
         .map_err(|e| Error::decode(route, status, &e))
 }
 
+fn shape_error(route: Route, status: u16) -> Error {
+    Error::Decode {
+        route,
+        status,
+        category: crate::error::DecodeCategory::Shape,
+        line: 0,
+        column: 0,
+    }
+}
+
+/// Decodes `{"<key>": {...}}` straight from the bytes into `T` (no intermediate
+/// `serde_json::Value` tree); other top-level keys are skipped.
 fn parse_keyed<T: DeserializeOwned>(
     route: Route,
     status: u16,
     bytes: &Bytes,
     key: &str,
 ) -> Result<T, Error> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::decode(route, status, &e))?;
-    let record = value
-        .get_mut(key)
-        .map(serde_json::Value::take)
-        .ok_or(Error::Decode {
-            route,
-            status,
-            category: crate::error::DecodeCategory::Shape,
-            line: 0,
-            column: 0,
-        })?;
-    T::deserialize(record).map_err(|e| Error::decode(route, status, &e))
+    let seed = Envelope::<T> {
+        key,
+        _record: PhantomData,
+    };
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let found = seed
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| Error::decode(route, status, &e))?;
+    found.record.ok_or_else(|| shape_error(route, status))
 }
 
+/// Decodes a list response straight from the bytes: the `pagination` block and the records
+/// under `key`, each deserialized directly into `T`.
 fn parse_page<T: DeserializeOwned>(
     route: Route,
     status: u16,
     bytes: &Bytes,
     key: &str,
 ) -> Result<Page<T>, Error> {
-    let mut value: serde_json::Value =
-        serde_json::from_slice(bytes).map_err(|e| Error::decode(route, status, &e))?;
-    let shape_error = Error::Decode {
-        route,
-        status,
-        category: crate::error::DecodeCategory::Shape,
-        line: 0,
-        column: 0,
+    let seed = Envelope::<Vec<T>> {
+        key,
+        _record: PhantomData,
     };
-    let pagination = match value.get_mut("pagination").map(serde_json::Value::take) {
-        Some(serde_json::Value::Null) | None => None,
-        Some(block) => {
-            Some(Pagination::deserialize(block).map_err(|e| Error::decode(route, status, &e))?)
-        }
-    };
-    let serde_json::Value::Array(items) = value
-        .get_mut(key)
-        .map(serde_json::Value::take)
-        .ok_or(shape_error)?
-    else {
-        return Err(Error::Decode {
-            route,
-            status,
-            category: crate::error::DecodeCategory::Shape,
-            line: 0,
-            column: 0,
-        });
-    };
-    let records = items
-        .into_iter()
-        .map(|item| T::deserialize(item).map_err(|e| Error::decode(route, status, &e)))
-        .collect::<Result<Vec<T>, Error>>()?;
+    let mut de = serde_json::Deserializer::from_slice(bytes);
+    let found = seed
+        .deserialize(&mut de)
+        .and_then(|found| de.end().map(|()| found))
+        .map_err(|e| Error::decode(route, status, &e))?;
+    let records = found.record.ok_or_else(|| shape_error(route, status))?;
     Ok(Page {
         records,
-        pagination,
+        pagination: found.pagination,
     })
 }
 
-use serde::Deserialize as _;
+/// A response object read in one pass: the value under a key chosen at run time, and the
+/// pagination block if there is one.
+struct Envelope<'k, R> {
+    key: &'k str,
+    _record: PhantomData<fn() -> R>,
+}
+
+struct Found<R> {
+    record: Option<R>,
+    pagination: Option<Pagination>,
+}
+
+impl<'de, R: DeserializeOwned> serde::de::DeserializeSeed<'de> for Envelope<'_, R> {
+    type Value = Found<R>;
+
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de, R: DeserializeOwned> serde::de::Visitor<'de> for Envelope<'_, R> {
+    type Value = Found<R>;
+
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a Kipu response object")
+    }
+
+    fn visit_map<A: serde::de::MapAccess<'de>>(self, mut map: A) -> Result<Self::Value, A::Error> {
+        let mut found = Found {
+            record: None,
+            pagination: None,
+        };
+        while let Some(k) = map.next_key::<String>()? {
+            if k == self.key {
+                found.record = Some(map.next_value::<R>()?);
+            } else if k == "pagination" {
+                found.pagination = map.next_value::<Option<Pagination>>()?;
+            } else {
+                map.next_value::<serde::de::IgnoredAny>()?;
+            }
+        }
+        Ok(found)
+    }
+}
+
+use serde::de::DeserializeSeed as _;
 
 /// A list endpoint with its ids and filters: fetch one page with [`List::page`], or every
 /// record with [`List::stream`] / [`List::collect_all`].

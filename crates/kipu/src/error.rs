@@ -371,16 +371,24 @@ impl Error {
     }
 }
 
-/// reqwest does not classify TLS failures; they surface as an `io::Error` wrapping a
-/// `rustls::Error` somewhere in the source chain.
-fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
+/// reqwest does not classify TLS failures. A failed handshake (untrusted or mismatched
+/// certificate, a protocol version below the minimum, a peer that does not speak TLS, a TLS
+/// alert) surfaces as a [`rustls::Error`] somewhere in the source chain: usually inside a
+/// [`std::io::Error`] that tokio-rustls returned to the connector. The chain is inspected by
+/// type, never by message text, so an unrelated error that merely mentions "certificate" is
+/// not mistaken for a TLS failure.
+///
+/// `io::Error::source` skips the error it wraps (it returns the inner error's *source*), so
+/// each `io::Error` in the chain is opened with `get_ref` as well.
+pub(crate) fn is_tls_failure(err: &(dyn std::error::Error + 'static)) -> bool {
     let mut current: Option<&(dyn std::error::Error + 'static)> = Some(err);
     while let Some(e) = current {
-        let text = e.to_string();
-        if text.contains("certificate")
-            || text.contains("TLS")
-            || text.contains("tls")
-            || text.contains("handshake")
+        if e.is::<rustls::Error>() {
+            return true;
+        }
+        if let Some(io) = e.downcast_ref::<std::io::Error>()
+            && let Some(inner) = io.get_ref()
+            && is_tls_failure(inner)
         {
             return true;
         }
@@ -442,6 +450,39 @@ mod tests {
         assert!(e(429).to_string().contains("retry after 7 s"));
         assert!(e(502).is_retryable() && e(503).is_retryable() && e(504).is_retryable());
         assert!(!e(500).is_retryable() && !e(401).is_retryable() && !e(404).is_retryable());
+    }
+
+    #[test]
+    fn a_rustls_error_anywhere_in_the_chain_is_a_tls_failure() {
+        let bare = rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
+        assert!(is_tls_failure(&bare));
+        // How tokio-rustls reports a failed handshake to the connector.
+        let io = std::io::Error::new(std::io::ErrorKind::InvalidData, bare.clone());
+        assert!(is_tls_failure(&io));
+        // Deeper: a connector error whose source is that io::Error.
+        #[derive(Debug, thiserror::Error)]
+        #[error("client error (Connect)")]
+        struct Wrapper(#[source] std::io::Error);
+        assert!(is_tls_failure(&Wrapper(io)));
+        let alert = std::io::Error::other(rustls::Error::AlertReceived(
+            rustls::AlertDescription::ProtocolVersion,
+        ));
+        assert!(is_tls_failure(&Wrapper(alert)));
+    }
+
+    #[test]
+    fn errors_that_only_mention_tls_words_are_not_tls_failures() {
+        for text in [
+            "certificate store unavailable",
+            "TLS",
+            "tls handshake",
+            "handshake",
+        ] {
+            let io = std::io::Error::other(text);
+            assert!(!is_tls_failure(&io), "{text}");
+        }
+        let refused = std::io::Error::from(std::io::ErrorKind::ConnectionRefused);
+        assert!(!is_tls_failure(&refused));
     }
 
     #[test]

@@ -26,19 +26,65 @@ pub type Phi = Option<Sensitive<String>>;
 /// Deserializers that accept numbers or numeric strings (third-party clients show Kipu sending
 /// both).
 pub mod lenient {
-    use serde::{Deserialize, Deserializer, de::Error as _};
+    use serde::de::{self, Deserializer, Error as _, Visitor};
 
-    #[derive(Deserialize)]
-    #[serde(untagged)]
+    /// A number or a text, read in one pass (no buffering of the value).
     enum NumOrText {
         U(u64),
         F(f64),
         T(String),
     }
 
+    /// Accepts what Kipu sends for a number: a JSON number, a string, or null.
+    struct Lenient;
+
+    impl<'de> Visitor<'de> for Lenient {
+        type Value = Option<NumOrText>;
+
+        fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str("a number, a numeric string or null")
+        }
+
+        fn visit_u64<E: de::Error>(self, v: u64) -> Result<Self::Value, E> {
+            Ok(Some(NumOrText::U(v)))
+        }
+
+        fn visit_i64<E: de::Error>(self, v: i64) -> Result<Self::Value, E> {
+            Ok(Some(match u64::try_from(v) {
+                Ok(u) => NumOrText::U(u),
+                #[allow(clippy::cast_precision_loss)]
+                Err(_) => NumOrText::F(v as f64),
+            }))
+        }
+
+        fn visit_f64<E: de::Error>(self, v: f64) -> Result<Self::Value, E> {
+            Ok(Some(NumOrText::F(v)))
+        }
+
+        fn visit_str<E: de::Error>(self, v: &str) -> Result<Self::Value, E> {
+            Ok(Some(NumOrText::T(v.to_owned())))
+        }
+
+        fn visit_string<E: de::Error>(self, v: String) -> Result<Self::Value, E> {
+            Ok(Some(NumOrText::T(v)))
+        }
+
+        fn visit_none<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_unit<E: de::Error>(self) -> Result<Self::Value, E> {
+            Ok(None)
+        }
+
+        fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+            d.deserialize_any(self)
+        }
+    }
+
     /// `Option<u64>` from a number, a numeric string, `null` or an empty string.
     pub fn opt_u64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::Error> {
-        match Option::<NumOrText>::deserialize(d)? {
+        match d.deserialize_option(Lenient)? {
             None => Ok(None),
             Some(NumOrText::U(n)) => Ok(Some(n)),
             Some(NumOrText::F(f)) if f >= 0.0 && f.fract() == 0.0 && f < 1.8e19 =>
@@ -58,7 +104,7 @@ pub mod lenient {
 
     /// `Option<f64>` from a number, a numeric string, `null` or an empty string.
     pub fn opt_f64<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
-        match Option::<NumOrText>::deserialize(d)? {
+        match d.deserialize_option(Lenient)? {
             None => Ok(None),
             #[allow(clippy::cast_precision_loss)]
             Some(NumOrText::U(n)) => Ok(Some(n as f64)),
@@ -625,5 +671,56 @@ mod tests {
             (v.id, v.heart_rate, v.temperature, v.weight),
             (Some(3), Some(72.0), Some(98.6), None)
         );
+    }
+
+    #[derive(Debug, Deserialize)]
+    struct Nums {
+        #[serde(default, deserialize_with = "lenient::opt_u64")]
+        u: Option<u64>,
+        #[serde(default, deserialize_with = "lenient::opt_f64")]
+        f: Option<f64>,
+    }
+
+    #[test]
+    fn lenient_numbers_accept_numbers_strings_and_null_and_refuse_the_rest() {
+        let ok = |json: &str| serde_json::from_str::<Nums>(json).map(|n| (n.u, n.f));
+        assert_eq!(ok(r#"{"u": 7, "f": -2}"#).unwrap(), (Some(7), Some(-2.0)));
+        assert_eq!(ok(r#"{"u": 7.0, "f": 1.5}"#).unwrap(), (Some(7), Some(1.5)));
+        assert_eq!(
+            ok(r#"{"u": " 8 ", "f": "2.25"}"#).unwrap(),
+            (Some(8), Some(2.25))
+        );
+        assert_eq!(ok(r#"{"u": null, "f": ""}"#).unwrap(), (None, None));
+        assert_eq!(ok(r#"{}"#).unwrap(), (None, None));
+        for bad in [
+            r#"{"u": -1}"#,
+            r#"{"u": 1.5}"#,
+            r#"{"u": "x"}"#,
+            r#"{"u": true}"#,
+            r#"{"f": [1]}"#,
+            r#"{"f": {"a": 1}}"#,
+        ] {
+            assert!(ok(bad).is_err(), "{bad}");
+        }
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn lenient_u64_reads_any_u64_as_number_or_string(n: u64) {
+            let as_number: Nums = serde_json::from_str(&format!(r#"{{"u": {n}}}"#)).unwrap();
+            let as_text: Nums = serde_json::from_str(&format!(r#"{{"u": "{n}"}}"#)).unwrap();
+            proptest::prop_assert_eq!(as_number.u, Some(n));
+            proptest::prop_assert_eq!(as_text.u, Some(n));
+        }
+
+        #[test]
+        fn lenient_numbers_also_work_inside_flattened_models(n in 0u32..100_000, extra in "[a-z]{1,8}") {
+            let json = format!(r#"{{"id": "{n}", "heart_rate": {n}, "zz_{extra}": 1}}"#);
+            let v: VitalSign = serde_json::from_str(&json).unwrap();
+            proptest::prop_assert_eq!(v.id, Some(u64::from(n)));
+            proptest::prop_assert_eq!(v.heart_rate, Some(f64::from(n)));
+            let key = format!("zz_{extra}");
+            proptest::prop_assert!(v.extra.expose().contains_key(&key));
+        }
     }
 }

@@ -116,3 +116,53 @@ async fn a_certificate_for_another_name_is_refused_even_with_the_right_ca() {
         .unwrap_err();
     assert!(matches!(err, Error::Tls { .. }), "{err:?}");
 }
+
+/// A server that answers in plain HTTP where the client expects TLS.
+async fn plain_http_server() -> u16 {
+    let listener = tokio::net::TcpListener::bind(("127.0.0.1", 0))
+        .await
+        .unwrap();
+    let port = listener.local_addr().unwrap().port();
+    tokio::spawn(async move {
+        loop {
+            let (mut tcp, _) = listener.accept().await.unwrap();
+            tokio::spawn(async move {
+                let response = format!(
+                    "HTTP/1.1 200 OK\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{BODY}",
+                    BODY.len()
+                );
+                let _ = tcp.write_all(response.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    port
+}
+
+#[tokio::test]
+async fn a_peer_that_does_not_speak_tls_is_a_tls_error() {
+    let port = plain_http_server().await;
+    let err = client(format!("https://localhost:{port}"), Some(CA))
+        .patients()
+        .census(&CensusQuery::default())
+        .page()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Tls { .. }), "{err:?}");
+}
+
+#[tokio::test]
+async fn a_refused_connection_is_a_connection_error_not_a_tls_error() {
+    // Bind, learn the port, close: nothing listens there any more.
+    let port = {
+        let l = std::net::TcpListener::bind(("127.0.0.1", 0)).unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let err = client(format!("https://localhost:{port}"), Some(CA))
+        .patients()
+        .census(&CensusQuery::default())
+        .page()
+        .await
+        .unwrap_err();
+    assert!(matches!(err, Error::Connection { .. }), "{err:?}");
+}

@@ -51,10 +51,19 @@ pub fn run(args: Args, _ctx: &crate::context::Context) -> anyhow::Result<()> {
         out.flush()?;
         return Ok(());
     }
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-        .context("cannot start the async runtime")?;
+    // One worker per CPU the process may use; pinned to one CPU (as `bench/kipu_fetch.sh`
+    // does), a current-thread runtime, which avoids work stealing and cross-thread wake-ups.
+    let cpus = std::thread::available_parallelism().map_or(1, std::num::NonZero::get);
+    let runtime = if cpus == 1 {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+    } else {
+        tokio::runtime::Builder::new_multi_thread()
+            .enable_all()
+            .build()
+    }
+    .context("cannot start the async runtime")?;
     runtime.block_on(serve(config))
 }
 
