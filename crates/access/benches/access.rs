@@ -22,8 +22,9 @@ fn bench(c: &mut Criterion) {
     let rt = runtime();
     let dir = tempfile::tempdir().unwrap();
     let access = rt.block_on(async {
-        let keys =
-            Arc::new(audit::FileKeys::open_or_create(&dir.path().join("k"), "bench").unwrap());
+        let keys = Arc::new(
+            audit::FileKeys::open_or_create(&dir.path().join("k"), "bench", bench_kek()).unwrap(),
+        );
         let log = audit::AuditLog::open(
             audit::LogConfig::new(audit::Storage::Sqlite {
                 path: dir.path().join("audit.db"),
@@ -97,3 +98,9 @@ fn bench(c: &mut Criterion) {
 
 criterion_group!(benches, bench);
 criterion_main!(benches);
+
+/// The KEK the audit log's keys are sealed under in this benchmark (a fixed software root key).
+fn bench_kek() -> Arc<dyn sealed::KeyProvider> {
+    let root = sealed::DataKey::from_slice(&[0x5a; 32]).unwrap();
+    Arc::new(sealed::SoftwareKeyProvider::from_root(root, "file").unwrap())
+}

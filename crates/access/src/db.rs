@@ -380,7 +380,8 @@ impl Pool {
         if secret.len() != 32 {
             return Err(AccessError::Corrupt("a server secret has the wrong length"));
         }
-        Ok(secret)
+        // `Plaintext` wipes itself on drop; the copy handed out is wiped by `Zeroizing`.
+        Ok(Zeroizing::new(secret.to_vec()))
     }
 }
 

@@ -126,7 +126,7 @@ fn key_dir(ctx: &crate::context::Context) -> PathBuf {
 }
 
 /// The audit keys, opened (or created on first use) with the configured KEK.
-fn load_keys(
+pub(crate) fn load_keys(
     keys: &crate::cmd_keys::KeyProviderArgs,
     ctx: &crate::context::Context,
 ) -> anyhow::Result<Arc<FileKeys>> {

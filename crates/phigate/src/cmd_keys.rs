@@ -397,8 +397,6 @@ fn print_status(status: &KeyStatus, json: bool) {
 
 /// Who the audit log names for API-key commands run from the command line.
 const CLI_ACTOR: &str = "cli:local";
-/// Name of the audit checkpoint key (the same as `phigate audit` uses).
-const AUDIT_KEY_NAME: &str = "phigate-audit";
 
 /// Parses `90d`, `12h`, `30m`, `45s` or a bare number of seconds.
 fn parse_duration(flag: &str, text: &str) -> anyhow::Result<u64> {
@@ -453,10 +451,7 @@ async fn open_access(
             )
         }
     };
-    let audit_keys = Arc::new(
-        audit::FileKeys::open_or_create(&ctx.data_dir.join("audit-keys"), AUDIT_KEY_NAME)
-            .map_err(|e| crate::exit::usage(format!("audit keys: {e}")))?,
-    );
+    let audit_keys = crate::cmd_audit::load_keys(keys, ctx)?;
     let log = audit::AuditLog::open(audit::LogConfig::new(storage), audit_keys.clone())
         .await
         .context("cannot open the audit log")?;

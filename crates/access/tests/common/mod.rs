@@ -56,7 +56,8 @@ impl World {
             }
         };
         let keys = Arc::new(
-            FileKeys::open_or_create(&dir.path().join("audit-keys"), "access-test").unwrap(),
+            FileKeys::open_or_create(&dir.path().join("audit-keys"), "access-test", test_kek())
+                .unwrap(),
         );
         let log = AuditLog::open(
             LogConfig::new(Storage::Sqlite {
@@ -143,4 +144,10 @@ macro_rules! on_both_backends {
             }
         )*
     };
+}
+
+/// The KEK the audit log's keys are sealed under in these tests (a fixed software root key).
+pub fn test_kek() -> Arc<dyn sealed::KeyProvider> {
+    let root = sealed::DataKey::from_slice(&[0x5a; 32]).unwrap();
+    Arc::new(sealed::SoftwareKeyProvider::from_root(root, "file").unwrap())
 }
