@@ -15,10 +15,12 @@ mod cmd_audit;
 mod cmd_keys;
 mod cmd_kipu;
 mod cmd_phi;
+mod cmd_serve;
 mod cmd_sim;
 mod cmd_store;
 mod context;
 mod exit;
+mod serve;
 
 /// phigate: get PHI out of the EHR and serve it to exactly who is allowed, with every access proven.
 #[derive(Debug, Parser)]
@@ -44,6 +46,8 @@ enum Command {
     Audit(cmd_audit::Args),
     /// PHI detection: evaluate the detectors on labelled synthetic notes.
     Phi(cmd_phi::Args),
+    /// Run the governed HTTPS gateway (TLS 1.3, mTLS, rate limits, audit of every request).
+    Serve(cmd_serve::Args),
 }
 
 fn main() -> ExitCode {
@@ -61,6 +65,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Store(args) => cmd_store::run(args, &ctx),
         Command::Audit(args) => cmd_audit::run(args, &ctx),
         Command::Phi(args) => cmd_phi::run(args, &ctx),
+        Command::Serve(args) => cmd_serve::run(args, &ctx),
     }
 }
 
