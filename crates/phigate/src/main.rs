@@ -12,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_audit;
+mod cmd_doctor;
 mod cmd_keys;
 mod cmd_kipu;
 mod cmd_phi;
@@ -48,6 +49,8 @@ enum Command {
     Phi(cmd_phi::Args),
     /// Run the governed HTTPS gateway (TLS 1.3, mTLS, rate limits, audit of every request).
     Serve(cmd_serve::Args),
+    /// Check this installation against the production hardening checklist.
+    Doctor(cmd_doctor::Args),
 }
 
 fn main() -> ExitCode {
@@ -66,6 +69,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Audit(args) => cmd_audit::run(args, &ctx),
         Command::Phi(args) => cmd_phi::run(args, &ctx),
         Command::Serve(args) => cmd_serve::run(args, &ctx),
+        Command::Doctor(args) => cmd_doctor::run(args, &ctx),
     }
 }
 

@@ -19,13 +19,16 @@ use audit::{
     AuthFailureReason, AuthMethod, AuthenticationAttempt, Event, Outcome, PolicyDenied,
     PurposeOfUse,
 };
-use axum::extract::{MatchedPath, Request};
+use audit::PatientHasher as _;
+use axum::extract::{MatchedPath, Path, Request, State};
+use std::collections::HashMap;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 
 use super::problem::Problem;
 use super::reqctx::{ConnInfo, Identity, RequestAudit};
+use super::state::AppState;
 
 /// Routes that need no identity.
 pub const PUBLIC_ROUTES: &[&str] = &["/health", "/ready", "/metrics", "/openapi.json", "/docs"];
@@ -105,8 +108,21 @@ fn is_single_patient(route: &str) -> bool {
     route.starts_with("/api/v1/patients/{id}")
 }
 
+/// The `{id}` path parameter of a route, decoded (it may be PHI: it stays wrapped).
+async fn patient_param(req: Request) -> (Request, Option<phi::Sensitive<String>>) {
+    use axum::RequestPartsExt as _;
+    let (mut parts, body) = req.into_parts();
+    let id = parts
+        .extract::<Path<HashMap<String, String>>>()
+        .await
+        .ok()
+        .and_then(|Path(mut m)| m.remove("id"))
+        .map(phi::Sensitive::new);
+    (Request::from_parts(parts, body), id)
+}
+
 /// The authorize layer.
-pub async fn authorize(mut req: Request, next: Next) -> Response {
+pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
@@ -143,6 +159,7 @@ pub async fn authorize(mut req: Request, next: Next) -> Response {
             return unauthenticated();
         }
     };
+    req.extensions_mut().insert(principal.clone());
     if class == RouteClass::Unmatched {
         return next.run(req).await;
     }
@@ -161,13 +178,15 @@ pub async fn authorize(mut req: Request, next: Next) -> Response {
         }
     }
     // Default deny: no permit policy is loaded in this build.
+    let (req, patient) = patient_param(req).await;
+    let patient = patient.map(|p| st.hasher.patient_ref(&p));
     if let Some(slot) = &slot {
         slot.record(Event::PolicyDenied(PolicyDenied {
             principal: principal.id.clone(),
             roles: principal.roles.clone(),
             action: format!("{} {}", req.method(), route),
             resource_kind: resource_kind(&route).to_string(),
-            patient: None,
+            patient,
             rule: "default-deny".to_string(),
             request_id: slot.request_id.clone(),
         }));

@@ -44,6 +44,7 @@ pub mod config;
 pub mod devca;
 pub mod listener;
 pub mod metrics;
+pub mod patients;
 pub mod problem;
 pub mod ratelimit;
 pub mod record;
@@ -111,6 +112,7 @@ pub fn app(st: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi_json))
         .route("/docs", get(routes::docs))
+        .route("/api/v1/patients/{id}", get(patients::get_patient))
         .fallback(routes::fallback)
         .with_state(st.clone());
 
@@ -155,6 +157,6 @@ pub fn app(st: Arc<AppState>) -> Router {
         // 2. rate limit: per source address, per principal, stricter for /auth/*
         .layer(from_fn_with_state(st.clone(), ratelimit::limit))
         // 3. authorize: deny by default; then 4. the handler
-        .layer(from_fn(authz::authorize));
+        .layer(from_fn_with_state(st.clone(), authz::authorize));
     routes.layer(stack)
 }

@@ -132,7 +132,7 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 #[derive(OpenApi)]
 #[openapi(
     info(title = "phigate gateway", description = "Governed HTTPS access to PHI: every request authenticated, rate limited, authorized and audited."),
-    paths(health, ready, metrics, openapi_json, docs),
+    paths(health, ready, metrics, openapi_json, docs, super::patients::get_patient),
     components(schemas(Health, Ready, Check, Problem))
 )]
 pub struct ApiDoc;

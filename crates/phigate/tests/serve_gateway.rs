@@ -1,0 +1,561 @@
+//! `phigate serve` end to end: the built binary in its own process, real TLS, real HTTP.
+
+use std::io::{BufRead as _, BufReader};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+const BIN: &str = env!("CARGO_BIN_EXE_phigate");
+
+/// A running gateway; killed on drop.
+struct Gateway {
+    child: Child,
+    dir: tempfile::TempDir,
+    public: String,
+    mtls: String,
+    stderr: Arc<Mutex<Vec<String>>>,
+}
+
+impl Drop for Gateway {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+const LOOPBACK_PORTS: &str = "[server]\nlisten = \"127.0.0.1:0\"\nmtls_listen = \"127.0.0.1:0\"\n";
+
+fn command(dir: &Path) -> Command {
+    let mut cmd = Command::new(BIN);
+    cmd.arg("serve")
+        .env("PHIGATE_DATA_DIR", dir)
+        .env("PHIGATE_LOG", "info")
+        .env_remove("PHIGATE_LOG_FORMAT")
+        .env_remove("PHIGATE_KEK")
+        .env_remove("PHIGATE_KEK_FILE")
+        .env_remove("PHIGATE_PKCS11_MODULE")
+        .env_remove("PHIGATE_DATABASE_URL")
+        .env_remove("PHIGATE_CONFIG")
+        .env_remove("KIPU_ACCESS_ID")
+        .env_remove("KIPU_SECRET_KEY")
+        .env_remove("KIPU_APP_ID")
+        .env_remove("KIPU_BASE_URL");
+    cmd
+}
+
+/// Starts the gateway with `config` as `<data dir>/phigate.toml` in `dir` (a fresh temporary
+/// directory when `None`).
+fn start_in(dir: tempfile::TempDir, config: &str) -> Gateway {
+    std::fs::write(dir.path().join("phigate.toml"), config).unwrap();
+    let mut child = command(dir.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("start phigate serve");
+    let stderr = Arc::new(Mutex::new(Vec::new()));
+    {
+        let sink = stderr.clone();
+        let pipe = child.stderr.take().unwrap();
+        std::thread::spawn(move || {
+            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
+                sink.lock().unwrap().push(line);
+            }
+        });
+    }
+    let mut public = None;
+    let mut mtls = None;
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    for line in lines.by_ref() {
+        let line = line.unwrap();
+        if let Some(rest) = line.strip_prefix("listening https://") {
+            public = Some(rest.split_whitespace().next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("listening-mtls https://") {
+            mtls = Some(rest.split_whitespace().next().unwrap().to_string());
+        } else if line == "ready" {
+            break;
+        }
+    }
+    std::thread::spawn(move || for _ in lines {});
+    let (Some(public), Some(mtls)) = (public, mtls) else {
+        let _ = child.kill();
+        panic!(
+            "gateway did not start: {}",
+            stderr.lock().unwrap().join("\n")
+        );
+    };
+    Gateway {
+        child,
+        dir,
+        public: format!("https://{public}"),
+        mtls: format!("https://{mtls}"),
+        stderr,
+    }
+}
+
+fn start(config: &str) -> Gateway {
+    start_in(tempfile::tempdir().unwrap(), config)
+}
+
+impl Gateway {
+    fn tls_dir(&self) -> PathBuf {
+        self.dir.path().join("tls")
+    }
+    fn ca(&self) -> Vec<u8> {
+        std::fs::read(self.tls_dir().join("dev-ca.pem")).unwrap()
+    }
+    fn client(&self) -> reqwest::Client {
+        client_trusting(&self.ca())
+    }
+    fn mtls_client(&self) -> reqwest::Client {
+        let mut identity = std::fs::read(self.tls_dir().join("client.pem")).unwrap();
+        identity.extend(std::fs::read(self.tls_dir().join("client.key")).unwrap());
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&self.ca()).unwrap()])
+            .identity(reqwest::Identity::from_pem(&identity).unwrap())
+            .build()
+            .unwrap()
+    }
+    fn logs(&self) -> String {
+        self.stderr.lock().unwrap().join("\n")
+    }
+    async fn audit_entries(&self, kind: &str) -> Vec<audit::Entry> {
+        let log = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
+            path: self.dir.path().join("audit.db"),
+        })
+        .await
+        .unwrap();
+        let entries = log
+            .query(&audit::QueryFilter {
+                kind: Some(kind.to_string()),
+                ..Default::default()
+            })
+            .await
+            .unwrap();
+        entries.into_iter().map(|(e, _)| e).collect()
+    }
+}
+
+fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
+    reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(ca_pem).unwrap()])
+        .build()
+        .unwrap()
+}
+
+async fn problem(resp: reqwest::Response) -> serde_json::Value {
+    assert_eq!(
+        resp.headers()["content-type"],
+        "application/problem+json",
+        "errors are problem details"
+    );
+    resp.json().await.unwrap()
+}
+
+#[tokio::test]
+async fn tls_1_3_serves_http1_and_http2_and_a_tls_1_2_client_is_refused() {
+    let gw = start(LOOPBACK_PORTS);
+    let url = format!("{}/health", gw.public);
+
+    let resp = gw.client().get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_2);
+    let h = resp.headers();
+    assert!(h["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    assert_eq!(h["x-content-type-options"], "nosniff");
+    assert_eq!(h["cache-control"], "no-store");
+    assert!(h.get("access-control-allow-origin").is_none(), "CORS is closed by default");
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["status"], "ok");
+    assert_eq!(body["synthetic_data"], true, "the simulator upstream is labelled synthetic");
+
+    let http1 = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&gw.ca()).unwrap()])
+        .http1_only()
+        .build()
+        .unwrap();
+    let resp = http1.get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200);
+    assert_eq!(resp.version(), reqwest::Version::HTTP_11);
+
+    let tls12 = reqwest::Client::builder()
+        .tls_certs_only([reqwest::Certificate::from_pem(&gw.ca()).unwrap()])
+        .tls_version_max(reqwest::tls::Version::TLS_1_2)
+        .build()
+        .unwrap();
+    let err = tls12.get(&url).send().await.expect_err("TLS 1.2 must be refused");
+    assert!(err.is_connect() || err.is_request(), "{err:?}");
+    assert!(gw.logs().contains("SYNTHETIC DATA"), "logs say the data is synthetic");
+}
+
+#[tokio::test]
+async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_service_of_those_with_one()
+{
+    let gw = start(LOOPBACK_PORTS);
+    let url = format!("{}/health", gw.mtls);
+    let err = gw
+        .client()
+        .get(&url)
+        .send()
+        .await
+        .expect_err("no client certificate must be refused");
+    assert!(err.is_connect() || err.is_request(), "{err:?}");
+
+    let client = gw.mtls_client();
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200);
+
+    // An authenticated service with no permitting policy: a patient read looks missing.
+    let resp = client
+        .get(format!("{}/api/v1/patients/P-1", gw.mtls))
+        .header("x-purpose-of-use", "TREAT")
+        .header("x-access-reason", "follow-up")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 404);
+    let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+    let body = problem(resp).await;
+    assert_eq!(body["type"], "urn:phigate:problem:not-found");
+
+    let auth = gw.audit_entries("authentication").await;
+    let json: Vec<serde_json::Value> = auth.iter().map(|e| e.to_json().unwrap()).collect();
+    assert!(
+        json.iter().any(|e| e["event"]["principal"] == "service:dev-client"
+            && e["event"]["method"] == "mtls"
+            && e["event"]["outcome"] == "success"
+            && e["event"]["request_id"] == request_id.as_str()),
+        "{json:?}"
+    );
+    assert!(
+        json.iter().any(|e| e["event"]["method"] == "mtls"
+            && e["event"]["outcome"] == "failure"
+            && e["event"]["failure_reason"] == "untrusted_certificate"),
+        "the refused handshake is audited: {json:?}"
+    );
+    let denied = gw.audit_entries("policy_denied").await;
+    assert_eq!(denied.len(), 1);
+    assert_eq!(denied[0].to_json().unwrap()["event"]["rule"], "default-deny");
+}
+
+#[tokio::test]
+async fn protected_requests_without_a_valid_credential_get_401_problem_details() {
+    let gw = start(LOOPBACK_PORTS);
+    let client = gw.client();
+    for (path, bearer) in [
+        ("/api/v1/patients/P-1", None),
+        ("/api/v1/patients/P-1", Some("Bearer not-a-token")),
+        ("/no/such/route", None),
+    ] {
+        let mut req = client.get(format!("{}{path}", gw.public));
+        if let Some(b) = bearer {
+            req = req.header("authorization", b);
+        }
+        let resp = req.send().await.unwrap();
+        assert_eq!(resp.status(), 401, "{path}");
+        assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"phigate\"");
+        let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
+        let body = problem(resp).await;
+        assert_eq!(body["type"], "urn:phigate:problem:unauthenticated");
+        assert_eq!(body["title"], "Unauthorized");
+        assert_eq!(body["status"], 401);
+        assert!(body["detail"].as_str().unwrap().ends_with('.'));
+        assert_eq!(body["request_id"], request_id.as_str());
+        let keys: Vec<&String> = body.as_object().unwrap().keys().collect();
+        assert_eq!(keys.len(), 5, "no other members: {keys:?}");
+    }
+}
+
+#[tokio::test]
+async fn oversized_bodies_get_413_problem_details_without_echo() {
+    let gw = start(&format!("{LOOPBACK_PORTS}body_limit_bytes = 1024\n"));
+    let resp = gw
+        .client()
+        .post(format!("{}/auth/token", gw.public))
+        .header("content-type", "application/json")
+        .body(format!("{{\"x\":\"{}\"}}", "A".repeat(4096)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 413);
+    let body = problem(resp).await;
+    assert_eq!(body["type"], "urn:phigate:problem:body-too-large");
+    assert!(!body.to_string().contains("AAAA"));
+}
+
+#[tokio::test]
+async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers_then_recover() {
+    let gw = start(&format!(
+        "{LOOPBACK_PORTS}[rate_limit]\nper_address_per_minute = 60\nper_address_burst = 2\nwrite_cost = 1\n"
+    ));
+    let client = gw.client();
+    let url = format!("{}/health", gw.public);
+    let mut statuses = Vec::new();
+    let mut limited = None;
+    for _ in 0..3 {
+        let resp = client.get(&url).send().await.unwrap();
+        statuses.push(resp.status().as_u16());
+        if resp.status() == 429 {
+            limited = Some(resp);
+        } else {
+            assert!(resp.headers().contains_key("ratelimit"));
+        }
+    }
+    assert_eq!(statuses, vec![200, 200, 429]);
+    let resp = limited.unwrap();
+    let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!(retry_after >= 1);
+    assert_eq!(
+        resp.headers()["ratelimit-policy"],
+        "\"address\";q=2;w=2"
+    );
+    assert!(resp.headers()["ratelimit"].to_str().unwrap().starts_with("\"address\";r=0;t="));
+    let body = problem(resp).await;
+    assert_eq!(body["type"], "urn:phigate:problem:rate-limited");
+
+    tokio::time::sleep(Duration::from_secs(retry_after)).await;
+    assert_eq!(client.get(&url).send().await.unwrap().status(), 200, "recovers after Retry-After");
+}
+
+#[tokio::test]
+async fn each_protected_request_writes_its_audit_event_and_public_probes_write_none() {
+    let gw = start(LOOPBACK_PORTS);
+    let client = gw.client();
+    for _ in 0..2 {
+        client.get(format!("{}/health", gw.public)).send().await.unwrap();
+    }
+    let mut ids = Vec::new();
+    for _ in 0..3 {
+        let resp = client
+            .get(format!("{}/api/v1/patients/P-7", gw.public))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401);
+        ids.push(resp.headers()["x-request-id"].to_str().unwrap().to_string());
+    }
+    let events: Vec<serde_json::Value> = gw
+        .audit_entries("authentication")
+        .await
+        .iter()
+        .map(|e| e.to_json().unwrap()["event"].clone())
+        .collect();
+    assert_eq!(events.len(), 3, "one per protected request, none for /health: {events:?}");
+    for (event, id) in events.iter().zip(&ids) {
+        assert_eq!(event["request_id"], id.as_str());
+        assert_eq!(event["outcome"], "failure");
+        assert_eq!(event["source_address"], "127.0.0.1");
+    }
+    let all = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
+        path: gw.dir.path().join("audit.db"),
+    })
+    .await
+    .unwrap()
+    .tree_head()
+    .await
+    .unwrap()
+    .0;
+    assert_eq!(all, 3, "nothing else was written");
+}
+
+fn sim_canaries() -> Vec<String> {
+    let sim = kipu_sim::Simulator::new(&kipu_sim::SimConfig {
+        patients: 5,
+        seed: 1,
+        ..kipu_sim::SimConfig::default()
+    })
+    .unwrap();
+    sim.canaries()
+}
+
+#[tokio::test]
+async fn canary_strings_sent_in_requests_never_come_back_in_responses_logs_or_metrics() {
+    let gw = start(&format!(
+        "{LOOPBACK_PORTS}[simulator]\npatients = 5\nseed = 1\n"
+    ));
+    let canaries = sim_canaries();
+    assert!(!canaries.is_empty());
+    let client = gw.client();
+    let mtls = gw.mtls_client();
+    let mut seen = String::new();
+    for (i, canary) in canaries.iter().enumerate() {
+        let enc: String = canary
+            .bytes()
+            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .collect();
+        let requests = vec![
+            client.get(format!("{}/api/v1/patients/{enc}?q={enc}", gw.public)),
+            client
+                .get(format!("{}/api/v1/patients/{enc}", gw.public))
+                .header("authorization", format!("Bearer {enc}")),
+            client
+                .post(format!("{}/auth/token", gw.public))
+                .header("content-type", "application/json")
+                .body(format!("{{\"patient\":\"{canary}\"")),
+            mtls
+                .get(format!("{}/api/v1/patients/{enc}", gw.mtls))
+                .header("x-purpose-of-use", "TREAT")
+                .header("x-access-reason", enc.clone()),
+            mtls
+                .get(format!("{}/api/v1/patients/{enc}", gw.mtls))
+                .header("x-purpose-of-use", enc.clone())
+                .header("x-access-reason", "x"),
+            mtls.get(format!("{}/{enc}", gw.mtls)),
+        ];
+        for req in requests {
+            let resp = req.send().await.unwrap();
+            seen.push_str(&format!("{:?}\n", resp.headers()));
+            seen.push_str(&resp.text().await.unwrap());
+            seen.push('\n');
+        }
+        if i > 10 {
+            break;
+        }
+    }
+    let metrics = mtls
+        .get(format!("{}/metrics", gw.mtls))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(metrics.contains("route=\"/api/v1/patients/{id}\""), "{metrics}");
+    assert!(metrics.contains("route=\"unmatched\""));
+    let logs = gw.logs();
+    for canary in &canaries {
+        assert!(!seen.contains(canary.as_str()), "a canary came back in a response");
+        assert!(!metrics.contains(canary.as_str()), "a canary reached a metric");
+        assert!(!logs.contains(canary.as_str()), "a canary reached the log");
+    }
+}
+
+#[tokio::test]
+async fn the_docs_and_openapi_document_are_served() {
+    let gw = start(LOOPBACK_PORTS);
+    let client = gw.client();
+    let doc: serde_json::Value = client
+        .get(format!("{}/openapi.json", gw.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(doc["openapi"].as_str().unwrap().starts_with("3."));
+    assert!(doc["paths"]["/health"]["get"].is_object());
+    let page = client
+        .get(format!("{}/docs", gw.public))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(page.contains("<code>/ready</code>"));
+    let ready: serde_json::Value = client
+        .get(format!("{}/ready", gw.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(ready["ready"], true, "{ready}");
+}
+
+#[test]
+fn a_bad_config_file_names_the_key_and_refuses_to_start_with_exit_2() {
+    let dir = tempfile::tempdir().unwrap();
+    for (config, key) in [
+        ("[server]\nlisen = \"127.0.0.1:0\"\n", "server.lisen"),
+        ("[rate_limit]\nauth_burst = \"many\"\n", "rate_limit.auth_burst"),
+        ("[cors]\nallowed_origins = [\"*\"]\n", "cors.allowed_origins[0]"),
+        (
+            "[server]\nlisten = \"0.0.0.0:0\"\nmtls_listen = \"127.0.0.1:0\"\n",
+            "tls.cert",
+        ),
+        (
+            "[server]\nlisten = \"0.0.0.0:0\"\nmtls_listen = \"127.0.0.1:0\"\n[rate_limit]\nenabled = false\n",
+            "rate_limit.enabled",
+        ),
+    ] {
+        std::fs::write(dir.path().join("phigate.toml"), config).unwrap();
+        let out = command(dir.path()).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{config}");
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(stderr.contains(key), "{key} not named in: {stderr}");
+    }
+}
+
+struct Pki {
+    ca_pem: String,
+    cert_pem: String,
+    key_pem: String,
+}
+
+fn pki(name: &str) -> Pki {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name.push(DnType::CommonName, format!("{name} test CA"));
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let mut leaf = CertificateParams::default();
+    leaf.subject_alt_names = vec![SanType::IpAddress([127, 0, 0, 1].into())];
+    let key = KeyPair::generate().unwrap();
+    let cert = leaf.signed_by(&key, &issuer).unwrap();
+    Pki {
+        ca_pem: ca_cert.pem(),
+        cert_pem: cert.pem(),
+        key_pem: key.serialize_pem(),
+    }
+}
+
+fn write_0600(path: &Path, text: &str) {
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::write(path, text).unwrap();
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).unwrap();
+}
+
+#[tokio::test]
+async fn a_new_certificate_is_served_after_sighup_without_a_restart() {
+    let dir = tempfile::tempdir().unwrap();
+    let first = pki("first");
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    write_0600(&certs.join("server.pem"), &first.cert_pem);
+    write_0600(&certs.join("server.key"), &first.key_pem);
+    write_0600(&certs.join("clients-ca.pem"), &first.ca_pem);
+    let config = format!(
+        "{LOOPBACK_PORTS}[tls]\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\nclient_ca = \"{0}/clients-ca.pem\"\nreload_check_secs = 3600\n",
+        certs.display()
+    );
+    let gw = start_in(dir, &config);
+    let url = format!("{}/health", gw.public);
+    assert_eq!(client_trusting(first.ca_pem.as_bytes()).get(&url).send().await.unwrap().status(), 200);
+
+    let second = pki("second");
+    write_0600(&certs.join("server.pem"), &second.cert_pem);
+    write_0600(&certs.join("server.key"), &second.key_pem);
+    let status = Command::new("kill")
+        .args(["-HUP", &gw.child.id().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut reloaded = false;
+    for _ in 0..300 {
+        if gw.logs().contains("TLS certificates reloaded") {
+            reloaded = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(reloaded, "no reload logged: {}", gw.logs());
+    let resp = client_trusting(second.ca_pem.as_bytes()).get(&url).send().await.unwrap();
+    assert_eq!(resp.status(), 200, "the new certificate is served");
+    assert!(
+        client_trusting(first.ca_pem.as_bytes()).get(&url).send().await.is_err(),
+        "the old certificate is no longer served"
+    );
+}
