@@ -118,18 +118,14 @@ fn kipu_upstream() -> anyhow::Result<Option<Upstream>> {
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| kipu::config::DEFAULT_BASE_URL.to_string());
-    kipu::config::validate_base_url(&base).map_err(|e| usage(format!("KIPU_BASE_URL: {e}")))?;
-    let rest = base
-        .strip_prefix("https://")
-        .ok_or_else(|| usage("KIPU_BASE_URL must start with https://"))?;
-    let authority = rest.split('/').next().unwrap_or_default();
-    let (host, port) = match authority.rsplit_once(':') {
-        Some((h, p)) if !h.ends_with(']') || h.starts_with('[') => match p.parse::<u16>() {
-            Ok(port) => (h.trim_matches(['[', ']']).to_string(), port),
-            Err(_) => (authority.to_string(), 443),
-        },
-        _ => (authority.trim_matches(['[', ']']).to_string(), 443),
-    };
+    let url = kipu::config::validate_base_url(&base)
+        .map_err(|e| usage(format!("KIPU_BASE_URL: {e}")))?;
+    let host = url
+        .host_str()
+        .ok_or_else(|| usage("KIPU_BASE_URL has no host"))?
+        .trim_matches(['[', ']'])
+        .to_string();
+    let port = url.port_or_known_default().unwrap_or(443);
     Ok(Some(Upstream::Kipu { host, port }))
 }
 

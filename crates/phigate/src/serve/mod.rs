@@ -6,7 +6,7 @@
 //! ([`app`]):
 //!
 //! ```text
-//! security headers → (CORS, only if configured) → audit → scrub → timeout → body limit
+//! security headers → (CORS, only if configured) → audit → scrub → body limit → timeout
 //!   → authenticate → rate limit → authorize → handler
 //! ```
 //!
@@ -97,6 +97,15 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     )
 }
 
+/// Puts a (length-limited) request body back into axum's body type for the layers below.
+fn rebody<B>(req: axum::http::Request<B>) -> axum::extract::Request
+where
+    B: axum::body::HttpBody<Data = bytes::Bytes> + Send + 'static,
+    B::Error: Into<axum::BoxError>,
+{
+    req.map(axum::body::Body::new)
+}
+
 /// The router with the whole governed stack.
 pub fn app(st: Arc<AppState>) -> Router {
     let server = &st.config.server;
@@ -147,11 +156,12 @@ pub fn app(st: Arc<AppState>) -> Router {
         .layer(from_fn_with_state(st.clone(), record::audit))
         // 5. response scrub: every error becomes a problem document, PHI-scrubbed
         .layer(from_fn(scrub::scrub))
+        .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
+        .map_request(rebody)
         .layer(TimeoutLayer::with_status_code(
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(server.request_timeout_secs),
         ))
-        .layer(RequestBodyLimitLayer::new(server.body_limit_bytes))
         // 1. authenticate: who is asking (never refuses by itself)
         .layer(from_fn(auth::authenticate))
         // 2. rate limit: per source address, per principal, stricter for /auth/*
@@ -160,3 +170,4 @@ pub fn app(st: Arc<AppState>) -> Router {
         .layer(from_fn_with_state(st.clone(), authz::authorize));
     routes.layer(stack)
 }
+
