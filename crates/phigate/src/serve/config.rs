@@ -283,7 +283,7 @@ impl Config {
 /// Turns a TOML error into "line N, key `a.b`: problem" without the source excerpt that the
 /// error's `Display` would include (it could show a value).
 fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
-    let message = err.message().trim().to_string();
+    let message = without_values(err.message().trim());
     let Some(span) = err.span() else {
         return message;
     };
@@ -293,6 +293,28 @@ fn describe_toml_error(text: &str, err: &toml::de::Error) -> String {
         Some(key) => format!("line {line_no}, key `{key}`: {message}"),
         None => format!("line {line_no}: {message}"),
     }
+}
+
+/// serde's messages quote the offending value ("invalid type: string \"...\", expected u32");
+/// keep the kind of problem and what was expected, drop the value.
+fn without_values(message: &str) -> String {
+    if let Some((head, expected)) = message.split_once(", expected ") {
+        let head = if head.starts_with("unknown field") {
+            // names the key, which the operator typed: not a value
+            head
+        } else if head.starts_with("invalid type") {
+            "invalid type"
+        } else if head.starts_with("unknown variant") {
+            "unknown value"
+        } else {
+            "invalid value"
+        };
+        return format!("{head}, expected {expected}");
+    }
+    if message.contains('"') || message.contains('\'') {
+        return "invalid value".to_string();
+    }
+    message.to_string()
 }
 
 /// The dotted key of the `key = value` line containing `offset`, prefixed by the nearest
