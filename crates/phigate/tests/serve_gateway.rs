@@ -27,8 +27,14 @@ impl Drop for Gateway {
 const LOOPBACK_PORTS: &str = "[server]\nlisten = \"127.0.0.1:0\"\nmtls_listen = \"127.0.0.1:0\"\n";
 
 fn command(dir: &Path) -> Command {
+    subcommand(dir, "serve")
+}
+
+/// `phigate <sub>` with the data directory `dir` and no key, database or Kipu settings from the
+/// environment.
+fn subcommand(dir: &Path, sub: &str) -> Command {
     let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
+    cmd.arg(sub)
         .env("PHIGATE_DATA_DIR", dir)
         .env("PHIGATE_LOG", "info")
         .env_remove("PHIGATE_LOG_FORMAT")
@@ -558,4 +564,44 @@ async fn a_new_certificate_is_served_after_sighup_without_a_restart() {
         client_trusting(first.ca_pem.as_bytes()).get(&url).send().await.is_err(),
         "the old certificate is no longer served"
     );
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn doctor_fails_a_development_setup_item_by_item_and_passes_what_is_production_ready() {
+    let port = free_port();
+    let config = format!(
+        "[server]\nlisten = \"127.0.0.1:{port}\"\nmtls_listen = \"127.0.0.1:0\"\n"
+    );
+    let gw = start(&config);
+    // One audited request so the log has something to verify.
+    gw.client()
+        .get(format!("{}/api/v1/patients/P-1", gw.public))
+        .send()
+        .await
+        .unwrap();
+    let dir = gw.dir.path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || subcommand(&dir, "doctor").output().unwrap())
+        .await
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert_eq!(out.status.code(), Some(1), "{stdout}");
+    for line in [
+        "FAIL  tls certificates",
+        "FAIL  backup/store encryption",
+        "PASS  rate limiting",
+        "PASS  database credentials",
+        "PASS  audit log",
+        "PASS  tls 1.3 only",
+    ] {
+        assert!(stdout.contains(line), "missing {line:?} in:\n{stdout}");
+    }
+    assert!(stdout.contains("fix: set tls.cert, tls.key and tls.client_ca"));
 }
