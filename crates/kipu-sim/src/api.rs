@@ -16,6 +16,8 @@ use crate::data::{self, Kind, named, obj, split_record_id};
 use crate::dict;
 use crate::faults::Fault;
 
+mod deletions;
+
 /// The largest request body accepted (uploads included).
 const MAX_BODY: usize = 16 * 1024 * 1024;
 /// Ids of records created through the API start here, far above generated ids.
@@ -37,6 +39,9 @@ pub(crate) struct Writes {
     attachments: HashMap<String, Vec<Map<String, Value>>>,
     next_id: u64,
     writes: u64,
+    /// Census patients soft-deleted through `Simulator::soft_delete_patient`: casefile id and
+    /// `deleted_at`, in deletion order.
+    soft_deleted: Vec<(String, String)>,
 }
 
 impl Writes {
@@ -698,6 +703,9 @@ impl Simulator {
         let key = e.shape.key();
         let id0 = ids.first().map_or("", String::as_str);
         let id1 = ids.get(1).map_or("", String::as_str);
+        if let Some(result) = self.read_after_soft_deletes(w, e, ids, q) {
+            return result;
+        }
         let d = &self.data;
         let settings = |items: Vec<Map<String, Value>>| page_of_vec(key, q, items);
         match e.name {

@@ -19,6 +19,7 @@ mod cmd_phi;
 mod cmd_serve;
 mod cmd_sim;
 mod cmd_store;
+mod cmd_sync;
 mod context;
 mod exit;
 mod serve;
@@ -51,6 +52,8 @@ enum Command {
     Serve(cmd_serve::Args),
     /// Check this installation against the production hardening checklist.
     Doctor(cmd_doctor::Args),
+    /// Pull the EHR into the encrypted store, incrementally (once, or every DURATION).
+    Sync(cmd_sync::Args),
 }
 
 fn main() -> ExitCode {
@@ -70,6 +73,7 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Phi(args) => cmd_phi::run(args, &ctx),
         Command::Serve(args) => cmd_serve::run(args, &ctx),
         Command::Doctor(args) => cmd_doctor::run(args, &ctx),
+        Command::Sync(args) => cmd_sync::run(args, &ctx),
     }
 }
 

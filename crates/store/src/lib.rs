@@ -17,6 +17,16 @@
 //! keyed HMAC lets the store find a row without knowing the id, and the sealed payload repeats
 //! the id so that `get` verifies it.
 //!
+//! # Listing
+//!
+//! [`Store::list_kind_page`] (and [`Store::list_kind`], which collects every page) walks the
+//! unexpired records of a kind in the order of their index HMAC, which says nothing about ids;
+//! the continuation cursor is that HMAC, not an id. [`Store::list_patient`] returns a patient's
+//! unexpired records of a kind through the patient index, and refuses (as corrupt) a row whose
+//! sealed payload names another patient, so that a patient index altered in the database cannot
+//! show one patient's record under another (the AEAD binds kind and record index, not the
+//! patient index). Listings open every row they return and check its id against its index.
+//!
 //! The HMAC key is a random 256-bit key created by `init_keys`, sealed under the key ring like
 //! any record (kind `phigate.store.hmac-key`), so it is never the KEK and it follows rotation.
 //!
@@ -138,6 +148,23 @@ pub struct Record {
     pub updated_at_ms: i64,
     /// Expiry, ms since the epoch.
     pub expires_at_ms: Option<i64>,
+}
+
+/// The most records one [`Store::list_kind_page`] call returns.
+pub const MAX_LIST_PAGE: u32 = 1000;
+
+/// Where a paged listing continues: the index HMAC of the last record returned (opaque, no
+/// PHI).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ListCursor(Vec<u8>);
+
+/// One page of a listing.
+#[derive(Debug)]
+pub struct RecordPage {
+    /// The records, in index order.
+    pub records: Vec<Record>,
+    /// Where the next page starts; `None` after the last page.
+    pub next: Option<ListCursor>,
 }
 
 /// Counts for `phigate store stats`. Contains no ids.
@@ -541,6 +568,139 @@ impl Store {
             updated_at_ms: updated,
             expires_at_ms: expires,
         }))
+    }
+
+    /// Opens one row read by a listing: the payload must name the id whose HMAC indexes the
+    /// row (a ciphertext moved to another row does not open anyway; this also catches a payload
+    /// re-sealed under another id).
+    fn open_listed(&self, row: RecordRow) -> Result<Record> {
+        let (kind, key_hmac, created, updated, expires, sealed) = row;
+        let plain = self
+            .inner
+            .keyring
+            .open(&ObjectContext::new(&kind, &key_hmac), &sealed)?;
+        let payload = codec::decode_payload(&plain)?;
+        if self.key_hmac(&kind, &payload.id) != key_hmac {
+            return Err(StoreError::Corrupt("record id does not match its index"));
+        }
+        Ok(Record {
+            kind,
+            id: Sensitive::new(payload.id),
+            patient: payload.patient.map(Sensitive::new),
+            value: Sensitive::new(payload.value),
+            created_at_ms: created,
+            updated_at_ms: updated,
+            expires_at_ms: expires,
+        })
+    }
+
+    /// One page of the unexpired records of `kind`, at most `limit` (1 to
+    /// [`MAX_LIST_PAGE`]), in a stable order (by the record's index HMAC, so the order says
+    /// nothing about ids). Pass the returned [`RecordPage::next`] to continue; `None` means
+    /// the end. Records written or deleted while paging may or may not be seen; none is seen
+    /// twice.
+    pub async fn list_kind_page(
+        &self,
+        kind: &str,
+        after: Option<&ListCursor>,
+        limit: u32,
+    ) -> Result<RecordPage> {
+        check_kind(kind)?;
+        if limit == 0 || limit > MAX_LIST_PAGE {
+            return Err(StoreError::InvalidArgument(format!(
+                "a listing page holds 1 to {MAX_LIST_PAGE} records"
+            )));
+        }
+        let now = self.now();
+        let rows: Vec<RecordRow> = with_pool!(self.pool(), p => {
+            match after {
+                None => sqlx::query_as::<_, RecordRow>(
+                    "SELECT kind, key_hmac, created_at, updated_at, expires_at, sealed FROM records
+                     WHERE kind = $1 AND (expires_at IS NULL OR expires_at > $2)
+                     ORDER BY key_hmac LIMIT $3",
+                )
+                .bind(kind)
+                .bind(now)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?,
+                Some(cursor) => sqlx::query_as::<_, RecordRow>(
+                    "SELECT kind, key_hmac, created_at, updated_at, expires_at, sealed FROM records
+                     WHERE kind = $1 AND (expires_at IS NULL OR expires_at > $2) AND key_hmac > $3
+                     ORDER BY key_hmac LIMIT $4",
+                )
+                .bind(kind)
+                .bind(now)
+                .bind(&cursor.0)
+                .bind(i64::from(limit))
+                .fetch_all(p)
+                .await?,
+            }
+        });
+        let full = rows.len() == limit as usize;
+        let next = if full {
+            rows.last().map(|r| ListCursor(r.1.clone()))
+        } else {
+            None
+        };
+        let records = rows
+            .into_iter()
+            .map(|row| self.open_listed(row))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(RecordPage { records, next })
+    }
+
+    /// Every unexpired record of `kind` (all pages of [`Store::list_kind_page`]). Holds them
+    /// all in memory; page through large kinds instead.
+    pub async fn list_kind(&self, kind: &str) -> Result<Vec<Record>> {
+        let mut out = Vec::new();
+        let mut cursor: Option<ListCursor> = None;
+        loop {
+            let page = self
+                .list_kind_page(kind, cursor.as_ref(), MAX_LIST_PAGE)
+                .await?;
+            out.extend(page.records);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => return Ok(out),
+            }
+        }
+    }
+
+    /// The unexpired records of `kind` about `patient`. Each row's sealed payload must name
+    /// that patient: a row whose patient index was altered in the database is refused as
+    /// corrupt rather than shown under another patient.
+    pub async fn list_patient(&self, patient: &str, kind: &str) -> Result<Vec<Record>> {
+        check_kind(kind)?;
+        let h = self.patient_hmac(patient);
+        let now = self.now();
+        let rows: Vec<RecordRow> = with_pool!(self.pool(), p => {
+            sqlx::query_as::<_, RecordRow>(
+                "SELECT kind, key_hmac, created_at, updated_at, expires_at, sealed FROM records
+                 WHERE patient_hmac = $1 AND kind = $2 AND (expires_at IS NULL OR expires_at > $3)
+                 ORDER BY key_hmac",
+            )
+            .bind(&h)
+            .bind(kind)
+            .bind(now)
+            .fetch_all(p)
+            .await?
+        });
+        rows.into_iter()
+            .map(|row| {
+                let record = self.open_listed(row)?;
+                let same_patient = record
+                    .patient
+                    .as_ref()
+                    .is_some_and(|p| p.expose().as_str() == patient);
+                if !same_patient {
+                    return Err(StoreError::Corrupt(
+                        "record patient does not match its patient index",
+                    ));
+                }
+                Ok(record)
+            })
+            .collect()
     }
 
     /// Deletes `(kind, id)`; returns whether it existed.

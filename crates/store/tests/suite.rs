@@ -49,6 +49,11 @@ on_both_backends!(
     modified_or_truncated_backup_is_rejected_and_changes_nothing,
     restore_never_overwrites_newer_records_without_force,
     newer_schema_version_is_refused,
+    list_kind_returns_every_unexpired_record_of_that_kind_once,
+    list_kind_pages_walk_every_record_once_whatever_the_page_size,
+    list_patient_returns_only_that_patients_unexpired_records_of_the_kind,
+    list_patient_refuses_a_row_whose_patient_index_was_moved,
+    listing_with_a_bad_page_size_or_kind_is_refused,
 );
 
 async fn put_then_get_returns_the_value_and_metadata(h: &Harness) {
@@ -666,4 +671,185 @@ async fn store_debug_output_names_no_secrets() {
         "{shown}"
     );
     let _ = Arc::new(store);
+}
+
+fn ids_of(records: &[store::Record]) -> Vec<String> {
+    let mut ids: Vec<String> = records.iter().map(|r| r.id.expose().clone()).collect();
+    ids.sort();
+    ids
+}
+
+async fn list_kind_returns_every_unexpired_record_of_that_kind_once(h: &Harness) {
+    let clock = ManualClock::new();
+    let store = h.store_with(7, TtlPolicy::default(), clock.clone()).await;
+    for i in 0..5 {
+        let id = format!("vital-{i}");
+        store
+            .put("ehr.vital_sign", &id, Some("pat-1"), id.as_bytes())
+            .await
+            .unwrap();
+    }
+    store
+        .put("ehr.patient", "pat-1", Some("pat-1"), b"{}")
+        .await
+        .unwrap();
+    store
+        .put_with_ttl(
+            "ehr.vital_sign",
+            "short-lived",
+            Some("pat-1"),
+            b"x",
+            Some(Duration::from_secs(10)),
+        )
+        .await
+        .unwrap();
+    let all = store.list_kind("ehr.vital_sign").await.unwrap();
+    assert_eq!(all.len(), 6);
+    clock.advance_ms(10_000);
+    let all = store.list_kind("ehr.vital_sign").await.unwrap();
+    assert_eq!(
+        ids_of(&all),
+        (0..5).map(|i| format!("vital-{i}")).collect::<Vec<_>>(),
+        "the expired record is gone, other kinds are not listed"
+    );
+    for r in &all {
+        assert_eq!(r.kind, "ehr.vital_sign");
+        assert_eq!(r.value.expose().as_slice(), r.id.expose().as_bytes());
+        assert_eq!(r.patient.as_ref().unwrap().expose(), "pat-1");
+        assert_eq!(r.expires_at_ms, None);
+    }
+    assert!(store.list_kind("nothing.here").await.unwrap().is_empty());
+}
+
+async fn list_kind_pages_walk_every_record_once_whatever_the_page_size(h: &Harness) {
+    let store = h.store().await;
+    let n = 23;
+    for i in 0..n {
+        store
+            .put("ehr.diagnosis", &format!("dx-{i:02}"), None, b"v")
+            .await
+            .unwrap();
+    }
+    for limit in [1u32, 5, 22, 23, 24, store::MAX_LIST_PAGE] {
+        let mut seen = Vec::new();
+        let mut cursor = None;
+        let mut pages = 0;
+        loop {
+            let page = store
+                .list_kind_page("ehr.diagnosis", cursor.as_ref(), limit)
+                .await
+                .unwrap();
+            assert!(page.records.len() <= limit as usize);
+            pages += 1;
+            seen.extend(page.records);
+            match page.next {
+                Some(next) => cursor = Some(next),
+                None => break,
+            }
+        }
+        assert_eq!(
+            ids_of(&seen),
+            (0..n).map(|i| format!("dx-{i:02}")).collect::<Vec<_>>(),
+            "page size {limit}"
+        );
+        assert!(pages >= n.div_ceil(limit as usize), "page size {limit}");
+    }
+}
+
+async fn list_patient_returns_only_that_patients_unexpired_records_of_the_kind(h: &Harness) {
+    let clock = ManualClock::new();
+    let store = h.store_with(7, TtlPolicy::default(), clock.clone()).await;
+    store
+        .put("ehr.vital_sign", "v1", Some("pat-1"), b"1")
+        .await
+        .unwrap();
+    store
+        .put("ehr.vital_sign", "v2", Some("pat-1"), b"2")
+        .await
+        .unwrap();
+    store
+        .put("ehr.vital_sign", "v3", Some("pat-2"), b"3")
+        .await
+        .unwrap();
+    store
+        .put("ehr.diagnosis", "d1", Some("pat-1"), b"4")
+        .await
+        .unwrap();
+    store
+        .put("ehr.vital_sign", "v4", None, b"5")
+        .await
+        .unwrap();
+    store
+        .put_with_ttl(
+            "ehr.vital_sign",
+            "v5",
+            Some("pat-1"),
+            b"6",
+            Some(Duration::from_secs(1)),
+        )
+        .await
+        .unwrap();
+    clock.advance_ms(1_000);
+    let mine = store.list_patient("pat-1", "ehr.vital_sign").await.unwrap();
+    assert_eq!(ids_of(&mine), ["v1", "v2"]);
+    let theirs = store.list_patient("pat-2", "ehr.vital_sign").await.unwrap();
+    assert_eq!(ids_of(&theirs), ["v3"]);
+    assert_eq!(
+        ids_of(&store.list_patient("pat-1", "ehr.diagnosis").await.unwrap()),
+        ["d1"]
+    );
+    assert!(
+        store
+            .list_patient("pat-3", "ehr.vital_sign")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    store.invalidate_patient("pat-1").await.unwrap();
+    assert!(
+        store
+            .list_patient("pat-1", "ehr.vital_sign")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(store.list_kind("ehr.vital_sign").await.unwrap().len(), 2);
+}
+
+async fn list_patient_refuses_a_row_whose_patient_index_was_moved(h: &Harness) {
+    let store = h.store().await;
+    store
+        .put("ehr.vital_sign", "victim-vital", Some("victim"), b"victim data")
+        .await
+        .unwrap();
+    store
+        .put("ehr.vital_sign", "other-vital", Some("other"), b"other data")
+        .await
+        .unwrap();
+    // Someone with database access points the victim's row at the other patient's index.
+    let sql = "CREATE TEMP TABLE snap AS SELECT key_hmac, patient_hmac FROM records WHERE kind = 'ehr.vital_sign';
+               UPDATE records SET patient_hmac = (SELECT patient_hmac FROM snap WHERE snap.key_hmac <> records.key_hmac) WHERE kind = 'ehr.vital_sign'";
+    exec_raw(h, sql).await;
+    let err = store
+        .list_patient("other", "ehr.vital_sign")
+        .await
+        .unwrap_err();
+    assert!(matches!(err, StoreError::Corrupt(_)), "{err}");
+    assert!(!err.to_string().contains("victim"));
+}
+
+async fn listing_with_a_bad_page_size_or_kind_is_refused(h: &Harness) {
+    let store = h.store().await;
+    for limit in [0, store::MAX_LIST_PAGE + 1] {
+        let err = store.list_kind_page("k", None, limit).await.unwrap_err();
+        assert!(matches!(err, StoreError::InvalidArgument(_)));
+    }
+    assert!(matches!(
+        store.list_kind("").await.unwrap_err(),
+        StoreError::InvalidArgument(_)
+    ));
+    assert!(matches!(
+        store.list_patient("p", "has space").await.unwrap_err(),
+        StoreError::InvalidArgument(_)
+    ));
 }
