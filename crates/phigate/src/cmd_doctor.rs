@@ -78,7 +78,10 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
         if config.cors.allowed_origins.is_empty() {
             "closed (no origins allowed)".to_string()
         } else {
-            format!("{} exact https origin(s)", config.cors.allowed_origins.len())
+            format!(
+                "{} exact https origin(s)",
+                config.cors.allowed_origins.len()
+            )
         },
         "",
     ));
@@ -105,30 +108,62 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
 
 fn check_certificate(cert: &Path, dev_pki: bool) -> Item {
     const NAME: &str = "tls certificates";
-    const FIX: &str = "set tls.cert, tls.key and tls.client_ca to certificates from your organisation's CA";
+    const FIX: &str =
+        "set tls.cert, tls.key and tls.client_ca to certificates from your organisation's CA";
     if dev_pki {
-        return item(NAME, false, "the generated development certificates are in use", FIX);
+        return item(
+            NAME,
+            false,
+            "the generated development certificates are in use",
+            FIX,
+        );
     }
     let pem = match std::fs::read(cert) {
         Ok(b) => b,
-        Err(e) => return item(NAME, false, format!("{}: {}", cert.display(), e.kind()), FIX),
+        Err(e) => {
+            return item(
+                NAME,
+                false,
+                format!("{}: {}", cert.display(), e.kind()),
+                FIX,
+            );
+        }
     };
     use rustls_pki_types::pem::PemObject as _;
     let Some(Ok(der)) = rustls_pki_types::CertificateDer::pem_slice_iter(&pem).next() else {
-        return item(NAME, false, format!("{}: no PEM certificate", cert.display()), FIX);
+        return item(
+            NAME,
+            false,
+            format!("{}: no PEM certificate", cert.display()),
+            FIX,
+        );
     };
     let Some(info) = x509::parse(&der) else {
-        return item(NAME, false, format!("{}: not a parseable X.509 certificate", cert.display()), FIX);
+        return item(
+            NAME,
+            false,
+            format!("{}: not a parseable X.509 certificate", cert.display()),
+            FIX,
+        );
     };
     if x509::contains(info.issuer, DEV_CA_COMMON_NAME.as_bytes()) {
-        return item(NAME, false, "the server certificate was issued by a phigate development CA", FIX);
+        return item(
+            NAME,
+            false,
+            "the server certificate was issued by a phigate development CA",
+            FIX,
+        );
     }
     let now = chrono::Utc::now();
     if now < info.not_before || now > info.not_after {
         return item(
             NAME,
             false,
-            format!("the server certificate is not valid now (valid {} to {})", info.not_before.date_naive(), info.not_after.date_naive()),
+            format!(
+                "the server certificate is not valid now (valid {} to {})",
+                info.not_before.date_naive(),
+                info.not_after.date_naive()
+            ),
             "renew the certificate; the gateway reloads it without a restart (SIGHUP)",
         );
     }
@@ -136,11 +171,22 @@ fn check_certificate(cert: &Path, dev_pki: bool) -> Item {
         return item(
             NAME,
             false,
-            format!("the server certificate expires on {}", info.not_after.date_naive()),
+            format!(
+                "the server certificate expires on {}",
+                info.not_after.date_naive()
+            ),
             "renew the certificate; the gateway reloads it without a restart (SIGHUP)",
         );
     }
-    item(NAME, true, format!("valid until {}, not from the development CA", info.not_after.date_naive()), "")
+    item(
+        NAME,
+        true,
+        format!(
+            "valid until {}, not from the development CA",
+            info.not_after.date_naive()
+        ),
+        "",
+    )
 }
 
 /// Well-known default passwords (CoCo's compose file used `coco:coco`).
@@ -152,7 +198,12 @@ const DEFAULT_PASSWORDS: &[&str] = &[
 fn check_database(ctx: &crate::context::Context) -> Item {
     const NAME: &str = "database credentials";
     let Some(url) = &ctx.database_url else {
-        return item(NAME, true, "SQLite files in the data directory (no network credentials)", "");
+        return item(
+            NAME,
+            true,
+            "SQLite files in the data directory (no network credentials)",
+            "",
+        );
     };
     let url = url.expose_secret();
     let rest = url.split_once("://").map_or("", |(_, r)| r);
@@ -164,10 +215,20 @@ fn check_database(ctx: &crate::context::Context) -> Item {
     let (user, password) = userinfo.split_once(':').unwrap_or((userinfo, ""));
     let fix = "give each environment its own database role with a long random password (PHIGATE_DATABASE_URL)";
     if DEFAULT_PASSWORDS.contains(&password) || password.eq_ignore_ascii_case(user) {
-        return item(NAME, false, "PHIGATE_DATABASE_URL uses an empty or default password", fix);
+        return item(
+            NAME,
+            false,
+            "PHIGATE_DATABASE_URL uses an empty or default password",
+            fix,
+        );
     }
     if user.is_empty() || user == "postgres" {
-        return item(NAME, false, "PHIGATE_DATABASE_URL connects as the superuser or no user", fix);
+        return item(
+            NAME,
+            false,
+            "PHIGATE_DATABASE_URL connects as the superuser or no user",
+            fix,
+        );
     }
     let host = host.rsplit_once(':').map_or(host, |(h, _)| h);
     let local = matches!(host, "localhost" | "127.0.0.1" | "[::1]" | "");
@@ -188,7 +249,12 @@ fn check_keys(keys: &KeyProviderArgs, ctx: &crate::context::Context) -> Item {
     const FIX: &str = "configure the KEK outside the data directory: PHIGATE_KEK, PHIGATE_KEK_FILE elsewhere, or PKCS#11";
     let env_kek = std::env::var_os("PHIGATE_KEK").is_some_and(|v| !v.is_empty());
     if keys.pkcs11_module.is_some() {
-        return item(NAME, true, "sealed under a PKCS#11 key that never leaves the token", "");
+        return item(
+            NAME,
+            true,
+            "sealed under a PKCS#11 key that never leaves the token",
+            "",
+        );
     }
     if env_kek {
         return item(NAME, true, "sealed under the KEK from PHIGATE_KEK", "");
@@ -200,7 +266,12 @@ fn check_keys(keys: &KeyProviderArgs, ctx: &crate::context::Context) -> Item {
             "the KEK file is inside the data directory: a copy of the data (or a backup next to it) carries its key",
             FIX,
         ),
-        Some(_) => item(NAME, true, "sealed under a KEK file kept outside the data directory", ""),
+        Some(_) => item(
+            NAME,
+            true,
+            "sealed under a KEK file kept outside the data directory",
+            "",
+        ),
         None if ctx.data_dir.join(DEV_KEK_FILE).exists() => item(
             NAME,
             false,
@@ -213,15 +284,24 @@ fn check_keys(keys: &KeyProviderArgs, ctx: &crate::context::Context) -> Item {
 
 async fn check_audit(ctx: &crate::context::Context) -> Item {
     const NAME: &str = "audit log";
-    const FIX: &str = "run `phigate audit verify` for the damaged entry and restore the log from its replica";
-    let key = ctx.data_dir.join("audit-keys").join(audit::keys::PUBLIC_KEY_FILE);
+    const FIX: &str =
+        "run `phigate audit verify` for the damaged entry and restore the log from its replica";
+    let key = ctx
+        .data_dir
+        .join("audit-keys")
+        .join(audit::keys::PUBLIC_KEY_FILE);
     let verifier = match std::fs::read_to_string(&key)
         .ok()
         .and_then(|t| NoteVerifier::parse(&t).ok())
     {
         Some(v) => v,
         None => {
-            return item(NAME, false, format!("no readable public key at {}", key.display()), "start `phigate serve` once (it creates the log and its keys)");
+            return item(
+                NAME,
+                false,
+                format!("no readable public key at {}", key.display()),
+                "start `phigate serve` once (it creates the log and its keys)",
+            );
         }
     };
     let log = match AuditLog::open_read_only(&audit_storage(ctx)).await {
@@ -232,7 +312,10 @@ async fn check_audit(ctx: &crate::context::Context) -> Item {
         Ok(r) if r.is_intact() => item(
             NAME,
             true,
-            format!("{} entries verify ({} signed checkpoints)", r.entries, r.checkpoints_verified),
+            format!(
+                "{} entries verify ({} signed checkpoints)",
+                r.entries, r.checkpoints_verified
+            ),
             "",
         ),
         Ok(r) => item(
@@ -271,7 +354,12 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls12_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn verify_tls13_signature(
         &self,
@@ -279,14 +367,22 @@ impl rustls::client::danger::ServerCertVerifier for AnyCert {
         cert: &rustls_pki_types::CertificateDer<'_>,
         dss: &rustls::DigitallySignedStruct,
     ) -> Result<rustls::client::danger::HandshakeSignatureValid, rustls::Error> {
-        rustls::crypto::verify_tls13_signature(message, cert, dss, &self.0.signature_verification_algorithms)
+        rustls::crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.0.signature_verification_algorithms,
+        )
     }
     fn supported_verify_schemes(&self) -> Vec<rustls::SignatureScheme> {
         self.0.signature_verification_algorithms.supported_schemes()
     }
 }
 
-async fn handshake(addr: SocketAddr, version: &'static rustls::SupportedProtocolVersion) -> Result<(), String> {
+async fn handshake(
+    addr: SocketAddr,
+    version: &'static rustls::SupportedProtocolVersion,
+) -> Result<(), String> {
     let provider = crate::serve::tls::provider();
     let config = rustls::ClientConfig::builder_with_provider(provider.clone())
         .with_protocol_versions(&[version])
@@ -295,15 +391,21 @@ async fn handshake(addr: SocketAddr, version: &'static rustls::SupportedProtocol
         .with_custom_certificate_verifier(Arc::new(AnyCert(provider)))
         .with_no_client_auth();
     let connector = tokio_rustls::TlsConnector::from(Arc::new(config));
-    let tcp = tokio::time::timeout(std::time::Duration::from_secs(3), tokio::net::TcpStream::connect(addr))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.kind().to_string())?;
+    let tcp = tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        tokio::net::TcpStream::connect(addr),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.kind().to_string())?;
     let name = rustls_pki_types::ServerName::IpAddress(addr.ip().into());
-    tokio::time::timeout(std::time::Duration::from_secs(3), connector.connect(name, tcp))
-        .await
-        .map_err(|_| "timed out".to_string())?
-        .map_err(|e| e.to_string())?;
+    tokio::time::timeout(
+        std::time::Duration::from_secs(3),
+        connector.connect(name, tcp),
+    )
+    .await
+    .map_err(|_| "timed out".to_string())?
+    .map_err(|e| e.to_string())?;
     Ok(())
 }
 
@@ -323,8 +425,18 @@ async fn probe_tls(listen: SocketAddr) -> Item {
         );
     }
     match handshake(addr, &rustls::version::TLS12).await {
-        Ok(()) => item(NAME, false, format!("{addr} accepted a TLS 1.2 handshake"), "serve with phigate's own listener (TLS 1.3 only); remove any TLS-terminating proxy that allows 1.2"),
-        Err(_) => item(NAME, true, format!("{addr} speaks TLS 1.3 and refuses TLS 1.2"), ""),
+        Ok(()) => item(
+            NAME,
+            false,
+            format!("{addr} accepted a TLS 1.2 handshake"),
+            "serve with phigate's own listener (TLS 1.3 only); remove any TLS-terminating proxy that allows 1.2",
+        ),
+        Err(_) => item(
+            NAME,
+            true,
+            format!("{addr} speaks TLS 1.3 and refuses TLS 1.2"),
+            "",
+        ),
     }
 }
 
@@ -373,16 +485,24 @@ mod x509 {
     }
 
     pub fn parse(der: &[u8]) -> Option<Info<'_>> {
-        let (0x30, cert, _) = tlv(der)? else { return None };
-        let (0x30, tbs, _) = tlv(cert)? else { return None };
+        let (0x30, cert, _) = tlv(der)? else {
+            return None;
+        };
+        let (0x30, tbs, _) = tlv(cert)? else {
+            return None;
+        };
         let (tag, _, mut rest) = tlv(tbs)?;
         if tag == 0xa0 {
             let (_, _, r) = tlv(rest)?; // serial
             rest = r;
         }
         let (_, _, rest) = tlv(rest)?; // signature algorithm
-        let (0x30, issuer, rest) = tlv(rest)? else { return None };
-        let (0x30, validity, _) = tlv(rest)? else { return None };
+        let (0x30, issuer, rest) = tlv(rest)? else {
+            return None;
+        };
+        let (0x30, validity, _) = tlv(rest)? else {
+            return None;
+        };
         let (t1, nb, r) = tlv(validity)?;
         let (t2, na, _) = tlv(r)?;
         Some(Info {
@@ -416,7 +536,12 @@ mod x509 {
 
         #[test]
         fn malformed_input_gives_none_without_panicking() {
-            for input in [&b""[..], b"\x30", b"\x30\x84\xff\xff\xff\xff", b"\x30\x03\x30\x01"] {
+            for input in [
+                &b""[..],
+                b"\x30",
+                b"\x30\x84\xff\xff\xff\xff",
+                b"\x30\x03\x30\x01",
+            ] {
                 assert!(super::parse(input).is_none());
             }
         }

@@ -118,8 +118,8 @@ fn kipu_upstream() -> anyhow::Result<Option<Upstream>> {
         .ok()
         .filter(|v| !v.is_empty())
         .unwrap_or_else(|| kipu::config::DEFAULT_BASE_URL.to_string());
-    let url = kipu::config::validate_base_url(&base)
-        .map_err(|e| usage(format!("KIPU_BASE_URL: {e}")))?;
+    let url =
+        kipu::config::validate_base_url(&base).map_err(|e| usage(format!("KIPU_BASE_URL: {e}")))?;
     let host = url
         .host_str()
         .ok_or_else(|| usage("KIPU_BASE_URL has no host"))?
@@ -130,7 +130,10 @@ fn kipu_upstream() -> anyhow::Result<Option<Upstream>> {
 }
 
 /// Uses the configured key source, or a development KEK file in the data directory.
-fn key_args(mut keys: KeyProviderArgs, ctx: &crate::context::Context) -> anyhow::Result<KeyProviderArgs> {
+fn key_args(
+    mut keys: KeyProviderArgs,
+    ctx: &crate::context::Context,
+) -> anyhow::Result<KeyProviderArgs> {
     let configured =
         env_set("PHIGATE_KEK") || keys.kek_file.is_some() || keys.pkcs11_module.is_some();
     if configured {
@@ -206,9 +209,12 @@ struct ServeParts<'a> {
 }
 
 async fn bind(addr: SocketAddr, key: &str) -> anyhow::Result<tokio::net::TcpListener> {
-    tokio::net::TcpListener::bind(addr)
-        .await
-        .map_err(|e| usage(format!("key `{key}`: cannot listen on {addr}: {}", e.kind())))
+    tokio::net::TcpListener::bind(addr).await.map_err(|e| {
+        usage(format!(
+            "key `{key}`: cannot listen on {addr}: {}",
+            e.kind()
+        ))
+    })
 }
 
 async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
@@ -225,7 +231,9 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
 
     // Store: created and its keys initialised on first use.
     let provider = keys.provider()?;
-    let db = Database::connect(&backend(ctx)?).await.map_err(store_error)?;
+    let db = Database::connect(&backend(ctx)?)
+        .await
+        .map_err(store_error)?;
     let store = match db.open(provider.clone(), TtlPolicy::default()).await {
         Ok(s) => s,
         Err(StoreError::NotInitialized) => {
@@ -244,9 +252,18 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
         FileKeys::open_or_create(&ctx.data_dir.join("audit-keys"), "phigate-audit")
             .map_err(|e| usage(format!("audit keys: {e}")))?,
     );
-    let audit = AuditLog::open(audit::LogConfig::new(audit_storage(ctx)), audit_keys.clone())
-        .await
-        .context("cannot open the audit log")?;
+    let audit = AuditLog::open(
+        audit::LogConfig::new(audit_storage(ctx)),
+        audit_keys.clone(),
+    )
+    .await
+    .context("cannot open the audit log")?;
+
+    // Listeners first: a port in use is reported before the (slower) sync at start.
+    let public = bind(config.server.listen, "server.listen").await?;
+    let mtls = bind(config.server.mtls_listen, "server.mtls_listen").await?;
+    let public_addr = public.local_addr()?;
+    let mtls_addr = mtls.local_addr()?;
 
     // Upstream.
     let mut sim = None;
@@ -269,6 +286,9 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
             u
         }
     };
+    if let Some(running) = &sim {
+        sync_simulator(running, &store).await;
+    }
     if upstream.is_synthetic() {
         tracing::warn!(
             count = config.simulator.patients,
@@ -276,17 +296,15 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
         );
     }
     if !config.rate_limit.enabled {
-        tracing::warn!("RATE LIMITS ARE DISABLED (development only; refused on non-loopback listeners)");
+        tracing::warn!(
+            "RATE LIMITS ARE DISABLED (development only; refused on non-loopback listeners)"
+        );
     }
 
     let limits = config
         .rate_limit
         .enabled
         .then(|| Arc::new(crate::serve::ratelimit::Limits::new(&config.rate_limit)));
-    let public = bind(config.server.listen, "server.listen").await?;
-    let mtls = bind(config.server.mtls_listen, "server.mtls_listen").await?;
-    let public_addr = public.local_addr()?;
-    let mtls_addr = mtls.local_addr()?;
 
     let reload_every = Duration::from_secs(config.tls.reload_check_secs);
     let st = Arc::new(AppState {
@@ -322,7 +340,15 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
         tasks.push(l.spawn_janitor());
     }
 
-    print_banner(public_addr, mtls_addr, &upstream, dev_pki, &paths, config_path.as_ref(), ctx)?;
+    print_banner(
+        public_addr,
+        mtls_addr,
+        &upstream,
+        dev_pki,
+        &paths,
+        config_path.as_ref(),
+        ctx,
+    )?;
     tracing::info!(addr = %public_addr, "gateway listening (TLS 1.3)");
     tracing::info!(addr = %mtls_addr, "gateway mTLS listener (client certificates required)");
 
@@ -337,6 +363,51 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
     drop(st);
     audit.close().await;
     Ok(())
+}
+
+/// The zero-configuration start fills the store from the simulator once, so that the gateway
+/// has synthetic patients to serve. A failure is logged and the gateway serves what the store
+/// holds (`phigate sync` can be run later).
+async fn sync_simulator(sim: &kipu_sim::RunningSim, store: &store::Store) {
+    let (access_id, secret, app_id) = sim.credentials();
+    let credentials = kipu::Credentials::new(access_id, secret, app_id, kipu::ApiVersion::V3);
+    let client = match kipu::ClientConfig::builder(credentials)
+        .base_url(sim.base_url())
+        .build()
+        .map_err(|e| e.to_string())
+        .and_then(|c| kipu::Client::new(c).map_err(|e| e.to_string()))
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::warn!(error = %e, "cannot build the simulator client; not syncing at start");
+            return;
+        }
+    };
+    let syncer =
+        match ehr_sync::Syncer::new(client, store.clone(), ehr_sync::SyncOptions::default()) {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot start the sync; not syncing at start");
+                return;
+            }
+        };
+    match syncer.run_once().await {
+        Ok(report) => {
+            let records: u64 = report.resources.iter().map(|r| r.fetched).sum();
+            tracing::info!(
+                records,
+                outcome = if report.is_complete() {
+                    "complete"
+                } else {
+                    "incomplete"
+                },
+                "synced the simulator's SYNTHETIC data into the store"
+            );
+        }
+        Err(e) => {
+            tracing::warn!(error = %e, "initial sync of the simulator failed; serving what the store holds")
+        }
+    }
 }
 
 async fn shutdown_signal() {
@@ -389,13 +460,23 @@ fn print_banner(
     }
     match config_path {
         Some(p) => writeln!(out, "# config: {}", p.display())?,
-        None => writeln!(out, "# config: built-in defaults (no phigate.toml in the data directory)")?,
+        None => writeln!(
+            out,
+            "# config: built-in defaults (no phigate.toml in the data directory)"
+        )?,
     }
     writeln!(out, "listening https://{public} (TLS 1.3, bearer tokens)")?;
-    writeln!(out, "listening-mtls https://{mtls} (TLS 1.3, client certificate required)")?;
+    writeln!(
+        out,
+        "listening-mtls https://{mtls} (TLS 1.3, client certificate required)"
+    )?;
     let ca = paths.client_ca.display();
     writeln!(out, "# try it:")?;
-    writeln!(out, "curl --cacert '{ca}' https://{}/health", url_host(public))?;
+    writeln!(
+        out,
+        "curl --cacert '{ca}' https://{}/health",
+        url_host(public)
+    )?;
     if dev_pki {
         let dev = DevPki::in_dir(&ctx.data_dir);
         writeln!(

@@ -51,7 +51,10 @@ async fn a_request_whose_audit_event_cannot_be_written_is_refused_with_503() {
     let mut child = Command::new(env!("CARGO_BIN_EXE_phigate"))
         .arg("serve")
         .env("PHIGATE_DATA_DIR", dir.path())
-        .env("PHIGATE_DATABASE_URL", with_credentials(&admin_url(), &name, &password))
+        .env(
+            "PHIGATE_DATABASE_URL",
+            with_credentials(&admin_url(), &name, &password),
+        )
         .env_remove("PHIGATE_KEK")
         .env_remove("PHIGATE_KEK_FILE")
         .env_remove("PHIGATE_CONFIG")

@@ -167,13 +167,24 @@ async fn tls_1_3_serves_http1_and_http2_and_a_tls_1_2_client_is_refused() {
     assert_eq!(resp.status(), 200);
     assert_eq!(resp.version(), reqwest::Version::HTTP_2);
     let h = resp.headers();
-    assert!(h["strict-transport-security"].to_str().unwrap().starts_with("max-age="));
+    assert!(
+        h["strict-transport-security"]
+            .to_str()
+            .unwrap()
+            .starts_with("max-age=")
+    );
     assert_eq!(h["x-content-type-options"], "nosniff");
     assert_eq!(h["cache-control"], "no-store");
-    assert!(h.get("access-control-allow-origin").is_none(), "CORS is closed by default");
+    assert!(
+        h.get("access-control-allow-origin").is_none(),
+        "CORS is closed by default"
+    );
     let body: serde_json::Value = resp.json().await.unwrap();
     assert_eq!(body["status"], "ok");
-    assert_eq!(body["synthetic_data"], true, "the simulator upstream is labelled synthetic");
+    assert_eq!(
+        body["synthetic_data"], true,
+        "the simulator upstream is labelled synthetic"
+    );
 
     let http1 = reqwest::Client::builder()
         .tls_certs_only([reqwest::Certificate::from_pem(&gw.ca()).unwrap()])
@@ -189,14 +200,21 @@ async fn tls_1_3_serves_http1_and_http2_and_a_tls_1_2_client_is_refused() {
         .tls_version_max(reqwest::tls::Version::TLS_1_2)
         .build()
         .unwrap();
-    let err = tls12.get(&url).send().await.expect_err("TLS 1.2 must be refused");
+    let err = tls12
+        .get(&url)
+        .send()
+        .await
+        .expect_err("TLS 1.2 must be refused");
     assert!(err.is_connect() || err.is_request(), "{err:?}");
-    assert!(gw.logs().contains("SYNTHETIC DATA"), "logs say the data is synthetic");
+    assert!(
+        gw.logs().contains("SYNTHETIC DATA"),
+        "logs say the data is synthetic"
+    );
 }
 
 #[tokio::test]
 async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_service_of_those_with_one()
-{
+ {
     let gw = start(LOOPBACK_PORTS);
     let url = format!("{}/health", gw.mtls);
     let err = gw
@@ -226,10 +244,11 @@ async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_s
     let auth = gw.audit_entries("authentication").await;
     let json: Vec<serde_json::Value> = auth.iter().map(|e| e.to_json().unwrap()).collect();
     assert!(
-        json.iter().any(|e| e["event"]["principal"] == "service:dev-client"
-            && e["event"]["method"] == "mtls"
-            && e["event"]["outcome"] == "success"
-            && e["event"]["request_id"] == request_id.as_str()),
+        json.iter()
+            .any(|e| e["event"]["principal"] == "service:dev-client"
+                && e["event"]["method"] == "mtls"
+                && e["event"]["outcome"] == "success"
+                && e["event"]["request_id"] == request_id.as_str()),
         "{json:?}"
     );
     assert!(
@@ -240,7 +259,10 @@ async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_s
     );
     let denied = gw.audit_entries("policy_denied").await;
     assert_eq!(denied.len(), 1);
-    assert_eq!(denied[0].to_json().unwrap()["event"]["rule"], "default-deny");
+    assert_eq!(
+        denied[0].to_json().unwrap()["event"]["rule"],
+        "default-deny"
+    );
 }
 
 #[tokio::test]
@@ -258,7 +280,10 @@ async fn protected_requests_without_a_valid_credential_get_401_problem_details()
         }
         let resp = req.send().await.unwrap();
         assert_eq!(resp.status(), 401, "{path}");
-        assert_eq!(resp.headers()["www-authenticate"], "Bearer realm=\"phigate\"");
+        assert_eq!(
+            resp.headers()["www-authenticate"],
+            "Bearer realm=\"phigate\""
+        );
         let request_id = resp.headers()["x-request-id"].to_str().unwrap().to_string();
         let body = problem(resp).await;
         assert_eq!(body["type"], "urn:phigate:problem:unauthenticated");
@@ -308,18 +333,28 @@ async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers_then_reco
     }
     assert_eq!(statuses, vec![200, 200, 429]);
     let resp = limited.unwrap();
-    let retry_after: u64 = resp.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    let retry_after: u64 = resp.headers()["retry-after"]
+        .to_str()
+        .unwrap()
+        .parse()
+        .unwrap();
     assert!(retry_after >= 1);
-    assert_eq!(
-        resp.headers()["ratelimit-policy"],
-        "\"address\";q=2;w=2"
+    assert_eq!(resp.headers()["ratelimit-policy"], "\"address\";q=2;w=2");
+    assert!(
+        resp.headers()["ratelimit"]
+            .to_str()
+            .unwrap()
+            .starts_with("\"address\";r=0;t=")
     );
-    assert!(resp.headers()["ratelimit"].to_str().unwrap().starts_with("\"address\";r=0;t="));
     let body = problem(resp).await;
     assert_eq!(body["type"], "urn:phigate:problem:rate-limited");
 
     tokio::time::sleep(Duration::from_secs(retry_after)).await;
-    assert_eq!(client.get(&url).send().await.unwrap().status(), 200, "recovers after Retry-After");
+    assert_eq!(
+        client.get(&url).send().await.unwrap().status(),
+        200,
+        "recovers after Retry-After"
+    );
 }
 
 #[tokio::test]
@@ -327,7 +362,11 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
     let gw = start(LOOPBACK_PORTS);
     let client = gw.client();
     for _ in 0..2 {
-        client.get(format!("{}/health", gw.public)).send().await.unwrap();
+        client
+            .get(format!("{}/health", gw.public))
+            .send()
+            .await
+            .unwrap();
     }
     let mut ids = Vec::new();
     for _ in 0..3 {
@@ -345,7 +384,11 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
         .collect();
-    assert_eq!(events.len(), 3, "one per protected request, none for /health: {events:?}");
+    assert_eq!(
+        events.len(),
+        3,
+        "one per protected request, none for /health: {events:?}"
+    );
     for (event, id) in events.iter().zip(&ids) {
         assert_eq!(event["request_id"], id.as_str());
         assert_eq!(event["outcome"], "failure");
@@ -386,7 +429,13 @@ async fn canary_strings_sent_in_requests_never_come_back_in_responses_logs_or_me
     for (i, canary) in canaries.iter().enumerate() {
         let enc: String = canary
             .bytes()
-            .map(|b| if b.is_ascii_alphanumeric() { (b as char).to_string() } else { format!("%{b:02X}") })
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
             .collect();
         let requests = vec![
             client.get(format!("{}/api/v1/patients/{enc}?q={enc}", gw.public)),
@@ -397,12 +446,10 @@ async fn canary_strings_sent_in_requests_never_come_back_in_responses_logs_or_me
                 .post(format!("{}/auth/token", gw.public))
                 .header("content-type", "application/json")
                 .body(format!("{{\"patient\":\"{canary}\"")),
-            mtls
-                .get(format!("{}/api/v1/patients/{enc}", gw.mtls))
+            mtls.get(format!("{}/api/v1/patients/{enc}", gw.mtls))
                 .header("x-purpose-of-use", "TREAT")
                 .header("x-access-reason", enc.clone()),
-            mtls
-                .get(format!("{}/api/v1/patients/{enc}", gw.mtls))
+            mtls.get(format!("{}/api/v1/patients/{enc}", gw.mtls))
                 .header("x-purpose-of-use", enc.clone())
                 .header("x-access-reason", "x"),
             mtls.get(format!("{}/{enc}", gw.mtls)),
@@ -425,12 +472,21 @@ async fn canary_strings_sent_in_requests_never_come_back_in_responses_logs_or_me
         .text()
         .await
         .unwrap();
-    assert!(metrics.contains("route=\"/api/v1/patients/{id}\""), "{metrics}");
+    assert!(
+        metrics.contains("route=\"/api/v1/patients/{id}\""),
+        "{metrics}"
+    );
     assert!(metrics.contains("route=\"unmatched\""));
     let logs = gw.logs();
     for canary in &canaries {
-        assert!(!seen.contains(canary.as_str()), "a canary came back in a response");
-        assert!(!metrics.contains(canary.as_str()), "a canary reached a metric");
+        assert!(
+            !seen.contains(canary.as_str()),
+            "a canary came back in a response"
+        );
+        assert!(
+            !metrics.contains(canary.as_str()),
+            "a canary reached a metric"
+        );
         assert!(!logs.contains(canary.as_str()), "a canary reached the log");
     }
 }
@@ -474,8 +530,14 @@ fn a_bad_config_file_names_the_key_and_refuses_to_start_with_exit_2() {
     let dir = tempfile::tempdir().unwrap();
     for (config, key) in [
         ("[server]\nlisen = \"127.0.0.1:0\"\n", "server.lisen"),
-        ("[rate_limit]\nauth_burst = \"many\"\n", "rate_limit.auth_burst"),
-        ("[cors]\nallowed_origins = [\"*\"]\n", "cors.allowed_origins[0]"),
+        (
+            "[rate_limit]\nauth_burst = \"many\"\n",
+            "rate_limit.auth_burst",
+        ),
+        (
+            "[cors]\nallowed_origins = [\"*\"]\n",
+            "cors.allowed_origins[0]",
+        ),
         (
             "[server]\nlisten = \"0.0.0.0:0\"\nmtls_listen = \"127.0.0.1:0\"\n",
             "tls.cert",
@@ -502,7 +564,8 @@ struct Pki {
 fn pki(name: &str) -> Pki {
     use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
     let mut ca = CertificateParams::default();
-    ca.distinguished_name.push(DnType::CommonName, format!("{name} test CA"));
+    ca.distinguished_name
+        .push(DnType::CommonName, format!("{name} test CA"));
     ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca_key = KeyPair::generate().unwrap();
     let ca_cert = ca.self_signed(&ca_key).unwrap();
@@ -539,7 +602,15 @@ async fn a_new_certificate_is_served_after_sighup_without_a_restart() {
     );
     let gw = start_in(dir, &config);
     let url = format!("{}/health", gw.public);
-    assert_eq!(client_trusting(first.ca_pem.as_bytes()).get(&url).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client_trusting(first.ca_pem.as_bytes())
+            .get(&url)
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
 
     let second = pki("second");
     write_0600(&certs.join("server.pem"), &second.cert_pem);
@@ -558,10 +629,18 @@ async fn a_new_certificate_is_served_after_sighup_without_a_restart() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     assert!(reloaded, "no reload logged: {}", gw.logs());
-    let resp = client_trusting(second.ca_pem.as_bytes()).get(&url).send().await.unwrap();
+    let resp = client_trusting(second.ca_pem.as_bytes())
+        .get(&url)
+        .send()
+        .await
+        .unwrap();
     assert_eq!(resp.status(), 200, "the new certificate is served");
     assert!(
-        client_trusting(first.ca_pem.as_bytes()).get(&url).send().await.is_err(),
+        client_trusting(first.ca_pem.as_bytes())
+            .get(&url)
+            .send()
+            .await
+            .is_err(),
         "the old certificate is no longer served"
     );
 }
@@ -577,9 +656,8 @@ fn free_port() -> u16 {
 #[tokio::test]
 async fn doctor_fails_a_development_setup_item_by_item_and_passes_what_is_production_ready() {
     let port = free_port();
-    let config = format!(
-        "[server]\nlisten = \"127.0.0.1:{port}\"\nmtls_listen = \"127.0.0.1:0\"\n"
-    );
+    let config =
+        format!("[server]\nlisten = \"127.0.0.1:{port}\"\nmtls_listen = \"127.0.0.1:0\"\n");
     let gw = start(&config);
     // One audited request so the log has something to verify.
     gw.client()

@@ -112,15 +112,11 @@ impl Sim {
 
     fn client(&self) -> kipu::Client {
         let (access_id, secret, app_id) = self.running().credentials();
-        let config = ClientConfig::builder(Credentials::new(
-            access_id,
-            secret,
-            app_id,
-            ApiVersion::V3,
-        ))
-        .base_url(self.running().base_url())
-        .build()
-        .unwrap();
+        let config =
+            ClientConfig::builder(Credentials::new(access_id, secret, app_id, ApiVersion::V3))
+                .base_url(self.running().base_url())
+                .build()
+                .unwrap();
         kipu::Client::new(config).unwrap()
     }
 
@@ -301,8 +297,7 @@ fn stored(sim: &Sim, data: &Path) -> (BTreeMap<&'static str, Contents>, BTreeSet
                 assert_eq!(r.expires_at_ms, None, "synced records never expire");
                 let value: Value = serde_json::from_slice(r.value.expose()).unwrap();
                 let patient = r.patient.expect("synced records name their patient");
-                let previous =
-                    contents.insert(r.id.into_inner(), (patient.into_inner(), value));
+                let previous = contents.insert(r.id.into_inner(), (patient.into_inner(), value));
                 assert!(previous.is_none());
             }
             out.insert(kind, contents);
@@ -313,7 +308,10 @@ fn stored(sim: &Sim, data: &Path) -> (BTreeMap<&'static str, Contents>, BTreeSet
             .unwrap()
             .into_iter()
             .map(|r| {
-                assert!(r.patient.is_none(), "a tombstone is not purged with its patient");
+                assert!(
+                    r.patient.is_none(),
+                    "a tombstone is not purged with its patient"
+                );
                 r.id.into_inner()
             })
             .collect();
@@ -352,11 +350,17 @@ fn sync_once_stores_every_patient_and_resource_and_leaks_no_canary() {
     assert_eq!(expected["ehr.patient"].len(), 40);
     for (kind, contents) in &expected {
         assert!(!contents.is_empty(), "{kind} has records to sync");
-        assert_eq!(&actual[kind], contents, "{kind} holds exactly what the EHR serves");
+        assert_eq!(
+            &actual[kind], contents,
+            "{kind} holds exactly what the EHR serves"
+        );
     }
     let vault = sim.vault();
     assert!(!vault.is_empty());
-    assert_eq!(tombstones, vault, "every soft-deleted patient has a tombstone");
+    assert_eq!(
+        tombstones, vault,
+        "every soft-deleted patient has a tombstone"
+    );
     for patient in &vault {
         for contents in actual.values() {
             assert!(contents.values().all(|(p, _)| p != patient));
@@ -406,7 +410,11 @@ fn second_sync_pulls_exactly_the_writes_and_purges_soft_deleted_patients() {
         "Zvvitalcomment".to_string(),
         "Zvevalnote".to_string(),
     ];
-    sim.write("update_patient", &[&patients[0]], json!({"first_name": "Qxrenamed"}));
+    sim.write(
+        "update_patient",
+        &[&patients[0]],
+        json!({"first_name": "Qxrenamed"}),
+    );
     sim.write(
         "create_patient",
         &[],
@@ -464,7 +472,10 @@ fn second_sync_pulls_exactly_the_writes_and_purges_soft_deleted_patients() {
     let expected = sim.expected();
     let (actual, tombstones) = stored(&sim, dir.path());
     for (kind, contents) in &expected {
-        assert_eq!(&actual[kind], contents, "{kind} matches the EHR after the writes");
+        assert_eq!(
+            &actual[kind], contents,
+            "{kind} matches the EHR after the writes"
+        );
     }
     for p in &deleted {
         assert!(tombstones.contains(p));
@@ -486,7 +497,11 @@ fn second_sync_pulls_exactly_the_writes_and_purges_soft_deleted_patients() {
     for r in full["resources"].as_array().unwrap() {
         assert_eq!(r["mode"], "full");
         assert_eq!(
-            (r["new"].as_u64(), r["updated"].as_u64(), r["removed"].as_u64()),
+            (
+                r["new"].as_u64(),
+                r["updated"].as_u64(),
+                r["removed"].as_u64()
+            ),
             (Some(0), Some(0), Some(0)),
             "{}",
             r["resource"]
@@ -529,28 +544,41 @@ fn sync_killed_mid_run_then_rerun_equals_an_uninterrupted_sync() {
             }
         }
         let status = child.wait().unwrap();
-        assert_eq!(seen, kill_after, "the run was still going when it was killed");
+        assert_eq!(
+            seen, kill_after,
+            "the run was still going when it was killed"
+        );
         assert!(!status.success(), "killed, not finished");
     }
     let (resumed, _) = sync(interrupted.path(), &sim, &["--per", "5"]);
     let (uninterrupted, _) = sync(straight.path(), &sim, &["--per", "5"]);
-    assert!(resumed["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["error"].is_null()));
-    assert!(uninterrupted["resources"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .all(|r| r["error"].is_null()));
+    assert!(
+        resumed["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["error"].is_null())
+    );
+    assert!(
+        uninterrupted["resources"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["error"].is_null())
+    );
 
     let a = stored(&sim, interrupted.path());
     let b = stored(&sim, straight.path());
-    assert_eq!(a, b, "an interrupted and resumed sync equals an uninterrupted one");
+    assert_eq!(
+        a, b,
+        "an interrupted and resumed sync equals an uninterrupted one"
+    );
     let expected = sim.expected();
     for (kind, contents) in &expected {
-        assert_eq!(&a.0[kind], contents, "{kind}: nothing lost, duplicated or stale");
+        assert_eq!(
+            &a.0[kind], contents,
+            "{kind}: nothing lost, duplicated or stale"
+        );
     }
     let store = open_store(&sim.rt, interrupted.path());
     let (ok, bad) = sim.rt.block_on(store.verify_all()).unwrap();
@@ -565,22 +593,38 @@ fn sync_without_credentials_or_with_bad_options_is_a_usage_error() {
     let o = phigate(dir.path(), &[], &["sync", "--once"]);
     assert_eq!(o.status.code(), Some(2), "{}", text(&o));
     let t = text(&o);
-    for var in ["KIPU_ACCESS_ID", "KIPU_SECRET_KEY", "KIPU_APP_ID", "--simulator"] {
+    for var in [
+        "KIPU_ACCESS_ID",
+        "KIPU_SECRET_KEY",
+        "KIPU_APP_ID",
+        "--simulator",
+    ] {
         assert!(t.contains(var), "the message names {var}: {t}");
     }
 
     let partial = [("KIPU_ACCESS_ID", "someone".to_string())];
     let o = phigate(dir.path(), &partial, &["sync", "--once"]);
     assert_eq!(o.status.code(), Some(2));
-    assert!(text(&o).contains("KIPU_SECRET_KEY is not set"), "{}", text(&o));
+    assert!(
+        text(&o).contains("KIPU_SECRET_KEY is not set"),
+        "{}",
+        text(&o)
+    );
 
     let o = phigate(dir.path(), &partial, &["sync", "--simulator"]);
-    assert_eq!(o.status.code(), Some(2), "--simulator refuses to mix with credentials");
+    assert_eq!(
+        o.status.code(),
+        Some(2),
+        "--simulator refuses to mix with credentials"
+    );
 
     for (args, needle) in [
         (&["sync", "--every", "5x"][..], "--every"),
         (&["sync", "--every", "0s"][..], "--every"),
-        (&["sync", "--reconcile-every", "soon"][..], "--reconcile-every"),
+        (
+            &["sync", "--reconcile-every", "soon"][..],
+            "--reconcile-every",
+        ),
         (&["sync", "--once", "--every", "1m"][..], "--every"),
         (&["sync", "--per", "0", "--simulator"][..], "--per"),
     ] {

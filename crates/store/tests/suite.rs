@@ -775,10 +775,7 @@ async fn list_patient_returns_only_that_patients_unexpired_records_of_the_kind(h
         .put("ehr.diagnosis", "d1", Some("pat-1"), b"4")
         .await
         .unwrap();
-    store
-        .put("ehr.vital_sign", "v4", None, b"5")
-        .await
-        .unwrap();
+    store.put("ehr.vital_sign", "v4", None, b"5").await.unwrap();
     store
         .put_with_ttl(
             "ehr.vital_sign",
@@ -819,11 +816,21 @@ async fn list_patient_returns_only_that_patients_unexpired_records_of_the_kind(h
 async fn list_patient_refuses_a_row_whose_patient_index_was_moved(h: &Harness) {
     let store = h.store().await;
     store
-        .put("ehr.vital_sign", "victim-vital", Some("victim"), b"victim data")
+        .put(
+            "ehr.vital_sign",
+            "victim-vital",
+            Some("victim"),
+            b"victim data",
+        )
         .await
         .unwrap();
     store
-        .put("ehr.vital_sign", "other-vital", Some("other"), b"other data")
+        .put(
+            "ehr.vital_sign",
+            "other-vital",
+            Some("other"),
+            b"other data",
+        )
         .await
         .unwrap();
     // Someone with database access points the victim's row at the other patient's index.

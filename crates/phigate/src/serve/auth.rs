@@ -93,17 +93,25 @@ mod tests {
     #[test]
     fn an_mtls_connection_with_a_service_san_is_that_service() {
         let id = identify(Some(&conn(ListenerKind::Mtls, Some("billing"))), false);
-        let Identity::Authenticated(p) = id else { panic!("not authenticated") };
+        let Identity::Authenticated(p) = id else {
+            panic!("not authenticated")
+        };
         assert_eq!(p.id, "service:billing");
         assert_eq!(p.method, AuthMethod::Mtls);
     }
 
     #[test]
     fn no_credential_is_anonymous_and_an_unverifiable_token_fails() {
-        assert_eq!(identify(Some(&conn(ListenerKind::Public, None)), false), Identity::Anonymous);
+        assert_eq!(
+            identify(Some(&conn(ListenerKind::Public, None)), false),
+            Identity::Anonymous
+        );
         assert_eq!(
             identify(Some(&conn(ListenerKind::Public, None)), true),
-            Identity::Failed { method: AuthMethod::Jwt, reason: AuthFailureReason::BadCredential }
+            Identity::Failed {
+                method: AuthMethod::Jwt,
+                reason: AuthFailureReason::BadCredential
+            }
         );
     }
 }

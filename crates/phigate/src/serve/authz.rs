@@ -15,16 +15,16 @@
 
 use std::sync::Arc;
 
+use audit::PatientHasher as _;
 use audit::{
     AuthFailureReason, AuthMethod, AuthenticationAttempt, Event, Outcome, PolicyDenied,
     PurposeOfUse,
 };
-use audit::PatientHasher as _;
 use axum::extract::{MatchedPath, Path, Request, State};
-use std::collections::HashMap;
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
+use std::collections::HashMap;
 
 use super::problem::Problem;
 use super::reqctx::{ConnInfo, Identity, RequestAudit};
@@ -86,7 +86,9 @@ pub fn purpose_from_headers(headers: &HeaderMap) -> Result<AccessPurpose, &'stat
         .trim();
     let chars = reason.chars().count();
     if chars == 0 || chars > MAX_REASON_CHARS || reason.chars().any(char::is_control) {
-        return Err("X-Access-Reason must be 1 to 500 characters of text without control characters.");
+        return Err(
+            "X-Access-Reason must be 1 to 500 characters of text without control characters.",
+        );
     }
     Ok(AccessPurpose {
         purpose,

@@ -204,7 +204,9 @@ impl Config {
             return Err("key `server.body_limit_bytes`: must be at most 67108864 (64 MiB)".into());
         }
         if s.hsts_max_age_secs < 31_536_000 {
-            return Err("key `server.hsts_max_age_secs`: must be at least 31536000 (one year)".into());
+            return Err(
+                "key `server.hsts_max_age_secs`: must be at least 31536000 (one year)".into(),
+            );
         }
         positive("server.max_connections", s.max_connections as u64)?;
         if s.listen.port() != 0 && s.listen == s.mtls_listen {
@@ -227,19 +229,27 @@ impl Config {
         }
         let domain_ok = !t.trust_domain.is_empty()
             && t.trust_domain.len() <= 253
-            && t
-                .trust_domain
+            && t.trust_domain
                 .bytes()
                 .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'.' || b == b'-');
         if !domain_ok {
-            return Err("key `tls.trust_domain`: must be a lower-case DNS-style name (a-z, 0-9, '.', '-')".into());
+            return Err(
+                "key `tls.trust_domain`: must be a lower-case DNS-style name (a-z, 0-9, '.', '-')"
+                    .into(),
+            );
         }
         positive("tls.reload_check_secs", t.reload_check_secs)?;
         let r = &self.rate_limit;
         for (key, value) in [
-            ("rate_limit.per_principal_per_minute", r.per_principal_per_minute),
+            (
+                "rate_limit.per_principal_per_minute",
+                r.per_principal_per_minute,
+            ),
             ("rate_limit.per_principal_burst", r.per_principal_burst),
-            ("rate_limit.per_address_per_minute", r.per_address_per_minute),
+            (
+                "rate_limit.per_address_per_minute",
+                r.per_address_per_minute,
+            ),
             ("rate_limit.per_address_burst", r.per_address_burst),
             ("rate_limit.auth_per_minute", r.auth_per_minute),
             ("rate_limit.auth_burst", r.auth_burst),
@@ -251,14 +261,12 @@ impl Config {
             return Err("key `rate_limit.write_cost`: must not exceed `per_principal_burst` or `per_address_burst` (a write could never pass)".into());
         }
         for (i, origin) in self.cors.allowed_origins.iter().enumerate() {
-            let ok = origin
-                .strip_prefix("https://")
-                .is_some_and(|host| {
-                    !host.is_empty()
-                        && !host.contains('/')
-                        && !host.contains('*')
-                        && host.bytes().all(|b| b.is_ascii_graphic())
-                });
+            let ok = origin.strip_prefix("https://").is_some_and(|host| {
+                !host.is_empty()
+                    && !host.contains('/')
+                    && !host.contains('*')
+                    && host.bytes().all(|b| b.is_ascii_graphic())
+            });
             if !ok {
                 return Err(format!(
                     "key `cors.allowed_origins[{i}]`: must be an exact https:// origin without path or wildcard"
@@ -330,7 +338,11 @@ fn key_at(text: &str, offset: usize) -> Option<String> {
         .find(|l| l.starts_with('[') && !l.starts_with("[["))
         .map(|l| l.trim_matches(|c| c == '[' || c == ']').trim().to_string());
     if line.starts_with('[') {
-        return Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string());
+        return Some(
+            line.trim_matches(|c| c == '[' || c == ']')
+                .trim()
+                .to_string(),
+        );
     }
     let key = line.split('=').next()?.trim();
     let key_ok = !key.is_empty()
@@ -384,13 +396,24 @@ mod tests {
 
     #[test]
     fn cors_wildcards_and_plain_http_origins_are_refused() {
-        for bad in ["*", "http://app.example", "https://*.example", "https://a.example/x"] {
+        for bad in [
+            "*",
+            "http://app.example",
+            "https://*.example",
+            "https://a.example/x",
+        ] {
             let text = format!("[cors]\nallowed_origins = [\"{bad}\"]\n");
             let err = Config::parse(&text).unwrap_err();
-            assert!(err.starts_with("key `cors.allowed_origins[0]`"), "{bad}: {err}");
+            assert!(
+                err.starts_with("key `cors.allowed_origins[0]`"),
+                "{bad}: {err}"
+            );
         }
         let ok = Config::parse("[cors]\nallowed_origins = [\"https://app.example\"]\n").unwrap();
-        assert_eq!(ok.cors.allowed_origins, vec!["https://app.example".to_string()]);
+        assert_eq!(
+            ok.cors.allowed_origins,
+            vec!["https://app.example".to_string()]
+        );
     }
 
     #[test]

@@ -106,7 +106,8 @@ fn issue(trust_domain: &str) -> Result<Issued, rcgen::Error> {
     let mut ca = CertificateParams::default();
     ca.distinguished_name
         .push(DnType::CommonName, DEV_CA_COMMON_NAME);
-    ca.distinguished_name.push(DnType::OrganizationName, "phigate");
+    ca.distinguished_name
+        .push(DnType::OrganizationName, "phigate");
     ca.is_ca = IsCa::Ca(BasicConstraints::Constrained(0));
     ca.key_usages = vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign];
     ca.not_before = not_before;

@@ -129,7 +129,9 @@ async fn connection(
                 Some(n) => Some(n),
                 None => {
                     audit_mtls_failure(&st, peer).await;
-                    tracing::warn!("client certificate names no service in the trust domain; connection closed");
+                    tracing::warn!(
+                        "client certificate names no service in the trust domain; connection closed"
+                    );
                     return;
                 }
             }
@@ -154,10 +156,7 @@ async fn connection(
         .http2()
         .timer(TokioTimer::new())
         .max_concurrent_streams(100);
-    if let Err(e) = builder
-        .serve_connection(TokioIo::new(stream), svc)
-        .await
-    {
+    if let Err(e) = builder.serve_connection(TokioIo::new(stream), svc).await {
         tracing::debug!(error = %e, "connection ended with an error");
     }
 }

@@ -14,7 +14,9 @@ use std::time::Duration;
 use axum::http::Method;
 
 /// Upper bounds of the latency histogram, in seconds.
-const BUCKETS: &[f64] = &[0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0];
+const BUCKETS: &[f64] = &[
+    0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
+];
 
 #[derive(Debug, Default, Clone)]
 struct Histogram {
@@ -47,7 +49,9 @@ fn method_label(m: &Method) -> &'static str {
 
 /// Escapes a label value (route templates are ASCII from our own router, but be exact).
 fn escape(v: &str) -> String {
-    v.replace('\\', "\\\\").replace('"', "\\\"").replace('\n', "\\n")
+    v.replace('\\', "\\\\")
+        .replace('"', "\\\"")
+        .replace('\n', "\\n")
 }
 
 impl Metrics {
@@ -55,7 +59,8 @@ impl Metrics {
     pub fn observe(&self, route: Option<&str>, method: &Method, status: u16, elapsed: Duration) {
         let route = route.unwrap_or("unmatched").to_string();
         if let Ok(mut r) = self.requests.lock() {
-            *r.entry((route.clone(), method_label(method), status)).or_default() += 1;
+            *r.entry((route.clone(), method_label(method), status))
+                .or_default() += 1;
         }
         if let Ok(mut l) = self.latency.lock() {
             let h = l.entry(route).or_default();
@@ -111,16 +116,32 @@ impl Metrics {
                     "phigate_http_request_duration_seconds_bucket{{route=\"{route}\",le=\"+Inf\"}} {}",
                     h.count
                 );
-                let _ = writeln!(out, "phigate_http_request_duration_seconds_sum{{route=\"{route}\"}} {}", h.sum);
-                let _ = writeln!(out, "phigate_http_request_duration_seconds_count{{route=\"{route}\"}} {}", h.count);
+                let _ = writeln!(
+                    out,
+                    "phigate_http_request_duration_seconds_sum{{route=\"{route}\"}} {}",
+                    h.sum
+                );
+                let _ = writeln!(
+                    out,
+                    "phigate_http_request_duration_seconds_count{{route=\"{route}\"}} {}",
+                    h.count
+                );
             }
         }
         out.push_str("# HELP phigate_audit_write_failures_total Requests refused because the audit log could not record them.\n");
         out.push_str("# TYPE phigate_audit_write_failures_total counter\n");
-        let _ = writeln!(out, "phigate_audit_write_failures_total {}", self.audit_failures.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "phigate_audit_write_failures_total {}",
+            self.audit_failures.load(Ordering::Relaxed)
+        );
         out.push_str("# HELP phigate_tls_handshake_failures_total TLS handshakes that failed (wrong version, no client certificate, ...).\n");
         out.push_str("# TYPE phigate_tls_handshake_failures_total counter\n");
-        let _ = writeln!(out, "phigate_tls_handshake_failures_total {}", self.tls_handshake_failures.load(Ordering::Relaxed));
+        let _ = writeln!(
+            out,
+            "phigate_tls_handshake_failures_total {}",
+            self.tls_handshake_failures.load(Ordering::Relaxed)
+        );
         out
     }
 }
@@ -132,7 +153,12 @@ mod tests {
     #[test]
     fn labels_are_route_templates_and_unmatched_paths_collapse() {
         let m = Metrics::default();
-        m.observe(Some("/api/v1/patients/{id}"), &Method::GET, 404, Duration::from_millis(3));
+        m.observe(
+            Some("/api/v1/patients/{id}"),
+            &Method::GET,
+            404,
+            Duration::from_millis(3),
+        );
         m.observe(None, &Method::GET, 401, Duration::from_millis(1));
         let text = m.render();
         assert!(text.contains(

@@ -122,6 +122,10 @@ pub fn app(st: Arc<AppState>) -> Router {
         .route("/openapi.json", get(routes::openapi_json))
         .route("/docs", get(routes::docs))
         .route("/api/v1/patients/{id}", get(patients::get_patient))
+        .route(
+            "/api/v1/patients/{id}/{resource}",
+            get(patients::get_patient_records),
+        )
         .fallback(routes::fallback)
         .with_state(st.clone());
 
@@ -170,4 +174,3 @@ pub fn app(st: Arc<AppState>) -> Router {
         .layer(from_fn_with_state(st.clone(), authz::authorize));
     routes.layer(stack)
 }
-

@@ -64,7 +64,15 @@ pub async fn get_patient(
     let id = phi::Sensitive::new(id);
     match st.store.get(PATIENT_KIND, id.expose()).await {
         Ok(Some(record)) => {
-            record_access(&st, &slot, &principal, &purpose, &id, "patient", Outcome::Success);
+            record_access(
+                &st,
+                &slot,
+                &principal,
+                &purpose,
+                &id,
+                "patient",
+                Outcome::Success,
+            );
             (
                 StatusCode::OK,
                 [(header::CONTENT_TYPE, "application/json")],
@@ -73,8 +81,107 @@ pub async fn get_patient(
                 .into_response()
         }
         Ok(None) => {
-            record_access(&st, &slot, &principal, &purpose, &id, "patient", Outcome::Failure);
+            record_access(
+                &st,
+                &slot,
+                &principal,
+                &purpose,
+                &id,
+                "patient",
+                Outcome::Failure,
+            );
             Problem::for_status(StatusCode::NOT_FOUND).into_response()
+        }
+        Err(e) => {
+            tracing::error!(error = %e, "store read failed");
+            Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+        }
+    }
+}
+
+/// The per-patient record kinds served under `/api/v1/patients/{id}/...`, as sync stores them.
+pub const SUB_RESOURCES: &[(&str, &str)] = &[
+    ("diagnoses", "ehr.diagnosis"),
+    ("vitals", "ehr.vital_sign"),
+    ("appointments", "ehr.appointment"),
+    ("evaluations", "ehr.evaluation"),
+    ("care-team", "ehr.care_team"),
+    ("admissions", "ehr.admission"),
+];
+
+/// `GET /api/v1/patients/{id}/{resource}`: every record of one kind about one patient, as a
+/// JSON array of the records the EHR returned. An unknown patient answers 404 like a patient
+/// out of scope; an unknown resource answers 404 too.
+#[utoipa::path(get, path = "/api/v1/patients/{id}/{resource}", tag = "patients",
+    params(("id" = String, Path, description = "Casefile id"),
+           ("resource" = String, Path, description = "diagnoses, vitals, appointments, evaluations, care-team or admissions"),
+           ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
+           ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
+    responses((status = 200, description = "JSON array of records"),
+              (status = 400, description = "Purpose of use or reason missing", body = Problem),
+              (status = 401, description = "Not authenticated", body = Problem),
+              (status = 404, description = "No such patient or resource, or not in the caller's scope", body = Problem)))]
+pub async fn get_patient_records(
+    State(st): State<Arc<AppState>>,
+    Path((id, resource)): Path<(String, String)>,
+    Extension(principal): Extension<Principal>,
+    Extension(purpose): Extension<AccessPurpose>,
+    Extension(slot): Extension<Arc<RequestAudit>>,
+) -> Response {
+    let id = phi::Sensitive::new(id);
+    let Some((name, kind)) = SUB_RESOURCES.iter().find(|(n, _)| *n == resource) else {
+        return Problem::for_status(StatusCode::NOT_FOUND).into_response();
+    };
+    let exists = match st.store.get(PATIENT_KIND, id.expose()).await {
+        Ok(r) => r.is_some(),
+        Err(e) => {
+            tracing::error!(error = %e, "store read failed");
+            return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+        }
+    };
+    if !exists {
+        record_access(
+            &st,
+            &slot,
+            &principal,
+            &purpose,
+            &id,
+            name,
+            Outcome::Failure,
+        );
+        return Problem::for_status(StatusCode::NOT_FOUND).into_response();
+    }
+    match st.store.list_patient(id.expose(), kind).await {
+        Ok(records) => {
+            record_access(
+                &st,
+                &slot,
+                &principal,
+                &purpose,
+                &id,
+                name,
+                Outcome::Success,
+            );
+            let mut body = Vec::with_capacity(
+                2 + records
+                    .iter()
+                    .map(|r| r.value.expose().len() + 1)
+                    .sum::<usize>(),
+            );
+            body.push(b'[');
+            for (i, r) in records.into_iter().enumerate() {
+                if i > 0 {
+                    body.push(b',');
+                }
+                body.extend_from_slice(&r.value.into_inner());
+            }
+            body.push(b']');
+            (
+                StatusCode::OK,
+                [(header::CONTENT_TYPE, "application/json")],
+                body,
+            )
+                .into_response()
         }
         Err(e) => {
             tracing::error!(error = %e, "store read failed");

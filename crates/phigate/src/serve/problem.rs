@@ -50,13 +50,28 @@ impl Problem {
             401 => ("unauthenticated", "Authentication is required."),
             403 => ("forbidden", "The request is not allowed."),
             404 => ("not-found", "No such resource."),
-            405 => ("method-not-allowed", "The method is not allowed on this resource."),
+            405 => (
+                "method-not-allowed",
+                "The method is not allowed on this resource.",
+            ),
             408 => ("timeout", "The request took too long and was abandoned."),
             411 => ("length-required", "The request needs a Content-Length."),
-            413 => ("body-too-large", "The request body is larger than the gateway accepts."),
-            415 => ("unsupported-media-type", "The request body must be application/json."),
-            422 => ("unprocessable", "The request body does not have the expected shape."),
-            429 => ("rate-limited", "Too many requests; retry after the time in Retry-After."),
+            413 => (
+                "body-too-large",
+                "The request body is larger than the gateway accepts.",
+            ),
+            415 => (
+                "unsupported-media-type",
+                "The request body must be application/json.",
+            ),
+            422 => (
+                "unprocessable",
+                "The request body does not have the expected shape.",
+            ),
+            429 => (
+                "rate-limited",
+                "Too many requests; retry after the time in Retry-After.",
+            ),
             503 => ("unavailable", "The service is temporarily unavailable."),
             s if s >= 500 => ("internal", "The gateway could not complete the request."),
             _ => ("error", "The request failed."),
@@ -93,10 +108,9 @@ impl IntoResponse for Problem {
         let status = self.status_code();
         let body = serde_json::to_vec(&self).unwrap_or_else(|_| b"{}".to_vec());
         let mut response = (status, body).into_response();
-        response.headers_mut().insert(
-            header::CONTENT_TYPE,
-            HeaderValue::from_static(PROBLEM_JSON),
-        );
+        response
+            .headers_mut()
+            .insert(header::CONTENT_TYPE, HeaderValue::from_static(PROBLEM_JSON));
         // Marks the body as written by the gateway's own problem type (see the scrub layer).
         response.extensions_mut().insert(Trusted);
         response
@@ -129,7 +143,9 @@ mod tests {
     #[test]
     fn every_error_status_has_a_generic_problem_with_a_fixed_sentence() {
         for code in 400u16..600 {
-            let Ok(status) = StatusCode::from_u16(code) else { continue };
+            let Ok(status) = StatusCode::from_u16(code) else {
+                continue;
+            };
             let p = Problem::for_status(status);
             assert_eq!(p.status, code);
             assert!(p.kind.starts_with("urn:phigate:problem:"));

@@ -98,7 +98,11 @@ impl Limits {
     pub fn new(c: &RateLimitConfig) -> Self {
         Self {
             address: Bucket::new("address", c.per_address_per_minute, c.per_address_burst),
-            principal: Bucket::new("principal", c.per_principal_per_minute, c.per_principal_burst),
+            principal: Bucket::new(
+                "principal",
+                c.per_principal_per_minute,
+                c.per_principal_burst,
+            ),
             auth: Bucket::new("auth", c.auth_per_minute, c.auth_burst),
             write_cost: NonZeroU32::new(c.write_cost).unwrap_or(NonZeroU32::MIN),
             clock: DefaultClock::default(),

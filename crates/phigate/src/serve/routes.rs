@@ -68,7 +68,11 @@ pub async fn health(State(st): State<Arc<AppState>>) -> Json<Health> {
 
 async fn check_store(st: &AppState) -> bool {
     matches!(
-        tokio::time::timeout(CHECK_TIMEOUT, st.store.get("phigate.gateway.probe", "readiness")).await,
+        tokio::time::timeout(
+            CHECK_TIMEOUT,
+            st.store.get("phigate.gateway.probe", "readiness")
+        )
+        .await,
         Ok(Ok(_))
     )
 }
@@ -105,12 +109,25 @@ pub async fn ready(State(st): State<Arc<AppState>>) -> Response {
     let (store, audit, upstream) =
         tokio::join!(check_store(&st), check_audit(&st), check_upstream(&st));
     let checks = vec![
-        Check { name: "store".into(), ok: store },
-        Check { name: "audit_log".into(), ok: audit },
-        Check { name: "upstream".into(), ok: upstream },
+        Check {
+            name: "store".into(),
+            ok: store,
+        },
+        Check {
+            name: "audit_log".into(),
+            ok: audit,
+        },
+        Check {
+            name: "upstream".into(),
+            ok: upstream,
+        },
     ];
     let ready = checks.iter().all(|c| c.ok);
-    let status = if ready { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if ready {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     // Not an error body: a 503 here is an answer, so it is marked as written by us.
     let mut response = (status, Json(Ready { ready, checks })).into_response();
     response.extensions_mut().insert(super::problem::Answer);
@@ -122,7 +139,10 @@ pub async fn ready(State(st): State<Arc<AppState>>) -> Response {
     responses((status = 200, description = "Prometheus text format", content_type = "text/plain")))]
 pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
     (
-        [(header::CONTENT_TYPE, "text/plain; version=0.0.4; charset=utf-8")],
+        [(
+            header::CONTENT_TYPE,
+            "text/plain; version=0.0.4; charset=utf-8",
+        )],
         st.metrics.render(),
     )
         .into_response()
@@ -131,8 +151,19 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
 /// The OpenAPI document.
 #[derive(OpenApi)]
 #[openapi(
-    info(title = "phigate gateway", description = "Governed HTTPS access to PHI: every request authenticated, rate limited, authorized and audited."),
-    paths(health, ready, metrics, openapi_json, docs, super::patients::get_patient),
+    info(
+        title = "phigate gateway",
+        description = "Governed HTTPS access to PHI: every request authenticated, rate limited, authorized and audited."
+    ),
+    paths(
+        health,
+        ready,
+        metrics,
+        openapi_json,
+        docs,
+        super::patients::get_patient,
+        super::patients::get_patient_records
+    ),
     components(schemas(Health, Ready, Check, Problem))
 )]
 pub struct ApiDoc;
@@ -170,7 +201,11 @@ pub async fn docs() -> Response {
         ];
         for (method, op) in ops {
             let Some(op) = op else { continue };
-            let summary = op.summary.as_deref().or(op.description.as_deref()).unwrap_or("");
+            let summary = op
+                .summary
+                .as_deref()
+                .or(op.description.as_deref())
+                .unwrap_or("");
             rows.push_str(&format!(
                 "<tr><td><code>{method}</code></td><td><code>{}</code></td><td>{}</td></tr>\n",
                 html_escape(path),

@@ -55,9 +55,7 @@ pub async fn scrub(req: Request, next: Next) -> Response {
         Problem::for_status(status)
     };
     problem.title = phi::scrub(&problem.title, phi::Mode::Tag);
-    problem.detail = problem
-        .detail
-        .map(|d| phi::scrub(&d, phi::Mode::Tag));
+    problem.detail = problem.detail.map(|d| phi::scrub(&d, phi::Mode::Tag));
     problem.status = status.as_u16();
     problem.request_id = request_id;
     let mut out = problem.into_response();

@@ -109,9 +109,12 @@ pub fn build(paths: &CertPaths) -> Result<TlsConfigs, TlsError> {
 
     let mut roots = rustls::RootCertStore::empty();
     for ca in load_certs(&paths.client_ca)? {
-        roots
-            .add(ca)
-            .map_err(|e| file_err(&paths.client_ca, format!("not a usable CA certificate: {e}")))?;
+        roots.add(ca).map_err(|e| {
+            file_err(
+                &paths.client_ca,
+                format!("not a usable CA certificate: {e}"),
+            )
+        })?;
     }
     // Client certificates are required: `allow_unauthenticated` is never called.
     let verifier = WebPkiClientVerifier::builder_with_provider(Arc::new(roots), provider.clone())
@@ -205,15 +208,16 @@ impl ReloadableTls {
             let mut tick = tokio::time::interval(interval);
             tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
             #[cfg(unix)]
-            let mut hup = match tokio::signal::unix::signal(
-                tokio::signal::unix::SignalKind::hangup(),
-            ) {
-                Ok(s) => Some(s),
-                Err(_) => {
-                    tracing::warn!("cannot listen for SIGHUP; certificates reload on file change only");
-                    None
-                }
-            };
+            let mut hup =
+                match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::hangup()) {
+                    Ok(s) => Some(s),
+                    Err(_) => {
+                        tracing::warn!(
+                            "cannot listen for SIGHUP; certificates reload on file change only"
+                        );
+                        None
+                    }
+                };
             loop {
                 #[cfg(unix)]
                 let by_signal = tokio::select! {
