@@ -88,11 +88,7 @@ mod tests {
             assert_eq!(parse_interval(bad), Err(IntervalError::Syntax), "{bad:?}");
         }
         for out in ["0s", "0h0m", "366d", "99999999999999d"] {
-            assert_eq!(
-                parse_interval(out),
-                Err(IntervalError::OutOfRange),
-                "{out:?}"
-            );
+            assert_eq!(parse_interval(out), Err(IntervalError::OutOfRange), "{out:?}");
         }
     }
 

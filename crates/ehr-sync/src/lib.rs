@@ -315,9 +315,7 @@ impl SyncReport {
 
     /// The report of `resource`, if it ran.
     pub fn resource(&self, resource: Resource) -> Option<&ResourceReport> {
-        self.resources
-            .iter()
-            .find(|r| r.resource == resource.name())
+        self.resources.iter().find(|r| r.resource == resource.name())
     }
 }
 
@@ -443,8 +441,8 @@ fn prepare(
     path_patient: Option<&str>,
 ) -> Option<Prepared> {
     let id = field_text(record, resource.id_field())?;
-    let patient =
-        field_text(record, resource.patient_field()).or_else(|| path_patient.map(str::to_owned))?;
+    let patient = field_text(record, resource.patient_field())
+        .or_else(|| path_patient.map(str::to_owned))?;
     let bytes = serde_json::to_vec(record).ok()?;
     let hash = content_hash(&patient, &bytes);
     Some(Prepared {
@@ -530,11 +528,7 @@ struct FetchedPage {
 
 impl Syncer {
     /// A syncer writing what `client` reads into `store`.
-    pub fn new(
-        client: kipu::Client,
-        store: Store,
-        options: SyncOptions,
-    ) -> Result<Self, SyncError> {
+    pub fn new(client: kipu::Client, store: Store, options: SyncOptions) -> Result<Self, SyncError> {
         if !(1..=1000).contains(&options.per_page) {
             return Err(SyncError::InvalidOptions("per_page must be 1 to 1000"));
         }
@@ -581,11 +575,7 @@ impl Syncer {
             };
             tracing::info!(
                 safe_resource = r.resource,
-                safe_mode = if r.mode == PassMode::Full {
-                    "full"
-                } else {
-                    "incremental"
-                },
+                safe_mode = if r.mode == PassMode::Full { "full" } else { "incremental" },
                 fetched_count = r.fetched,
                 new_count = r.new,
                 updated_count = r.updated,
@@ -760,8 +750,7 @@ impl Syncer {
             Ok(c) => c,
             Err(e) => return Err((ResourceReport::new(resource, PassMode::Full), e)),
         };
-        let reconcile_ms =
-            i64::try_from(self.options.reconcile_every.as_millis()).unwrap_or(i64::MAX);
+        let reconcile_ms = i64::try_from(self.options.reconcile_every.as_millis()).unwrap_or(i64::MAX);
         let since = resource.since_param().and_then(|(param, _)| {
             let high_water = cursor.high_water.as_deref()?;
             let last_full = cursor.last_full_ms?;
@@ -790,7 +779,10 @@ impl Syncer {
             unlisted_patients: HashSet::new(),
             complete: true,
         };
-        match self.run_pass(&mut pass, since, live_patients).await {
+        match self
+            .run_pass(&mut pass, since, live_patients)
+            .await
+        {
             Ok(()) => {}
             Err(e) => return Err((pass.report, e)),
         }
@@ -912,9 +904,7 @@ impl Syncer {
             if !pass.complete {
                 // A census that shifted while paging may have skipped patients; per-patient
                 // resources then read the ones seen, and sweep nothing for the others.
-                tracing::warn!(
-                    "the census changed while it was read; removals are deferred to the next run"
-                );
+                tracing::warn!("the census changed while it was read; removals are deferred to the next run");
             }
             patients.sort_unstable();
             patients.dedup();
@@ -1052,8 +1042,7 @@ mod tests {
             },
         );
         assert_eq!(classify(Some(&p), &none, &existing), Action::Unchanged);
-        let changed =
-            record(serde_json::json!({"id": 7, "patient_id": "1000:a", "heart_rate": 81}));
+        let changed = record(serde_json::json!({"id": 7, "patient_id": "1000:a", "heart_rate": 81}));
         let q = prepare(Resource::VitalSigns, &changed, None).unwrap();
         assert_eq!(classify(Some(&q), &none, &existing), Action::Updated);
         // The same bytes under another patient are a change too.
@@ -1066,24 +1055,15 @@ mod tests {
     fn records_without_an_id_or_a_patient_are_invalid() {
         let none = HashSet::new();
         for (resource, v) in [
-            (
-                Resource::VitalSigns,
-                serde_json::json!({"patient_id": "1000:a"}),
-            ),
+            (Resource::VitalSigns, serde_json::json!({"patient_id": "1000:a"})),
             (Resource::VitalSigns, serde_json::json!({"id": 1})),
-            (
-                Resource::VitalSigns,
-                serde_json::json!({"id": "", "patient_id": "1000:a"}),
-            ),
+            (Resource::VitalSigns, serde_json::json!({"id": "", "patient_id": "1000:a"})),
             (Resource::Patients, serde_json::json!({"first_name": "A"})),
             (Resource::CareTeams, serde_json::json!({"care_team": []})),
         ] {
             let p = prepare(resource, &record(v), None);
             assert!(p.is_none());
-            assert_eq!(
-                classify(p.as_ref(), &none, &HashMap::new()),
-                Action::Invalid
-            );
+            assert_eq!(classify(p.as_ref(), &none, &HashMap::new()), Action::Invalid);
         }
     }
 
@@ -1104,10 +1084,7 @@ mod tests {
         let mut unknown = Totals::default();
         unknown.page(None, 5);
         unknown.page(None, 3);
-        assert!(
-            unknown.stable(),
-            "no totals announced: nothing to contradict"
-        );
+        assert!(unknown.stable(), "no totals announced: nothing to contradict");
     }
 
     #[test]

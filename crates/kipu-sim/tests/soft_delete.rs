@@ -49,28 +49,18 @@ async fn a_soft_deleted_patient_leaves_every_list_and_appears_in_the_vault() {
         ("/api/patients/care_teams", "care_teams", "patient_id"),
         ("/api/vital_signs", "vital_signs", "patient_id"),
         ("/api/scheduler/appointments", "appointments", "patient_id"),
-        (
-            "/api/patient_evaluations",
-            "patient_evaluations",
-            "patient_id",
-        ),
+        ("/api/patient_evaluations", "patient_evaluations", "patient_id"),
     ] {
         let (status, v) = s.get_json(&all(path)).await;
         assert_eq!(status, 200, "{path}");
         let owners = ids(&v, key, field);
         assert!(!owners.is_empty(), "{path}");
-        assert!(
-            !owners.contains(&victim),
-            "{path} still lists the deleted patient"
-        );
+        assert!(!owners.contains(&victim), "{path} still lists the deleted patient");
     }
     let (_, vitals) = s.get_json(&all("/api/vital_signs")).await;
     assert_eq!(
         vitals["pagination"]["total_records"].as_u64().unwrap(),
-        vitals_before["pagination"]["total_records"]
-            .as_u64()
-            .unwrap()
-            - victim_vitals
+        vitals_before["pagination"]["total_records"].as_u64().unwrap() - victim_vitals
     );
     for path in [
         "/api/patients/{patient_id}",

@@ -256,15 +256,7 @@ fn print_report(report: &SyncReport, json: bool) -> anyhow::Result<()> {
     writeln!(
         out,
         "{:<13} {:<11} {:>8} {:>7} {:>8} {:>9} {:>8} {:>8} {:>8}",
-        "resource",
-        "mode",
-        "fetched",
-        "new",
-        "updated",
-        "unchanged",
-        "removed",
-        "skipped",
-        "invalid"
+        "resource", "mode", "fetched", "new", "updated", "unchanged", "removed", "skipped", "invalid"
     )?;
     for r in &report.resources {
         let mode = match r.mode {
