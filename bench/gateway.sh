@@ -1,0 +1,105 @@
+#!/usr/bin/env bash
+# Benchmark: the gateway's governed request path against a bare axum TLS 1.3 "hello" on the same
+# machine in the same run, with wrk (Debian package `wrk`).
+#
+# Usage: bench/gateway.sh            (env: DURATION=15s CONNECTIONS=32 THREADS=2 PACED_CONNECTIONS=10)
+# Needs: cargo, wrk (apt-get install wrk).
+#
+# What is measured:
+#   hello     GET /  on examples/bench_tls_hello.rs: rustls/aws-lc-rs TLS 1.3, hyper-util, axum; nothing else.
+#   governed  GET /api/v1/patients/{id} on `phigate serve`: the same TLS stack, then authenticate →
+#             rate limit → authorize → scrub → a durable audit append (group-committed SQLite
+#             transaction, synchronous=FULL) before the response leaves. This build has no token
+#             service yet (the access crate), so the request is anonymous and ends in the policy
+#             layer with 401 + one audited authentication event; the store read of a served
+#             patient is NOT in this path. wrk cannot present client certificates, so the mTLS
+#             listener is not used.
+#   paced     the governed path with wrk's delay() hook pacing each of PACED_CONNECTIONS connections
+#             at one request per 10 ms (about 1,000 requests/s in total), for the p99 target.
+# Rate limits are raised for the run (the limiter still runs on every request).
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "$0")/.." && pwd)"
+cd "$ROOT"
+DURATION="${DURATION:-15s}"
+CONNECTIONS="${CONNECTIONS:-32}"
+THREADS="${THREADS:-2}"
+PACED_CONNECTIONS="${PACED_CONNECTIONS:-10}"
+WORK="$(mktemp -d)"
+PIDS=()
+cleanup() {
+    for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; wait "$p" 2>/dev/null || true; done
+    rm -rf "$WORK"
+}
+trap cleanup EXIT
+
+command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 2; }
+
+echo "== building phigate and the bare TLS hello (release)" >&2
+cargo build --release -p phigate --bin phigate --example bench_tls_hello >&2
+BIN="$ROOT/target/release/phigate"
+HELLO="$ROOT/target/release/examples/bench_tls_hello"
+
+mkdir -m 700 "$WORK/data"
+cat > "$WORK/data/phigate.toml" <<'EOF'
+[server]
+listen = "127.0.0.1:0"
+mtls_listen = "127.0.0.1:0"
+[rate_limit]
+per_address_per_minute = 60000000
+per_address_burst = 1000000
+per_principal_per_minute = 60000000
+per_principal_burst = 1000000
+[simulator]
+patients = 20
+EOF
+
+wait_for() { # file pattern
+    for _ in $(seq 1 600); do
+        if grep -q "$2" "$1" 2>/dev/null; then return 0; fi
+        sleep 0.1
+    done
+    echo "timed out waiting for '$2' in $1" >&2; cat "$1" >&2; exit 1
+}
+
+PHIGATE_DATA_DIR="$WORK/data" PHIGATE_LOG=warn "$BIN" serve > "$WORK/gw.out" 2> "$WORK/gw.err" &
+PIDS+=($!)
+wait_for "$WORK/gw.out" '^ready$'
+GW="$(sed -n 's/^listening https:\/\/\([^ ]*\).*/\1/p' "$WORK/gw.out")"
+
+"$HELLO" "$WORK/data/tls/server.pem" "$WORK/data/tls/server.key" 127.0.0.1:0 > "$WORK/hello.out" &
+PIDS+=($!)
+wait_for "$WORK/hello.out" '^listening '
+HELLO_ADDR="$(sed -n 's/^listening //p' "$WORK/hello.out")"
+
+before="$(PHIGATE_DATA_DIR="$WORK/data" "$BIN" audit verify 2>/dev/null | grep -o '[0-9]* entries' | head -1 || true)"
+
+run() { # name url [extra wrk args...]
+    local name="$1" url="$2"; shift 2
+    echo "== $name: wrk $* $url" >&2
+    wrk --latency "$@" "$url" > "$WORK/$name.txt"
+    cat "$WORK/$name.txt" >&2
+}
+run hello "https://$HELLO_ADDR/" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION"
+run governed "https://$GW/api/v1/patients/P-1" -t"$THREADS" -c"$CONNECTIONS" -d"$DURATION"
+cat > "$WORK/pace.lua" <<'EOF'
+function delay()
+    return 10
+end
+EOF
+run paced "https://$GW/api/v1/patients/P-1" -t"$THREADS" -c"$PACED_CONNECTIONS" -d"$DURATION" -s "$WORK/pace.lua"
+
+after="$(PHIGATE_DATA_DIR="$WORK/data" "$BIN" audit verify 2>/dev/null | grep -o '[0-9]* entries' | head -1 || true)"
+
+rps() { awk '/^Requests\/sec:/ {print $2}' "$WORK/$1.txt"; }
+p() { awk -v q="$2" '$1 == q {print $2}' "$WORK/$1.txt"; }
+status() { grep -q 'Non-2xx' "$WORK/$1.txt" && grep 'Non-2xx' "$WORK/$1.txt" | sed 's/^ *//' || echo "all 2xx"; }
+
+echo
+echo "| run | requests/s | p50 | p99 | responses |"
+echo "|---|---|---|---|---|"
+for n in hello governed paced; do
+    echo "| $n | $(rps $n) | $(p $n 50%) | $(p $n 99%) | $(status $n) |"
+done
+awk -v g="$(rps governed)" -v h="$(rps hello)" 'BEGIN { printf "\ngoverned / hello throughput: %.2f (target >= 0.5)\n", g / h }'
+echo "audit log before: ${before:-?}; after: ${after:-?} (every governed request is one durable entry)"
