@@ -2,7 +2,9 @@
 # Benchmark: the gateway's governed request path against a bare axum TLS 1.3 "hello" on the same
 # machine in the same run, with wrk (Debian package `wrk`).
 #
-# Usage: bench/gateway.sh            (env: DURATION=15s CONNECTIONS=32 THREADS=2 PACED_CONNECTIONS=10)
+# Usage: bench/gateway.sh            (env: DURATION=15s CONNECTIONS=32 THREADS=2 PACED_CONNECTIONS=10
+#                                          PROFILE=release; PROFILE=dev uses the debug build, whose
+#                                          dependencies are optimised at opt-level 2 but phigate is not)
 # Needs: cargo, wrk (apt-get install wrk).
 #
 # What is measured:
@@ -35,10 +37,12 @@ trap cleanup EXIT
 
 command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2; exit 2; }
 
-echo "== building phigate and the bare TLS hello (release)" >&2
-cargo build --release -p phigate --bin phigate --example bench_tls_hello >&2
-BIN="$ROOT/target/release/phigate"
-HELLO="$ROOT/target/release/examples/bench_tls_hello"
+PROFILE="${PROFILE:-release}"
+echo "== building phigate and the bare TLS hello ($PROFILE)" >&2
+cargo build --profile "$PROFILE" -p phigate --bin phigate --example bench_tls_hello >&2
+DIR="$ROOT/target/$([[ "$PROFILE" == dev ]] && echo debug || echo "$PROFILE")"
+BIN="$DIR/phigate"
+HELLO="$DIR/examples/bench_tls_hello"
 
 mkdir -m 700 "$WORK/data"
 cat > "$WORK/data/phigate.toml" <<'EOF'
