@@ -76,7 +76,7 @@ PIDS+=($!)
 wait_for "$WORK/hello.out" '^listening '
 HELLO_ADDR="$(sed -n 's/^listening //p' "$WORK/hello.out")"
 
-before="$(PHIGATE_DATA_DIR="$WORK/data" "$BIN" audit verify 2>/dev/null | grep -o '[0-9]* entries' | head -1 || true)"
+before="$(PHIGATE_DATA_DIR="$WORK/data" "$BIN" audit verify 2>/dev/null | sed -n 's/.*"entries": \([0-9]*\).*/\1 entries/p' || true)"
 
 run() { # name url [extra wrk args...]
     local name="$1" url="$2"; shift 2
@@ -93,7 +93,7 @@ end
 EOF
 run paced "https://$GW/api/v1/patients/P-1" -t"$THREADS" -c"$PACED_CONNECTIONS" -d"$DURATION" -s "$WORK/pace.lua"
 
-after="$(PHIGATE_DATA_DIR="$WORK/data" "$BIN" audit verify 2>/dev/null | grep -o '[0-9]* entries' | head -1 || true)"
+after="$(PHIGATE_DATA_DIR="$WORK/data" "$BIN" audit verify 2>/dev/null | sed -n 's/.*"entries": \([0-9]*\).*/\1 entries/p' || true)"
 
 rps() { awk '/^Requests\/sec:/ {print $2}' "$WORK/$1.txt"; }
 p() { awk -v q="$2" '$1 == q {print $2}' "$WORK/$1.txt"; }
