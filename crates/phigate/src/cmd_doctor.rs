@@ -534,6 +534,13 @@ mod x509 {
             assert!(super::contains(info.issuer, b"Example Issuing CA"));
         }
 
+        proptest::proptest! {
+            #[test]
+            fn arbitrary_bytes_never_panic_the_certificate_reader(bytes in proptest::collection::vec(proptest::prelude::any::<u8>(), 0..512)) {
+                let _ = super::parse(&bytes);
+            }
+        }
+
         #[test]
         fn malformed_input_gives_none_without_panicking() {
             for input in [

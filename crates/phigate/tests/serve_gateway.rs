@@ -683,3 +683,37 @@ async fn doctor_fails_a_development_setup_item_by_item_and_passes_what_is_produc
     }
     assert!(stdout.contains("fix: set tls.cert, tls.key and tls.client_ca"));
 }
+
+#[tokio::test]
+async fn cors_answers_only_the_configured_origin() {
+    let gw = start(&format!(
+        "{LOOPBACK_PORTS}[cors]\nallowed_origins = [\"https://app.example\"]\n"
+    ));
+    let client = gw.client();
+    let url = format!("{}/api/v1/patients/P-1", gw.public);
+    for (origin, allowed) in [
+        ("https://app.example", true),
+        ("https://evil.example", false),
+    ] {
+        let resp = client
+            .request(reqwest::Method::OPTIONS, &url)
+            .header("origin", origin)
+            .header("access-control-request-method", "GET")
+            .header(
+                "access-control-request-headers",
+                "authorization, x-purpose-of-use",
+            )
+            .send()
+            .await
+            .unwrap();
+        let header = resp
+            .headers()
+            .get("access-control-allow-origin")
+            .map(|v| v.to_str().unwrap().to_string());
+        if allowed {
+            assert_eq!(header.as_deref(), Some(origin));
+        } else {
+            assert_eq!(header, None, "{origin} must not be allowed");
+        }
+    }
+}

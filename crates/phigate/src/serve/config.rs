@@ -416,6 +416,24 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        #[test]
+        fn any_value_of_a_wrong_type_is_never_echoed(value in "[A-Za-z][A-Za-z0-9 _.-]{7,40}") {
+            for key in ["write_cost", "auth_burst", "enabled"] {
+                let text = format!("[rate_limit]\n{key} = \"{value}\"\n");
+                let err = Config::parse(&text).unwrap_err();
+                proptest::prop_assert!(!err.contains(value.as_str()), "{}", err);
+                let wanted = format!("rate_limit.{key}");
+                proptest::prop_assert!(err.contains(&wanted), "{}", err);
+            }
+        }
+
+        #[test]
+        fn arbitrary_text_never_panics_the_parser(text in "\\PC{0,200}") {
+            let _ = Config::parse(&text);
+        }
+    }
+
     #[test]
     fn a_certificate_without_its_key_is_refused() {
         let err = Config::parse("[tls]\ncert = \"/x.pem\"\n").unwrap_err();
