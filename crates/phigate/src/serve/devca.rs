@@ -22,6 +22,8 @@ pub const DEV_CA_COMMON_NAME: &str = "phigate development CA (NOT FOR PRODUCTION
 pub const DEV_CLIENT_SERVICE: &str = "dev-client";
 /// Validity of the development certificates, in days.
 const VALIDITY_DAYS: u64 = 90;
+/// The development certificates are made anew at start when they end within this many days.
+pub const RENEW_BEFORE_DAYS: i64 = 7;
 
 /// Paths of the development PKI files.
 #[derive(Debug, Clone)]
@@ -61,9 +63,28 @@ impl DevPki {
         ]
     }
 
-    /// Creates the files when any is missing; returns whether new ones were made.
+    /// Whether the server certificate is missing, unreadable, or ends within
+    /// [`RENEW_BEFORE_DAYS`].
+    fn needs_renewal(&self) -> bool {
+        use rustls_pki_types::pem::PemObject as _;
+        let Ok(pem) = std::fs::read(&self.server_cert) else {
+            return true;
+        };
+        let Some(Ok(der)) = rustls_pki_types::CertificateDer::pem_slice_iter(&pem).next() else {
+            return true;
+        };
+        match super::x509::parse(&der) {
+            Some(info) => {
+                info.not_after - chrono::Utc::now() < chrono::Duration::days(RENEW_BEFORE_DAYS)
+            }
+            None => true,
+        }
+    }
+
+    /// Creates the files when any is missing, or all of them again (a new CA) when the server
+    /// certificate ends within [`RENEW_BEFORE_DAYS`]; returns whether new ones were made.
     pub fn ensure(&self, trust_domain: &str) -> anyhow::Result<bool> {
-        if self.files().iter().all(|p| p.exists()) {
+        if self.files().iter().all(|p| p.exists()) && !self.needs_renewal() {
             return Ok(false);
         }
         let dir = self
@@ -175,6 +196,7 @@ pub fn create_private_dir(dir: &Path) -> anyhow::Result<()> {
 pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
     let tmp = path.with_extension("tmp");
     let _ = std::fs::remove_file(&tmp);
+    // Renewal replaces existing files: the rename below is atomic, create_new guards the temp.
     let mut options = std::fs::OpenOptions::new();
     options.write(true).create_new(true);
     #[cfg(unix)]
@@ -190,4 +212,47 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> anyhow::Result<()> {
         .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_development_pki_is_made_once_with_private_files_and_kept_while_valid() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::in_dir(dir.path());
+        assert!(pki.ensure("phigate.local").unwrap(), "made on first use");
+        #[cfg(unix)]
+        for file in pki.files() {
+            use std::os::unix::fs::PermissionsExt as _;
+            let mode = std::fs::metadata(file).unwrap().permissions().mode() & 0o777;
+            assert_eq!(mode, 0o600, "{}", file.display());
+        }
+        let first = std::fs::read(&pki.server_cert).unwrap();
+        assert!(!pki.ensure("phigate.local").unwrap(), "kept while valid");
+        assert_eq!(std::fs::read(&pki.server_cert).unwrap(), first);
+    }
+
+    #[test]
+    fn an_expiring_development_certificate_is_renewed() {
+        let dir = tempfile::tempdir().unwrap();
+        let pki = DevPki::in_dir(dir.path());
+        pki.ensure("phigate.local").unwrap();
+        let mut params = CertificateParams::default();
+        params.not_before = rcgen::date_time_ymd(2020, 1, 1);
+        params.not_after = rcgen::date_time_ymd(2021, 1, 1);
+        let key = KeyPair::generate().unwrap();
+        let old = params.self_signed(&key).unwrap();
+        write_private(&pki.server_cert, old.pem().as_bytes()).unwrap();
+        assert!(pki.ensure("phigate.local").unwrap(), "renewed");
+        let pem = std::fs::read(&pki.server_cert).unwrap();
+        use rustls_pki_types::pem::PemObject as _;
+        let der = rustls_pki_types::CertificateDer::pem_slice_iter(&pem)
+            .next()
+            .unwrap()
+            .unwrap();
+        let info = crate::serve::x509::parse(&der).unwrap();
+        assert!(info.not_after > chrono::Utc::now());
+    }
 }

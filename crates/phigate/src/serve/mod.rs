@@ -53,6 +53,7 @@ pub mod routes;
 pub mod scrub;
 pub mod state;
 pub mod tls;
+pub mod x509;
 
 use std::sync::Arc;
 use std::time::Duration;
