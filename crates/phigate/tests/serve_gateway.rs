@@ -717,3 +717,79 @@ async fn cors_answers_only_the_configured_origin() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_client_certificate_from_the_trusted_ca_without_a_service_san_is_refused_and_audited() {
+    use rcgen::{BasicConstraints, CertificateParams, DnType, IsCa, Issuer, KeyPair, SanType};
+    let dir = tempfile::tempdir().unwrap();
+    let mut ca = CertificateParams::default();
+    ca.distinguished_name
+        .push(DnType::CommonName, "services test CA");
+    ca.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+    let ca_key = KeyPair::generate().unwrap();
+    let ca_cert = ca.self_signed(&ca_key).unwrap();
+    let issuer = Issuer::new(ca, ca_key);
+    let leaf = |sans: Vec<SanType>, client: bool| {
+        let mut p = CertificateParams::default();
+        p.subject_alt_names = sans;
+        if client {
+            p.extended_key_usages = vec![rcgen::ExtendedKeyUsagePurpose::ClientAuth];
+        }
+        let key = KeyPair::generate().unwrap();
+        let cert = p.signed_by(&key, &issuer).unwrap();
+        (cert.pem(), key.serialize_pem())
+    };
+    let (server_pem, server_key) = leaf(vec![SanType::IpAddress([127, 0, 0, 1].into())], false);
+    let certs = dir.path().join("certs");
+    std::fs::create_dir(&certs).unwrap();
+    write_0600(&certs.join("server.pem"), &server_pem);
+    write_0600(&certs.join("server.key"), &server_key);
+    write_0600(&certs.join("ca.pem"), &ca_cert.pem());
+    let config = format!(
+        "{LOOPBACK_PORTS}[tls]\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\nclient_ca = \"{0}/ca.pem\"\n",
+        certs.display()
+    );
+    let gw = start_in(dir, &config);
+    let client_with = |(pem, key): (String, String)| {
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(ca_cert.pem().as_bytes()).unwrap()])
+            .identity(reqwest::Identity::from_pem(format!("{pem}{key}").as_bytes()).unwrap())
+            .build()
+            .unwrap()
+    };
+    let url = format!("{}/health", gw.mtls);
+    let named = client_with(leaf(
+        vec![SanType::URI(
+            "spiffe://phigate.local/service/lab".try_into().unwrap(),
+        )],
+        true,
+    ));
+    assert_eq!(named.get(&url).send().await.unwrap().status(), 200);
+    let other_domain = client_with(leaf(
+        vec![SanType::URI(
+            "spiffe://elsewhere.example/service/lab".try_into().unwrap(),
+        )],
+        true,
+    ));
+    assert!(
+        other_domain.get(&url).send().await.is_err(),
+        "foreign trust domain refused"
+    );
+    let no_san = client_with(leaf(
+        vec![SanType::DnsName("lab.internal".try_into().unwrap())],
+        true,
+    ));
+    assert!(
+        no_san.get(&url).send().await.is_err(),
+        "no service SAN refused"
+    );
+
+    let failures = gw
+        .audit_entries("authentication")
+        .await
+        .iter()
+        .map(|e| e.to_json().unwrap()["event"].clone())
+        .filter(|e| e["method"] == "mtls" && e["failure_reason"] == "untrusted_certificate")
+        .count();
+    assert_eq!(failures, 2, "both refusals are audited");
+}
