@@ -176,6 +176,9 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
         if DevPki::in_dir(&ctx.data_dir).ensure(&config.tls.trust_domain)? {
             tracing::warn!("generated a DEVELOPMENT CA and certificates in the data directory");
         }
+        tracing::warn!(
+            "serving with the DEVELOPMENT certificates (loopback only); configure tls.cert, tls.key and tls.client_ca for production"
+        );
     }
     let tls = ReloadableTls::load(paths.clone()).map_err(|e| usage(format!("TLS: {e}")))?;
     let keys = key_args(args.keys, ctx)?;
