@@ -2,6 +2,11 @@
 //! rewrap, retire. Also home of the key-provider and database options shared with
 //! `phigate store`.
 //!
+//! API keys of the gateway (`access` crate) live here too: `create`, `list`, `revoke` and
+//! `rotate-api-key` (named so, because `rotate` rotates the KEK). An API key is printed once
+//! by `create` and `rotate-api-key` and never again; the database keeps only a keyed hash.
+//! Each of these commands is written to the audit log as a key lifecycle event.
+//!
 //! Secrets are never taken as command-line values (they would show in `ps` and shell history):
 //! the root KEK comes from `PHIGATE_KEK` or a key file, the PKCS#11 PIN from `PHIGATE_PKCS11_PIN`
 //! or a PIN file.
@@ -245,6 +250,47 @@ enum KeysCommand {
         #[arg(value_name = "VERSION")]
         kek_version: u32,
     },
+    /// Create a gateway API key for a service; the key is printed once.
+    Create {
+        /// Service the key belongs to (a-z, 0-9, '.', '_', '-').
+        #[arg(long, value_name = "NAME")]
+        service: String,
+        /// Role the key carries (repeatable): clinician, care_coordinator, analyst, auditor,
+        /// service. Admin is refused: admin access needs a password and a TOTP code.
+        #[arg(long = "role", value_name = "ROLE", required = true)]
+        roles: Vec<String>,
+        /// Lifetime, e.g. 90d, 12h, 30m, 3600s (default: until revoked).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
+    /// List gateway API keys (never their secrets).
+    List {
+        /// Only this service's keys.
+        #[arg(long, value_name = "NAME")]
+        service: Option<String>,
+        /// Machine-readable output.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Revoke a gateway API key; every instance refuses it from the next request on.
+    Revoke {
+        /// The key id (the part after `phg_` and before the next `_`).
+        #[arg(value_name = "KEY_ID")]
+        id: String,
+    },
+    /// Replace a gateway API key: prints the new key once; the old one keeps working for the
+    /// overlap window, then expires.
+    RotateApiKey {
+        /// The key id to replace.
+        #[arg(value_name = "KEY_ID")]
+        id: String,
+        /// How long the old key stays valid, e.g. 24h (default 24h).
+        #[arg(long, value_name = "DURATION", default_value = "24h")]
+        overlap: String,
+        /// Lifetime of the new key (default: the old key's lifetime, or until revoked).
+        #[arg(long, value_name = "DURATION")]
+        expires: Option<String>,
+    },
 }
 
 /// Runs `phigate keys`.
@@ -284,6 +330,40 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
                 store.retire_kek(version).await?;
                 println!("KEK version {version} retired and destroyed; backups taken under it can no longer be restored");
             }
+            KeysCommand::Create { service, roles, expires } => {
+                let roles = roles
+                    .iter()
+                    .map(|r| access::Role::parse(r).map_err(|e| crate::exit::usage(format!("--role: {e}"))))
+                    .collect::<anyhow::Result<Vec<_>>>()?;
+                let expires = expires.as_deref().map(|d| parse_duration("--expires", d)).transpose()?;
+                let access = open_access(&args.keys, ctx).await?;
+                let key = access
+                    .create_api_key(CLI_ACTOR, &service, &roles, expires)
+                    .await
+                    .map_err(access_error)?;
+                print_new_key(&key);
+            }
+            KeysCommand::List { service, json } => {
+                let access = open_access(&args.keys, ctx).await?;
+                let keys = access.list_api_keys(service.as_deref()).await.map_err(access_error)?;
+                print_api_keys(&keys, json);
+            }
+            KeysCommand::Revoke { id } => {
+                let access = open_access(&args.keys, ctx).await?;
+                access.revoke_api_key(CLI_ACTOR, &id).await.map_err(access_error)?;
+                println!("API key {id} revoked; every gateway instance refuses it from the next request on");
+            }
+            KeysCommand::RotateApiKey { id, overlap, expires } => {
+                let overlap = parse_duration("--overlap", &overlap)?;
+                let expires = expires.as_deref().map(|d| parse_duration("--expires", d)).transpose()?;
+                let access = open_access(&args.keys, ctx).await?;
+                let key = access
+                    .rotate_api_key(CLI_ACTOR, &id, overlap, expires)
+                    .await
+                    .map_err(access_error)?;
+                print_new_key(&key);
+                println!("the old key {id} stays valid for {overlap} more second(s)");
+            }
         }
         Ok(())
     })
@@ -309,6 +389,165 @@ fn print_status(status: &KeyStatus, json: bool) {
             v.version,
             v.state.as_str(),
             v.wraps
+        );
+    }
+}
+
+/// Who the audit log names for API-key commands run from the command line.
+const CLI_ACTOR: &str = "cli:local";
+/// Name of the audit checkpoint key (the same as `phigate audit` uses).
+const AUDIT_KEY_NAME: &str = "phigate-audit";
+
+/// Parses `90d`, `12h`, `30m`, `45s` or a bare number of seconds.
+fn parse_duration(flag: &str, text: &str) -> anyhow::Result<u64> {
+    let text = text.trim();
+    let (digits, unit) = match text.char_indices().find(|(_, c)| !c.is_ascii_digit()) {
+        Some((i, _)) => text.split_at(i),
+        None => (text, "s"),
+    };
+    let factor = match unit {
+        "s" => 1,
+        "m" => 60,
+        "h" => 3600,
+        "d" => 86_400,
+        _ => 0,
+    };
+    let n: u64 = digits.parse().unwrap_or(0);
+    match n.checked_mul(factor) {
+        Some(secs) if secs > 0 => Ok(secs),
+        _ => Err(crate::exit::usage(format!(
+            "{flag}: expected a positive duration such as 90d, 12h, 30m or 3600s"
+        ))),
+    }
+}
+
+/// Opens the audit log (`<data dir>/audit.db` or PostgreSQL) and the access database
+/// (`<data dir>/access.db` or PostgreSQL) with the configured KEK.
+async fn open_access(
+    keys: &KeyProviderArgs,
+    ctx: &crate::context::Context,
+) -> anyhow::Result<access::Access> {
+    let provider = keys.provider()?;
+    let (storage, backend) = match &ctx.database_url {
+        Some(url) => (
+            audit::Storage::Postgres {
+                url: url.clone(),
+                schema: None,
+            },
+            access::Backend::Postgres {
+                url: url.clone(),
+                schema: None,
+            },
+        ),
+        None => {
+            create_private_dir(&ctx.data_dir)?;
+            (
+                audit::Storage::Sqlite {
+                    path: ctx.data_dir.join("audit.db"),
+                },
+                access::Backend::Sqlite {
+                    path: ctx.data_dir.join("access.db"),
+                },
+            )
+        }
+    };
+    let audit_keys = Arc::new(
+        audit::FileKeys::open_or_create(&ctx.data_dir.join("audit-keys"), AUDIT_KEY_NAME)
+            .map_err(|e| crate::exit::usage(format!("audit keys: {e}")))?,
+    );
+    let log = audit::AuditLog::open(audit::LogConfig::new(storage), audit_keys.clone())
+        .await
+        .context("cannot open the audit log")?;
+    let config =
+        access::AccessConfig::new(backend, provider, log, audit_keys, "phigate", "phigate-api");
+    access::Access::open(config).await.map_err(access_error)
+}
+
+/// Maps access errors caused by the invocation or configuration to exit code 2.
+fn access_error(e: access::AccessError) -> anyhow::Error {
+    use access::AccessError as E;
+    match e {
+        E::InvalidArgument(_)
+        | E::NotFound(_)
+        | E::Conflict(_)
+        | E::Config(_)
+        | E::NewerSchema { .. }
+        | E::Seal(SealError::WrongKey { .. }) => crate::exit::usage(e.to_string()),
+        other => anyhow::Error::new(other),
+    }
+}
+
+fn when(t: Option<i64>) -> String {
+    t.and_then(|t| chrono::DateTime::<chrono::Utc>::from_timestamp(t, 0))
+        .map(|t| t.to_rfc3339_opts(chrono::SecondsFormat::Secs, true))
+        .unwrap_or_else(|| "-".into())
+}
+
+fn roles_text(roles: &[access::Role]) -> String {
+    roles
+        .iter()
+        .map(|r| r.as_str())
+        .collect::<Vec<_>>()
+        .join(",")
+}
+
+fn print_new_key(key: &access::NewApiKey) {
+    use secrecy::ExposeSecret as _;
+    println!(
+        "API key {} for service {} (roles: {}; expires: {})",
+        key.id,
+        key.service,
+        roles_text(&key.roles),
+        key.expires_at
+            .map_or_else(|| "never".to_string(), |t| when(Some(t)))
+    );
+    println!("{}", key.secret.expose_secret());
+    println!("store it now: it is shown only this once");
+}
+
+fn print_api_keys(keys: &[access::ApiKeyInfo], json: bool) {
+    if json {
+        let rows: Vec<_> = keys
+            .iter()
+            .map(|k| {
+                serde_json::json!({
+                    "id": k.id,
+                    "service": k.service,
+                    "roles": k.roles.iter().map(|r| r.as_str()).collect::<Vec<_>>(),
+                    "created_at": k.created_at,
+                    "expires_at": k.expires_at,
+                    "revoked_at": k.revoked_at,
+                    "last_used_at": k.last_used_at,
+                    "replaced_by": k.replaced_by,
+                })
+            })
+            .collect();
+        println!("{}", serde_json::Value::Array(rows));
+        return;
+    }
+    println!(
+        "{:<16}  {:<20}  {:<24}  {:<20}  {:<20}  {:<20}  state",
+        "id", "service", "roles", "created", "expires", "last used"
+    );
+    let now = chrono::Utc::now().timestamp();
+    for k in keys {
+        let state = if k.revoked_at.is_some() {
+            "revoked"
+        } else if !k.is_usable(now) {
+            "expired"
+        } else if k.replaced_by.is_some() {
+            "rotating"
+        } else {
+            "active"
+        };
+        println!(
+            "{:<16}  {:<20}  {:<24}  {:<20}  {:<20}  {:<20}  {state}",
+            k.id,
+            k.service,
+            roles_text(&k.roles),
+            when(Some(k.created_at)),
+            when(k.expires_at),
+            when(k.last_used_at)
         );
     }
 }
