@@ -8,8 +8,9 @@
 //! CORS closed or exact. The probe of the running gateway sends no request: it only completes
 //! (or fails) a handshake and reads the negotiated protocol version.
 //!
-//! Not yet checked: "bootstrap secret replaced" (the admin bootstrap credential belongs to the
-//! `access` crate, which this build does not wire in).
+//! "Bootstrap secret replaced": passes when an admin is enrolled (the one-time bootstrap
+//! secret printed at the first start is then used up and no new one is made); read from the
+//! access tables without changing them.
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -89,6 +90,7 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
 
     let runtime = crate::cmd_keys::runtime()?;
     items.push(runtime.block_on(check_audit(ctx)));
+    items.push(runtime.block_on(check_bootstrap(ctx)));
     items.push(runtime.block_on(probe_tls(config.server.listen)));
 
     let failed = items.iter().filter(|i| !i.pass).count();
@@ -280,6 +282,52 @@ fn check_keys(keys: &KeyProviderArgs, ctx: &crate::context::Context) -> Item {
             FIX,
         ),
         None => item(NAME, false, "no key-encryption key configured", FIX),
+    }
+}
+
+/// Whether an admin replaced the bootstrap secret (reads `access_admins`; changes nothing).
+async fn check_bootstrap(ctx: &crate::context::Context) -> Item {
+    const NAME: &str = "bootstrap secret";
+    const FIX: &str = "enroll the first admin with the bootstrap secret printed by `phigate serve` (POST /auth/enroll)";
+    const QUERY: &str = "SELECT COUNT(*) FROM access_admins";
+    let count: Result<i64, sqlx::Error> = match &ctx.database_url {
+        Some(url) => match sqlx::PgPool::connect(url.expose_secret()).await {
+            Ok(pool) => sqlx::query_scalar(QUERY).fetch_one(&pool).await,
+            Err(e) => Err(e),
+        },
+        None => {
+            let path = ctx.data_dir.join("access.db");
+            if !path.exists() {
+                return item(
+                    NAME,
+                    false,
+                    "no access database yet (the gateway never started here)",
+                    FIX,
+                );
+            }
+            let options = sqlx::sqlite::SqliteConnectOptions::new()
+                .filename(&path)
+                .read_only(true);
+            match sqlx::SqlitePool::connect_with(options).await {
+                Ok(pool) => sqlx::query_scalar(QUERY).fetch_one(&pool).await,
+                Err(e) => Err(e),
+            }
+        }
+    };
+    match count {
+        Ok(n) if n > 0 => item(
+            NAME,
+            true,
+            format!("replaced: {n} admin(s) enrolled, the one-time secret is used up"),
+            "",
+        ),
+        Ok(_) => item(
+            NAME,
+            false,
+            "no admin enrolled: the one-time bootstrap secret is still the way in",
+            FIX,
+        ),
+        Err(_) => item(NAME, false, "cannot read the access database", FIX),
     }
 }
 

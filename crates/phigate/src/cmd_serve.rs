@@ -156,6 +156,13 @@ fn key_args(
     Ok(keys)
 }
 
+/// `iss` of the gateway's tokens (the same as `phigate keys` uses).
+pub const TOKEN_ISSUER: &str = "phigate";
+/// `aud` of the gateway's tokens.
+pub const TOKEN_AUDIENCE: &str = "phigate-api";
+/// How long the printed admin bootstrap secret is valid.
+const BOOTSTRAP_TTL_SECS: u64 = 24 * 3600;
+
 /// Runs `phigate serve`.
 pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
     let (config, config_path) = load_config(args.config.as_ref(), ctx)?;
@@ -262,6 +269,44 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
     .await
     .context("cannot open the audit log")?;
 
+    // Access: API keys, JWT signing keys, admins, policies, grants (same database as the store
+    // and the audit log: the data directory's SQLite files, or PostgreSQL).
+    let access_backend = match &ctx.database_url {
+        Some(url) => access::Backend::Postgres {
+            url: url.clone(),
+            schema: None,
+        },
+        None => access::Backend::Sqlite {
+            path: ctx.data_dir.join("access.db"),
+        },
+    };
+    let access = access::Access::open(access::AccessConfig::new(
+        access_backend,
+        keys.provider()?,
+        audit.clone(),
+        audit_keys.clone(),
+        TOKEN_ISSUER,
+        TOKEN_AUDIENCE,
+    ))
+    .await
+    .map_err(|e| match e {
+        access::AccessError::Config(_) | access::AccessError::NewerSchema { .. } => {
+            usage(e.to_string())
+        }
+        other => anyhow::Error::new(other).context("cannot open the access database"),
+    })?;
+    // Zero configuration: until an admin is enrolled, a one-time bootstrap secret is made at
+    // start (replacing any unused one) and printed once, to standard output only.
+    let bootstrap = access
+        .create_bootstrap_secret(BOOTSTRAP_TTL_SECS)
+        .await
+        .context("cannot create the admin bootstrap secret")?;
+    if bootstrap.is_some() {
+        tracing::warn!(
+            "no admin is enrolled: a one-time bootstrap secret was printed to standard output (enroll with POST /auth/enroll)"
+        );
+    }
+
     // Listeners first: a port in use is reported before the (slower) sync at start.
     let public = bind(config.server.listen, "server.listen").await?;
     let mtls = bind(config.server.mtls_listen, "server.mtls_listen").await?;
@@ -314,6 +359,7 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
         config,
         audit: audit.clone(),
         hasher: audit_keys,
+        access,
         store,
         limits: limits.clone(),
         metrics: Default::default(),
@@ -350,6 +396,7 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
         dev_pki,
         &paths,
         config_path.as_ref(),
+        bootstrap.as_ref(),
         ctx,
     )?;
     tracing::info!(addr = %public_addr, "gateway listening (TLS 1.3)");
@@ -450,6 +497,7 @@ fn print_banner(
     dev_pki: bool,
     paths: &CertPaths,
     config_path: Option<&PathBuf>,
+    bootstrap: Option<&secrecy::SecretString>,
     ctx: &crate::context::Context,
 ) -> anyhow::Result<()> {
     let stdout = std::io::stdout();
@@ -495,6 +543,23 @@ fn print_banner(
             dev.ca_cert.display()
         )?;
     }
+    if let Some(secret) = bootstrap {
+        writeln!(
+            out,
+            "# no admin yet: one-time admin bootstrap secret (shown once, valid 24 hours; a restart replaces it):"
+        )?;
+        writeln!(out, "bootstrap-secret {}", secret.expose_secret())?;
+        writeln!(
+            out,
+            "curl --cacert '{ca}' -H 'Content-Type: application/json' -d '{{\"bootstrap_secret\":\"<secret>\",\"username\":\"admin\",\"password\":\"<12+ characters>\"}}' https://{}/auth/enroll",
+            url_host(public)
+        )?;
+    }
+    writeln!(
+        out,
+        "curl --cacert '{ca}' -H 'X-API-Key: <key from phigate keys create>' -X POST https://{}/auth/token",
+        url_host(public)
+    )?;
     writeln!(out, "ready")?;
     out.flush()?;
     Ok(())

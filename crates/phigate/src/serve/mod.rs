@@ -19,8 +19,10 @@
 //! * The mTLS listener requires a client certificate chaining to the configured CA whose URI
 //!   SAN names a service (`spiffe://<trust domain>/service/<name>`); anything else is refused
 //!   at the connection and audited.
-//! * Deny by default: only `/health`, `/ready`, `/metrics`, `/openapi.json` and `/docs` are
-//!   served without a principal; everything else needs one and a permitting policy.
+//! * Deny by default: only `/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs` and
+//!   `/.well-known/jwks.json` are served without a principal, and `POST /auth/token` checks
+//!   the credential it exchanges; everything else needs a principal and a permitting Cedar
+//!   policy (the `access` crate decides).
 //! * Every request that presents a credential, asks for a protected route or is denied writes
 //!   its audit events before its response is released; if the log cannot write, the client
 //!   gets 503 instead.
@@ -38,6 +40,7 @@
 //! UUID v4) and ignores the client's, so a client cannot forge or inject correlation ids into
 //! the audit log.
 
+pub mod access_routes;
 pub mod auth;
 pub mod authz;
 pub mod config;
@@ -61,7 +64,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::get;
+use axum::routing::{get, post};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -122,6 +125,12 @@ pub fn app(st: Arc<AppState>) -> Router {
         .route("/metrics", get(routes::metrics))
         .route("/openapi.json", get(routes::openapi_json))
         .route("/docs", get(routes::docs))
+        .route("/.well-known/jwks.json", get(access_routes::jwks))
+        .route("/auth/token", post(access_routes::token))
+        .route("/auth/enroll", post(access_routes::enroll))
+        .route("/auth/break-glass", post(access_routes::break_glass))
+        .route("/admin/break-glass", get(access_routes::review_break_glass))
+        .route("/api/v1/patients", get(patients::list_patients))
         .route("/api/v1/patients/{id}", get(patients::get_patient))
         .route(
             "/api/v1/patients/{id}/{resource}",
@@ -168,7 +177,7 @@ pub fn app(st: Arc<AppState>) -> Router {
             Duration::from_secs(server.request_timeout_secs),
         ))
         // 1. authenticate: who is asking (never refuses by itself)
-        .layer(from_fn(auth::authenticate))
+        .layer(from_fn_with_state(st.clone(), auth::authenticate))
         // 2. rate limit: per source address, per principal, stricter for /auth/*
         .layer(from_fn_with_state(st.clone(), ratelimit::limit))
         // 3. authorize: deny by default; then 4. the handler

@@ -16,7 +16,7 @@ use axum::response::{IntoResponse as _, Response};
 
 use super::authz::AccessPurpose;
 use super::problem::Problem;
-use super::reqctx::{Principal, RequestAudit};
+use super::reqctx::{Principal, RequestAudit, role_names};
 use super::state::AppState;
 
 /// Store kind of patient demographics (one record per casefile id), as sync writes them.
@@ -33,7 +33,7 @@ fn record_access(
 ) {
     slot.record(Event::PhiAccess(PhiAccess {
         principal: principal.id.clone(),
-        roles: principal.roles.clone(),
+        roles: role_names(principal),
         patient: Some(st.hasher.patient_ref(patient)),
         resource_kind: resource_kind.to_string(),
         resource_id: None,
@@ -188,4 +188,77 @@ pub async fn get_patient_records(
             Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
         }
     }
+}
+
+/// `GET /api/v1/patients`: the patients in the caller's scope (care team, explicit grant or
+/// break-glass), as a JSON array of the EHR's patient records. Each row is decided by the
+/// policy exactly as a read of that patient would be, and each row returned writes a
+/// `phi_access` event; patients outside the scope are left out without a trace in the answer.
+#[utoipa::path(get, path = "/api/v1/patients", tag = "patients",
+    params(("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
+           ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
+    responses((status = 200, description = "JSON array of the in-scope patients' records"),
+              (status = 400, description = "Purpose of use or reason missing", body = Problem),
+              (status = 401, description = "Not authenticated", body = Problem),
+              (status = 403, description = "The principal may not list patients", body = Problem)))]
+pub async fn list_patients(
+    State(st): State<Arc<AppState>>,
+    Extension(principal): Extension<Principal>,
+    Extension(purpose): Extension<AccessPurpose>,
+    Extension(slot): Extension<Arc<RequestAudit>>,
+) -> Response {
+    let records = match st.store.list_kind(PATIENT_KIND).await {
+        Ok(r) => r,
+        Err(e) => {
+            tracing::error!(error = %e, "store read failed");
+            return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+        }
+    };
+    let mut body = vec![b'['];
+    let mut first = true;
+    for record in records {
+        let scope = match super::authz::care_team(&st, &record.id).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::error!(error = %e, "store read failed");
+                return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
+            }
+        };
+        let decision = st
+            .access
+            .authorize(&access::AuthzRequest {
+                principal: &principal,
+                action: access::Action::ReadPhi,
+                resource: access::Resource::Patient(&scope),
+                purpose: Some(purpose.purpose),
+                reason: Some(&purpose.reason),
+            })
+            .await;
+        match decision {
+            Ok(d) if d.is_allowed() => {}
+            Ok(_) => continue,
+            Err(e) => return super::authz::decision_error(&e, &slot.request_id),
+        }
+        record_access(
+            &st,
+            &slot,
+            &principal,
+            &purpose,
+            &record.id,
+            "patient",
+            Outcome::Success,
+        );
+        if !first {
+            body.push(b',');
+        }
+        first = false;
+        body.extend_from_slice(&record.value.into_inner());
+    }
+    body.push(b']');
+    (
+        StatusCode::OK,
+        [(header::CONTENT_TYPE, "application/json")],
+        body,
+    )
+        .into_response()
 }

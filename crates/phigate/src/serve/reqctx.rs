@@ -25,16 +25,13 @@ pub struct ConnInfo {
     pub service: Option<String>,
 }
 
-/// An authenticated principal. Its id is workforce or system data (`service:<name>`,
-/// `user:<name>`), never PHI.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Principal {
-    /// `<kind>:<name>`.
-    pub id: String,
-    /// Roles in force.
-    pub roles: Vec<String>,
-    /// How the principal authenticated.
-    pub method: AuthMethod,
+/// An authenticated principal (the `access` crate's). Its id is workforce or system data
+/// (`service:<name>`, `admin:<name>`), never PHI.
+pub use access::Principal;
+
+/// Role names of a principal, for audit events.
+pub fn role_names(p: &Principal) -> Vec<String> {
+    p.roles.iter().map(|r| r.as_str().to_string()).collect()
 }
 
 /// The outcome of the authenticate layer.

@@ -161,10 +161,25 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         metrics,
         openapi_json,
         docs,
+        super::access_routes::token,
+        super::access_routes::enroll,
+        super::access_routes::jwks,
+        super::access_routes::break_glass,
+        super::access_routes::review_break_glass,
+        super::patients::list_patients,
         super::patients::get_patient,
         super::patients::get_patient_records
     ),
-    components(schemas(Health, Ready, Check, Problem))
+    components(schemas(
+        Health,
+        Ready,
+        Check,
+        Problem,
+        super::access_routes::TokenResponse,
+        super::access_routes::Enrollment,
+        super::access_routes::BreakGlassAnswer,
+        super::access_routes::BreakGlassReview
+    ))
 )]
 pub struct ApiDoc;
 

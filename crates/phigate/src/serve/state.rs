@@ -45,6 +45,8 @@ pub struct AppState {
     pub audit: AuditLog,
     /// Keyed hashes of identifiers for audit events.
     pub hasher: Arc<FileKeys>,
+    /// Authentication and authorization (API keys, JWTs, admins, Cedar policies, grants).
+    pub access: access::Access,
     /// The encrypted store.
     pub store: store::Store,
     /// Rate limits; `None` only when disabled on a loopback-only development setup.
