@@ -15,6 +15,8 @@ struct Gateway {
     public: String,
     mtls: String,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The one-time admin bootstrap secret printed at start, if one was.
+    bootstrap: Option<String>,
 }
 
 impl Drop for Gateway {
@@ -71,6 +73,7 @@ fn start_in(dir: tempfile::TempDir, config: &str) -> Gateway {
     }
     let mut public = None;
     let mut mtls = None;
+    let mut bootstrap = None;
     let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
     for line in lines.by_ref() {
         let line = line.unwrap();
@@ -78,6 +81,8 @@ fn start_in(dir: tempfile::TempDir, config: &str) -> Gateway {
             public = Some(rest.split_whitespace().next().unwrap().to_string());
         } else if let Some(rest) = line.strip_prefix("listening-mtls https://") {
             mtls = Some(rest.split_whitespace().next().unwrap().to_string());
+        } else if let Some(rest) = line.strip_prefix("bootstrap-secret ") {
+            bootstrap = Some(rest.trim().to_string());
         } else if line == "ready" {
             break;
         }
@@ -96,6 +101,7 @@ fn start_in(dir: tempfile::TempDir, config: &str) -> Gateway {
         public: format!("https://{public}"),
         mtls: format!("https://{mtls}"),
         stderr,
+        bootstrap,
     }
 }
 
@@ -368,6 +374,17 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
             .await
             .unwrap();
     }
+    // What the start wrote (the access service's key events, the bootstrap secret).
+    let before = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
+        path: gw.dir.path().join("audit.db"),
+    })
+    .await
+    .unwrap()
+    .tree_head()
+    .await
+    .unwrap()
+    .0;
+    let at_start = gw.audit_entries("authentication").await.len();
     let mut ids = Vec::new();
     for _ in 0..3 {
         let resp = client
@@ -383,6 +400,7 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
+        .skip(at_start)
         .collect();
     assert_eq!(
         events.len(),
@@ -403,7 +421,7 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
     .await
     .unwrap()
     .0;
-    assert_eq!(all, 3, "nothing else was written");
+    assert_eq!(all - before, 3, "nothing else was written");
 }
 
 fn sim_canaries() -> Vec<String> {
@@ -792,4 +810,487 @@ async fn a_client_certificate_from_the_trusted_ca_without_a_service_san_is_refus
         .filter(|e| e["method"] == "mtls" && e["failure_reason"] == "untrusted_certificate")
         .count();
     assert_eq!(failures, 2, "both refusals are audited");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Authentication and authorization through the `access` crate.
+// ---------------------------------------------------------------------------------------------
+
+/// The gateway's own access service, opened from the test process on the same files (the
+/// access tables and the audit log serialize writers across processes). `clock` issues tokens
+/// at another time.
+async fn access_for(gw: &Gateway, audience: &str, clock: Option<i64>) -> access::Access {
+    let dir = gw.dir.path();
+    let provider = sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
+    let keys = Arc::new(
+        audit::FileKeys::open_or_create(&dir.join("audit-keys"), "phigate-audit").unwrap(),
+    );
+    let log = audit::AuditLog::open(
+        audit::LogConfig::new(audit::Storage::Sqlite {
+            path: dir.join("audit.db"),
+        }),
+        keys.clone(),
+    )
+    .await
+    .unwrap();
+    let mut config = access::AccessConfig::new(
+        access::Backend::Sqlite {
+            path: dir.join("access.db"),
+        },
+        Arc::new(provider),
+        log,
+        keys,
+        "phigate",
+        audience,
+    );
+    if let Some(t) = clock {
+        config.clock = Arc::new(access::ManualClock::new(t));
+    }
+    access::Access::open(config).await.unwrap()
+}
+
+async fn api_key(access: &access::Access, service: &str, role: access::Role) -> (String, String) {
+    let k = access
+        .create_api_key("admin:test", service, &[role], None)
+        .await
+        .unwrap();
+    use secrecy::ExposeSecret as _;
+    (k.id, k.secret.expose_secret().to_string())
+}
+
+async fn token_for(gw: &Gateway, key: &str) -> String {
+    let resp = gw
+        .client()
+        .post(format!("{}/auth/token", gw.public))
+        .header("x-api-key", key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 200);
+    let body: serde_json::Value = resp.json().await.unwrap();
+    assert_eq!(body["token_type"], "Bearer");
+    assert_eq!(body["expires_in"], 900, "15-minute tokens");
+    body["access_token"].as_str().unwrap().to_string()
+}
+
+/// Loopback ports and an `/auth/*` bucket large enough for the exchanges of one test.
+const ACCESS_CONFIG: &str = "[server]\nlisten = \"127.0.0.1:0\"\nmtls_listen = \"127.0.0.1:0\"\n[rate_limit]\nauth_per_minute = 600\nauth_burst = 100\n";
+
+const PURPOSE: (&str, &str) = ("x-purpose-of-use", "TREAT");
+const REASON: (&str, &str) = ("x-access-reason", "follow-up visit");
+
+fn now() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64
+}
+
+fn b64(bytes: &[u8]) -> String {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn unb64(text: &str) -> Vec<u8> {
+    use base64::Engine as _;
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(text)
+        .unwrap()
+}
+
+/// `GET /api/v1/patients` with a bearer value: the status.
+async fn list_status(gw: &Gateway, bearer: &str) -> u16 {
+    gw.client()
+        .get(format!("{}/api/v1/patients", gw.public))
+        .bearer_auth(bearer)
+        .header(PURPOSE.0, PURPOSE.1)
+        .header(REASON.0, REASON.1)
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
+}
+
+#[tokio::test]
+async fn forged_expired_alg_none_unknown_kid_and_wrong_aud_tokens_are_refused_and_a_real_one_is_accepted()
+ {
+    let gw = start(ACCESS_CONFIG);
+    let access = access_for(&gw, "phigate-api", None).await;
+    let (_, key) = api_key(&access, "lab", access::Role::Service).await;
+    let token = token_for(&gw, &key).await;
+    assert_eq!(list_status(&gw, &token).await, 200, "a real token works");
+
+    let parts: Vec<&str> = token.split('.').collect();
+    let header: serde_json::Value = serde_json::from_slice(&unb64(parts[0])).unwrap();
+    let mut claims: serde_json::Value = serde_json::from_slice(&unb64(parts[1])).unwrap();
+    assert_eq!(header["alg"], "EdDSA");
+    let jwks: serde_json::Value = gw
+        .client()
+        .get(format!("{}/.well-known/jwks.json", gw.public))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert!(
+        jwks["keys"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == header["kid"]),
+        "the token's kid is published: {jwks}"
+    );
+
+    // Forged: more roles, same signature.
+    claims["roles"] = serde_json::json!(["clinician", "admin"]);
+    let forged = format!(
+        "{}.{}.{}",
+        parts[0],
+        b64(&serde_json::to_vec(&claims).unwrap()),
+        parts[2]
+    );
+    // alg none, no signature.
+    let none_header = serde_json::json!({"alg": "none", "kid": header["kid"], "typ": "JWT"});
+    let alg_none = format!(
+        "{}.{}.",
+        b64(&serde_json::to_vec(&none_header).unwrap()),
+        parts[1]
+    );
+    // Unknown kid.
+    let mut other_kid = header.clone();
+    other_kid["kid"] = serde_json::json!("not-a-key-of-this-gateway");
+    let unknown_kid = format!(
+        "{}.{}.{}",
+        b64(&serde_json::to_vec(&other_kid).unwrap()),
+        parts[1],
+        parts[2]
+    );
+    // Properly signed by this gateway's key, but for another audience.
+    let principal = access::Principal::new(
+        "service:lab",
+        vec![access::Role::Service],
+        audit::AuthMethod::ApiKey,
+    )
+    .unwrap();
+    let wrong_aud = access_for(&gw, "another-api", None)
+        .await
+        .issue_token(&principal, None)
+        .await
+        .unwrap();
+    // Properly signed, issued an hour ago: expired.
+    let expired = access_for(&gw, "phigate-api", Some(now() - 3600))
+        .await
+        .issue_token(&principal, None)
+        .await
+        .unwrap();
+    use secrecy::ExposeSecret as _;
+    for (name, bad) in [
+        ("forged", forged.as_str()),
+        ("alg none", alg_none.as_str()),
+        ("unknown kid", unknown_kid.as_str()),
+        ("wrong aud", wrong_aud.token.expose_secret()),
+        ("expired", expired.token.expose_secret()),
+    ] {
+        let resp = gw
+            .client()
+            .get(format!("{}/api/v1/patients", gw.public))
+            .bearer_auth(bad)
+            .header(PURPOSE.0, PURPOSE.1)
+            .header(REASON.0, REASON.1)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(resp.status(), 401, "{name} token refused");
+        assert!(resp.headers().contains_key("www-authenticate"));
+        let body = problem(resp).await;
+        assert!(!body.to_string().contains(bad), "{name}: token not echoed");
+    }
+    // Every attempt was audited, with its reason.
+    let reasons: Vec<String> = gw
+        .audit_entries("authentication")
+        .await
+        .iter()
+        .map(|e| e.to_json().unwrap()["event"].clone())
+        .filter(|e| e["method"] == "jwt" && e["outcome"] == "failure")
+        .map(|e| e["failure_reason"].as_str().unwrap_or_default().to_string())
+        .collect();
+    assert_eq!(reasons.len(), 5, "{reasons:?}");
+    assert!(reasons.iter().any(|r| r == "expired"), "{reasons:?}");
+    assert!(!gw.logs().contains(&key), "the API key never reaches a log");
+    assert!(!gw.logs().contains(&token), "the token never reaches a log");
+}
+
+#[tokio::test]
+async fn a_revoked_api_key_fails_at_once() {
+    let gw = start(ACCESS_CONFIG);
+    let access = access_for(&gw, "phigate-api", None).await;
+    let (id, key) = api_key(&access, "billing", access::Role::Service).await;
+    assert_eq!(list_status(&gw, &key).await, 200);
+    access.revoke_api_key("admin:test", &id).await.unwrap();
+    assert_eq!(list_status(&gw, &key).await, 401, "refused at the next request");
+    let resp = gw
+        .client()
+        .post(format!("{}/auth/token", gw.public))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), 401, "and cannot be exchanged for a token");
+    let revoked = gw
+        .audit_entries("authentication")
+        .await
+        .iter()
+        .map(|e| e.to_json().unwrap()["event"].clone())
+        .filter(|e| e["failure_reason"] == "revoked")
+        .count();
+    assert_eq!(revoked, 2);
+}
+
+/// A current care-team member (Kipu user id) of some patient, that patient, and another
+/// patient whose team does not include the member; from the store the gateway synced.
+async fn care_team_fixture(gw: &Gateway) -> (String, String, String, usize) {
+    let dir = gw.dir.path();
+    let provider = sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
+    let db = store::Database::connect(&store::BackendConfig::Sqlite {
+        path: dir.join("store.db"),
+    })
+    .await
+    .unwrap();
+    let store = db
+        .open(Arc::new(provider), store::TtlPolicy::default())
+        .await
+        .unwrap();
+    let mut teams: Vec<(String, Vec<String>)> = Vec::new();
+    let today = chrono::Utc::now().date_naive().to_string();
+    for r in store.list_kind("ehr.care_team").await.unwrap() {
+        let v: serde_json::Value = serde_json::from_slice(r.value.expose()).unwrap();
+        let members = v["care_team"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|m| m["end_date"].as_str().is_none_or(|d| d >= today.as_str()))
+            .map(|m| m["user_id"].to_string())
+            .collect();
+        let patient = r
+            .patient
+            .map(|p| p.expose().clone())
+            .unwrap_or_else(|| v["patient_id"].as_str().unwrap().to_string());
+        teams.push((patient, members));
+    }
+    for (patient, members) in &teams {
+        for user in members {
+            if let Some((other, _)) = teams.iter().find(|(_, m)| !m.contains(user)) {
+                let in_scope = teams.iter().filter(|(_, m)| m.contains(user)).count();
+                return (user.clone(), patient.clone(), other.clone(), in_scope);
+            }
+        }
+    }
+    panic!("the synced store has no usable care team");
+}
+
+#[tokio::test]
+async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read_is_404_like_a_missing_one()
+ {
+    let gw = start(ACCESS_CONFIG);
+    let (user, patient, other, in_scope) = care_team_fixture(&gw).await;
+    let access = access_for(&gw, "phigate-api", None).await;
+    let (_, key) = api_key(
+        &access,
+        &format!("kipu-user-{user}"),
+        access::Role::Clinician,
+    )
+    .await;
+    let token = token_for(&gw, &key).await;
+    let client = gw.client();
+    let get = |id: &str, reason: bool| {
+        let mut r = client
+            .get(format!("{}/api/v1/patients/{id}", gw.public))
+            .bearer_auth(&token)
+            .header(PURPOSE.0, PURPOSE.1);
+        if reason {
+            r = r.header(REASON.0, REASON.1);
+        }
+        r.send()
+    };
+
+    let ok = get(&patient, true).await.unwrap();
+    assert_eq!(ok.status(), 200, "on the care team");
+    assert_eq!(ok.headers()["cache-control"], "no-store");
+    let rid = ok.headers()["x-request-id"].to_str().unwrap().to_string();
+    let record: serde_json::Value = ok.json().await.unwrap();
+    assert!(record.is_object());
+    let access_events: Vec<serde_json::Value> = gw
+        .audit_entries("phi_access")
+        .await
+        .iter()
+        .map(|e| e.to_json().unwrap()["event"].clone())
+        .filter(|e| e["request_id"] == rid.as_str())
+        .collect();
+    assert_eq!(access_events.len(), 1, "{access_events:?}");
+    let e = &access_events[0];
+    assert_eq!(e["principal"], format!("service:kipu-user-{user}").as_str());
+    assert_eq!(e["outcome"], "success");
+    assert_eq!(e["purpose"], "TREAT");
+    assert!(
+        !e.to_string().contains(&patient),
+        "the patient id is a keyed hash in the log"
+    );
+
+    let cross = get(&other, true).await.unwrap();
+    assert_eq!(cross.status(), 404, "another patient: not found");
+    let missing = get("NO-SUCH-PATIENT-1", true).await.unwrap();
+    assert_eq!(missing.status(), 404);
+    let strip = |mut v: serde_json::Value| {
+        v.as_object_mut().unwrap().remove("request_id");
+        v
+    };
+    assert_eq!(
+        strip(problem(cross).await),
+        strip(problem(missing).await),
+        "out of scope looks exactly like missing"
+    );
+    let denied = gw.audit_entries("policy_denied").await;
+    assert!(!denied.is_empty(), "the cross-patient read is audited");
+
+    let no_reason = get(&patient, false).await.unwrap();
+    assert_eq!(no_reason.status(), 400);
+    let body = problem(no_reason).await;
+    assert!(body["detail"].as_str().unwrap().contains("X-Access-Reason"));
+
+    let list: serde_json::Value = client
+        .get(format!("{}/api/v1/patients", gw.public))
+        .bearer_auth(&token)
+        .header(PURPOSE.0, PURPOSE.1)
+        .header(REASON.0, REASON.1)
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(
+        list.as_array().unwrap().len(),
+        in_scope,
+        "the list holds exactly the in-scope patients"
+    );
+}
+
+#[tokio::test]
+async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins_review() {
+    let gw = start(ACCESS_CONFIG);
+    let (user, _, other, _) = care_team_fixture(&gw).await;
+    let access = access_for(&gw, "phigate-api", None).await;
+    let (_, key) = api_key(
+        &access,
+        &format!("kipu-user-{user}"),
+        access::Role::Clinician,
+    )
+    .await;
+    let client = gw.client();
+    let read = || {
+        client
+            .get(format!("{}/api/v1/patients/{other}", gw.public))
+            .header("x-api-key", &key)
+            .header(PURPOSE.0, "ETREAT")
+            .header(REASON.0, REASON.1)
+            .send()
+    };
+    assert_eq!(read().await.unwrap().status(), 404, "not in scope yet");
+    let no_reason = client
+        .post(format!("{}/auth/break-glass", gw.public))
+        .header("x-api-key", &key)
+        .json(&serde_json::json!({"patient_id": other, "reason": "  "}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_reason.status(), 400, "a reason is required");
+    let granted = client
+        .post(format!("{}/auth/break-glass", gw.public))
+        .header("x-api-key", &key)
+        .json(&serde_json::json!({"patient_id": other, "reason": "unresponsive in the ED"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(granted.status(), 201);
+    let grant: serde_json::Value = granted.json().await.unwrap();
+    let expires = chrono::DateTime::parse_from_rfc3339(grant["expires_at"].as_str().unwrap())
+        .unwrap()
+        .timestamp();
+    assert!(
+        (expires - now() - 3600).abs() < 120,
+        "60 minutes by default"
+    );
+    assert_eq!(read().await.unwrap().status(), 200, "emergency access");
+    let events = gw.audit_entries("break_glass").await;
+    assert_eq!(events.len(), 1);
+    let text = events[0].to_json().unwrap().to_string();
+    assert!(!text.contains("unresponsive"), "the reason is hashed in the event");
+    assert!(!text.contains(&other), "the patient is hashed in the event");
+
+    // A service may not break the glass.
+    let (_, service_key) = api_key(&access, "etl", access::Role::Service).await;
+    let refused = client
+        .post(format!("{}/auth/break-glass", gw.public))
+        .header("x-api-key", &service_key)
+        .json(&serde_json::json!({"patient_id": other, "reason": "batch job"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 403);
+
+    // The first admin enrolls with the bootstrap secret printed at start, signs in with a TOTP
+    // code, and reviews the grant; the clinician may not.
+    let bootstrap = gw.bootstrap.clone().expect("a bootstrap secret was printed");
+    let enrolled = client
+        .post(format!("{}/auth/enroll", gw.public))
+        .json(&serde_json::json!({"bootstrap_secret": bootstrap, "username": "root", "password": "correct horse battery staple"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(enrolled.status(), 201);
+    let enrolled: serde_json::Value = enrolled.json().await.unwrap();
+    let secret =
+        access::totp::base32_decode(enrolled["totp_secret"].as_str().unwrap()).unwrap();
+    let code = access::totp::totp(&secret, now(), 6, access::totp::TotpAlgorithm::Sha1);
+    let login = client
+        .post(format!("{}/auth/token", gw.public))
+        .json(&serde_json::json!({"username": "root", "password": "correct horse battery staple", "totp": code}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(login.status(), 200);
+    let admin_token: serde_json::Value = login.json().await.unwrap();
+    let review = client
+        .get(format!("{}/admin/break-glass", gw.public))
+        .bearer_auth(admin_token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(review.status(), 200);
+    let list: serde_json::Value = review.json().await.unwrap();
+    assert_eq!(list.as_array().unwrap().len(), 1);
+    assert_eq!(
+        list[0]["principal"],
+        format!("service:kipu-user-{user}").as_str()
+    );
+    assert_eq!(list[0]["active"], true);
+    let as_clinician = client
+        .get(format!("{}/admin/break-glass", gw.public))
+        .header("x-api-key", &key)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(as_clinician.status(), 403);
+    // An admin gets no PHI.
+    let admin_read = client
+        .get(format!("{}/api/v1/patients/{other}", gw.public))
+        .bearer_auth(admin_token["access_token"].as_str().unwrap())
+        .header(PURPOSE.0, PURPOSE.1)
+        .header(REASON.0, REASON.1)
+        .send()
+        .await
+        .unwrap();
+    assert!(matches!(admin_read.status().as_u16(), 403 | 404));
 }
