@@ -6,6 +6,12 @@
 //! simulator on loopback as upstream (SYNTHETIC data, said in the logs and in `/health`).
 //! It prints the listening addresses and ready-to-paste curl commands on stdout.
 //!
+//! Access (API keys, JWT signing keys, admins, Cedar policies, grants) lives in
+//! `<data dir>/access.db` (or the PostgreSQL database), under the same KEK as the store. Until
+//! an admin is enrolled, each start makes a new one-time admin bootstrap secret (valid 24
+//! hours, replacing any unused one) and prints it once on stdout, never in a log line;
+//! `POST /auth/enroll` uses it up, and `phigate doctor` fails while no admin is enrolled.
+//!
 //! With `KIPU_ACCESS_ID`, `KIPU_SECRET_KEY` and `KIPU_APP_ID` set, the upstream is the real
 //! Kipu API (`KIPU_BASE_URL`, default `https://api.kipuapi.com`) instead.
 //!

@@ -38,7 +38,7 @@ use std::collections::HashMap;
 
 use super::patients::PATIENT_KIND;
 use super::problem::Problem;
-use super::reqctx::{ConnInfo, Identity, Principal, RequestAudit, role_names};
+use super::reqctx::{ConnInfo, Identity, RequestAudit, role_names};
 use super::state::AppState;
 
 /// Routes that need no identity.
