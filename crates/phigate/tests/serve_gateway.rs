@@ -1029,7 +1029,11 @@ async fn a_revoked_api_key_fails_at_once() {
     let (id, key) = api_key(&access, "billing", access::Role::Service).await;
     assert_eq!(list_status(&gw, &key).await, 200);
     access.revoke_api_key("admin:test", &id).await.unwrap();
-    assert_eq!(list_status(&gw, &key).await, 401, "refused at the next request");
+    assert_eq!(
+        list_status(&gw, &key).await,
+        401,
+        "refused at the next request"
+    );
     let resp = gw
         .client()
         .post(format!("{}/auth/token", gw.public))
@@ -1226,7 +1230,10 @@ async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins
     let events = gw.audit_entries("break_glass").await;
     assert_eq!(events.len(), 1);
     let text = events[0].to_json().unwrap().to_string();
-    assert!(!text.contains("unresponsive"), "the reason is hashed in the event");
+    assert!(
+        !text.contains("unresponsive"),
+        "the reason is hashed in the event"
+    );
     assert!(!text.contains(&other), "the patient is hashed in the event");
 
     // A service may not break the glass.
@@ -1242,7 +1249,10 @@ async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins
 
     // The first admin enrolls with the bootstrap secret printed at start, signs in with a TOTP
     // code, and reviews the grant; the clinician may not.
-    let bootstrap = gw.bootstrap.clone().expect("a bootstrap secret was printed");
+    let bootstrap = gw
+        .bootstrap
+        .clone()
+        .expect("a bootstrap secret was printed");
     let enrolled = client
         .post(format!("{}/auth/enroll", gw.public))
         .json(&serde_json::json!({"bootstrap_secret": bootstrap, "username": "root", "password": "correct horse battery staple"}))
@@ -1251,8 +1261,7 @@ async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins
         .unwrap();
     assert_eq!(enrolled.status(), 201);
     let enrolled: serde_json::Value = enrolled.json().await.unwrap();
-    let secret =
-        access::totp::base32_decode(enrolled["totp_secret"].as_str().unwrap()).unwrap();
+    let secret = access::totp::base32_decode(enrolled["totp_secret"].as_str().unwrap()).unwrap();
     let code = access::totp::totp(&secret, now(), 6, access::totp::TotpAlgorithm::Sha1);
     let login = client
         .post(format!("{}/auth/token", gw.public))

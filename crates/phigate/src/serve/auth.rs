@@ -72,7 +72,12 @@ pub fn presented(headers: &HeaderMap) -> Option<Presented> {
 /// The principal of an mTLS connection's service.
 pub fn mtls_identity(service: Option<&str>) -> Identity {
     match service.and_then(|name| {
-        Principal::new(format!("service:{name}"), vec![Role::Service], AuthMethod::Mtls).ok()
+        Principal::new(
+            format!("service:{name}"),
+            vec![Role::Service],
+            AuthMethod::Mtls,
+        )
+        .ok()
     }) {
         Some(p) => Identity::Authenticated(p),
         None => Identity::Failed {

@@ -109,7 +109,11 @@ pub fn purpose_from_headers(
 ) -> Result<AccessPurpose, &'static str> {
     let purpose = match (headers.get("x-purpose-of-use"), from_token) {
         (None, Some(p)) => p,
-        (None, None) => return Err("PHI requests need an X-Purpose-Of-Use header with an HL7 PurposeOfUse code such as TREAT."),
+        (None, None) => {
+            return Err(
+                "PHI requests need an X-Purpose-Of-Use header with an HL7 PurposeOfUse code such as TREAT.",
+            );
+        }
         (Some(code), _) => {
             let code = code
                 .to_str()
@@ -207,7 +211,10 @@ pub async fn care_team(
     st: &AppState,
     patient: &phi::Sensitive<String>,
 ) -> Result<PatientScope, store::StoreError> {
-    let records = st.store.list_patient(patient.expose(), CARE_TEAM_KIND).await?;
+    let records = st
+        .store
+        .list_patient(patient.expose(), CARE_TEAM_KIND)
+        .await?;
     let values: Vec<serde_json::Value> = records
         .iter()
         .filter_map(|r| serde_json::from_slice(r.value.expose()).ok())
@@ -224,7 +231,11 @@ pub async fn patient_exists(
     st: &AppState,
     patient: &phi::Sensitive<String>,
 ) -> Result<bool, store::StoreError> {
-    Ok(st.store.get(PATIENT_KIND, patient.expose()).await?.is_some())
+    Ok(st
+        .store
+        .get(PATIENT_KIND, patient.expose())
+        .await?
+        .is_some())
 }
 
 /// The answer for an error of the access service during a decision.
@@ -440,16 +451,22 @@ mod tests {
         assert!(e.contains("X-Purpose-Of-Use"));
         let e = purpose_from_headers(&headers(&[("x-purpose-of-use", "TREAT")]), None).unwrap_err();
         assert!(e.contains("X-Access-Reason"));
-        let e = purpose_from_headers(&headers(&[
-            ("x-purpose-of-use", "CURIOSITY-Smith"),
-            ("x-access-reason", "x"),
-        ]), None)
+        let e = purpose_from_headers(
+            &headers(&[
+                ("x-purpose-of-use", "CURIOSITY-Smith"),
+                ("x-access-reason", "x"),
+            ]),
+            None,
+        )
         .unwrap_err();
         assert!(!e.contains("Smith"));
-        let ok = purpose_from_headers(&headers(&[
-            ("x-purpose-of-use", "treat"),
-            ("x-access-reason", "follow-up visit"),
-        ]), None)
+        let ok = purpose_from_headers(
+            &headers(&[
+                ("x-purpose-of-use", "treat"),
+                ("x-access-reason", "follow-up visit"),
+            ]),
+            None,
+        )
         .unwrap();
         assert_eq!(ok.purpose, PurposeOfUse::Treat);
         assert_eq!(ok.reason.expose(), "follow-up visit");
