@@ -496,6 +496,10 @@ fn url_host(addr: SocketAddr) -> String {
     }
 }
 
+#[expect(
+    clippy::too_many_arguments,
+    reason = "one line of output per argument; a struct would only rename them"
+)]
 fn print_banner(
     public: SocketAddr,
     mtls: SocketAddr,

@@ -81,12 +81,12 @@ pub struct TokenResponse {
     pub expires_in: i64,
 }
 
-fn purpose(code: Option<&str>) -> Result<Option<PurposeOfUse>, Response> {
+fn purpose(code: Option<&str>) -> Result<Option<PurposeOfUse>, &'static str> {
     match code {
         None => Ok(None),
-        Some(c) => access::parse_purpose(c).map(Some).map_err(|_| {
-            bad_request("purpose_of_use is not an HL7 PurposeOfUse code (for example TREAT).")
-        }),
+        Some(c) => access::parse_purpose(c)
+            .map(Some)
+            .map_err(|_| "purpose_of_use is not an HL7 PurposeOfUse code (for example TREAT)."),
     }
 }
 
@@ -167,7 +167,7 @@ pub async fn token(
     };
     let purpose = match purpose(requested.as_deref()) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(detail) => return bad_request(detail),
     };
     match st.access.issue_token(&principal, purpose).await {
         Ok(t) => (

@@ -191,10 +191,10 @@ pub fn care_team_members(records: &[serde_json::Value], today: &str) -> Vec<Stri
         if ended {
             return;
         }
-        if let Some(p) = m.get("user_id").and_then(care_team_principal) {
-            if !out.contains(&p) {
-                out.push(p);
-            }
+        if let Some(p) = m.get("user_id").and_then(care_team_principal)
+            && !out.contains(&p)
+        {
+            out.push(p);
         }
     };
     for r in records {
@@ -371,9 +371,7 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
         Ok(d) => d,
         Err(e) => return decision_error(&e, &request_id),
     };
-    if let Decision::Allow { break_glass, .. } = decision {
-        let mut req = req;
-        req.extensions_mut().insert(ViaBreakGlass(break_glass));
+    if decision.is_allowed() {
         return next.run(req).await;
     }
     let patient_ref = patient.map(|p| st.hasher.patient_ref(&p));
@@ -398,10 +396,6 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
         .into_response(),
     }
 }
-
-/// Request extension: whether the permitting decision rested on a break-glass grant.
-#[derive(Debug, Clone, Copy)]
-pub struct ViaBreakGlass(pub bool);
 
 fn resource_kind(route: &str) -> &'static str {
     if route.starts_with("/api/v1/patients") {
