@@ -112,6 +112,16 @@ fn info_from_row(row: KeyRow) -> Result<ApiKeyInfo> {
     })
 }
 
+/// service, roles, mac, expires_at, revoked_at, last_used_at.
+type AuthRow = (
+    String,
+    String,
+    Vec<u8>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+);
+
 const SELECT_INFO: &str = "SELECT id, service, roles, created_at, expires_at, revoked_at, last_used_at, replaced_by FROM access_api_keys";
 
 /// Splits a presented key into id and the whole key; refuses anything not shaped like one.
@@ -393,14 +403,7 @@ impl Access {
 
     async fn check_api_key(&self, presented: &str) -> std::result::Result<Principal, Attempt> {
         let id = parse_presented(presented).map_err(|e| Attempt::Refused(None, e))?;
-        let row: Option<(
-            String,
-            String,
-            Vec<u8>,
-            Option<i64>,
-            Option<i64>,
-            Option<i64>,
-        )> = with_pool!(&self.inner.pool, p => {
+        let row: Option<AuthRow> = with_pool!(&self.inner.pool, p => {
             sqlx::query_as(
                 "SELECT service, roles, mac, expires_at, revoked_at, last_used_at FROM access_api_keys WHERE id = $1",
             )

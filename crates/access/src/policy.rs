@@ -384,6 +384,17 @@ fn check_reason(reason: Option<&Sensitive<String>>) -> Result<bool> {
     }
 }
 
+/// id, principal, reason_sealed, audit_patient, created_at, expires_at, revoked_at.
+type GrantRow = (
+    String,
+    String,
+    Option<Vec<u8>>,
+    String,
+    i64,
+    Option<i64>,
+    Option<i64>,
+);
+
 /// Grants in force for (principal, patient): (explicit, break-glass).
 struct GrantsInForce {
     granted: bool,
@@ -821,15 +832,7 @@ impl Access {
     /// Break-glass grants made at or after `since` (all when `None`), newest first, for review.
     pub async fn list_break_glass(&self, since: Option<i64>) -> Result<Vec<BreakGlassRecord>> {
         let now = self.now();
-        let rows: Vec<(
-            String,
-            String,
-            Option<Vec<u8>>,
-            String,
-            i64,
-            Option<i64>,
-            Option<i64>,
-        )> = with_pool!(&self.inner.pool, p => {
+        let rows: Vec<GrantRow> = with_pool!(&self.inner.pool, p => {
             sqlx::query_as(
                 "SELECT id, principal, reason_sealed, audit_patient, created_at, expires_at, revoked_at FROM access_grants WHERE kind = 'break_glass' AND created_at >= $1 ORDER BY created_at DESC, id",
             )

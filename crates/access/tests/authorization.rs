@@ -73,7 +73,7 @@ enum Scope {
     CareTeam,
     Granted,
     BreakGlass,
-    OutOfScope,
+    Outside,
 }
 
 #[derive(Debug, PartialEq, Eq)]
@@ -103,7 +103,7 @@ fn expected(role: Role, action: Action, scope: Scope) -> Expect {
     };
     if allowed {
         Expect::Allow
-    } else if action.is_patient_action() && scope == Scope::OutOfScope {
+    } else if action.is_patient_action() && scope == Scope::Outside {
         Expect::NotFound
     } else {
         Expect::Forbidden
@@ -155,7 +155,7 @@ async fn every_action_by_every_role_in_every_scope_is_decided_as_the_policy_says
         let mut scopes = vec![
             (Scope::CareTeam, team),
             (Scope::Granted, granted),
-            (Scope::OutOfScope, outside),
+            (Scope::Outside, outside),
         ];
         if role == Role::Clinician {
             let bg = patient("pat-break-glass", &["user:someone-else"]);
