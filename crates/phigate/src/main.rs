@@ -12,15 +12,18 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod cmd_audit;
+mod cmd_doctor;
 mod cmd_export;
 mod cmd_keys;
 mod cmd_kipu;
 mod cmd_phi;
+mod cmd_serve;
 mod cmd_sim;
 mod cmd_store;
 mod cmd_sync;
 mod context;
 mod exit;
+mod serve;
 
 /// phigate: get PHI out of the EHR and serve it to exactly who is allowed, with every access proven.
 #[derive(Debug, Parser)]
@@ -46,6 +49,10 @@ enum Command {
     Audit(cmd_audit::Args),
     /// PHI detection: evaluate the detectors on labelled synthetic notes.
     Phi(cmd_phi::Args),
+    /// Run the governed HTTPS gateway (TLS 1.3, mTLS, rate limits, audit of every request).
+    Serve(cmd_serve::Args),
+    /// Check this installation against the production hardening checklist.
+    Doctor(cmd_doctor::Args),
     /// Pull the EHR into the encrypted store, incrementally (once, or every DURATION).
     Sync(cmd_sync::Args),
     /// Decrypt files written by `phigate kipu export --encrypt`.
@@ -70,6 +77,8 @@ fn dispatch(cli: Cli) -> anyhow::Result<()> {
         Command::Store(args) => cmd_store::run(args, &ctx),
         Command::Audit(args) => cmd_audit::run(args, &ctx),
         Command::Phi(args) => cmd_phi::run(args, &ctx),
+        Command::Serve(args) => cmd_serve::run(args, &ctx),
+        Command::Doctor(args) => cmd_doctor::run(args, &ctx),
         Command::Sync(args) => cmd_sync::run(args, &ctx),
         Command::Decrypt(args) => cmd_export::run_decrypt(args, &ctx),
     }
