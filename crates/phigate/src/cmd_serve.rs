@@ -25,7 +25,7 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::Context as _;
-use audit::{AuditLog, FileKeys, Storage};
+use audit::{AuditLog, Storage};
 use secrecy::ExposeSecret as _;
 use store::{Database, StoreError, TtlPolicy};
 
@@ -265,7 +265,7 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
 
     // Audit log.
     // Sealed under the same KEK source as the store (PKCS#11: token objects of their own).
-    let audit_keys = crate::cmd_audit::load_keys(keys, ctx)?;
+    let audit_keys = crate::cmd_audit::load_keys(&keys, ctx)?;
     let audit = AuditLog::open(
         audit::LogConfig::new(audit_storage(ctx)),
         audit_keys.clone(),
