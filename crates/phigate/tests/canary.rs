@@ -212,6 +212,40 @@ fn kipu_invocations(sim: &[(String, String)], broken: &[(String, String)]) -> Ve
             .env("PHIGATE_KEK", KEK)
             .after(&["keys", "init"])
             .exits(Some(1)),
+        // Exported files are PHI by design: written outside the scanned data directory, while
+        // the progress output on stderr and the summary on stdout are checked.
+        Invocation::new(
+            "kipu export census and vital signs",
+            &[
+                "kipu",
+                "export",
+                "get_patients_census",
+                "get_patient_vital_signs",
+                "--out",
+                "{input}/export",
+                "--format",
+                "jsonl",
+            ],
+        )
+        .envs(sim),
+        // Encrypted exports land in the data directory: their bytes must hold no canary
+        // (JSONL, so that a plaintext leak would be visible, unlike zstd-compressed Parquet).
+        Invocation::new(
+            "kipu export --encrypt",
+            &[
+                "kipu",
+                "export",
+                "get_patients_census",
+                "get_patient_vital_signs",
+                "--out",
+                "{data}/export",
+                "--format",
+                "jsonl",
+                "--encrypt",
+            ],
+        )
+        .envs(sim)
+        .env("PHIGATE_KEK", KEK),
         Invocation::new(
             "kipu get an unknown endpoint with PHI in it",
             &["kipu", "get", "/api/Zebulon-Quixote/123-45-6789"],
