@@ -93,7 +93,9 @@ async fn api_key_authenticates_once_created_and_is_stored_only_as_a_keyed_hash(p
     );
 
     // The database and the audit log hold neither the key nor its secret part.
-    let secret_part = secret.rsplit_once('_').unwrap().1.to_owned();
+    // `phg_<hex id>_<secret>`: the secret part is base64url and may itself contain `_`.
+    let secret_part = secret.splitn(3, '_').nth(2).unwrap().to_owned();
+    assert_eq!(secret_part.len(), 43);
     if let Some(path) = w.sqlite_path() {
         let bytes = std::fs::read(&path).unwrap();
         let hay = String::from_utf8_lossy(&bytes);
