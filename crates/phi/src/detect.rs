@@ -250,7 +250,7 @@ fn patterns() -> Vec<Pattern> {
     // Month/day without a year only after a word that makes it a date: "1/2 tab" is a dose.
     v.push(p(
         format!(
-            r"(?i:on|since|from|until|till|dated|seen|by|of|DOS|DOB|admitted|discharged)\s{{1,3}}((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01])){b}{TIME}"
+            r"(?i:on|since|from|until|till|dated|seen|by|of|DOS|DOB|admitted|discharged|next|last|appt|review|visit|due|before|after|through|thru|starting|effective|wk\s{{1,3}}of|week\s{{1,3}}of|(?:mon|tues?|wed(?:nes)?|thu(?:rs?)?|fri|sat(?:ur)?|sun)(?:day)?\.?,?)\s{{1,3}}((?:0?[1-9]|1[0-2])/(?:0?[1-9]|[12][0-9]|3[01])){b}{TIME}"
         ),
         PhiKind::Date,
         0.8,
@@ -283,6 +283,18 @@ fn patterns() -> Vec<Pattern> {
         PhiKind::Date,
         0.85,
         "date.month_year",
+        0,
+        None,
+    ));
+    // A named holiday pins a month and day ("relapsed on New Year's Eve"). Capitalised only:
+    // "an easter egg hunt" in lower case is left to the reader.
+    v.push(p(
+        format!(
+            r"{b}(?:New\s{{1,3}}Year(?:'|’)?s(?:\s{{1,3}}(?:Day|Eve))?|Christmas(?:\s{{1,3}}(?:Eve|Day))?|Xmas(?:\s{{1,3}}Eve)?|Thanksgiving(?:\s{{1,3}}Day)?|Halloween|Valentine(?:'|’)?s\s{{1,3}}Day|Independence\s{{1,3}}Day|Memorial\s{{1,3}}Day|Labor\s{{1,3}}Day|Mother(?:'|’)?s\s{{1,3}}Day|Father(?:'|’)?s\s{{1,3}}Day|Veterans(?:'|’)?\s{{1,3}}Day|Easter(?:\s{{1,3}}Sunday)?|Good\s{{1,3}}Friday|St\.?\s{{1,3}}Patrick(?:'|’)?s\s{{1,3}}Day|(?:Martin\s{{1,3}}Luther\s{{1,3}}King(?:,?\s{{1,3}}Jr\.?)?|MLK)\s{{1,3}}Day|Presidents(?:'|’)?\s{{1,3}}Day|Juneteenth|Cinco\s{{1,3}}de\s{{1,3}}Mayo){b}"
+        ),
+        PhiKind::Date,
+        0.75,
+        "date.holiday",
         0,
         None,
     ));
@@ -2207,8 +2219,10 @@ impl Detector {
     }
 }
 
+/// "fax" within the few words before a phone number ("Fax: …", "faxed to court at …") makes it a
+/// fax number; the window is short so a fax mentioned earlier in a sentence does not relabel it.
 fn preceded_by_fax(bytes: &[u8], start: usize) -> bool {
-    let from = start.saturating_sub(16);
+    let from = start.saturating_sub(24);
     bytes[from..start]
         .windows(3)
         .any(|w| w.eq_ignore_ascii_case(b"fax"))
@@ -2307,6 +2321,11 @@ mod tests {
                 "03/14/2023 at 10:30 AM",
             ),
             ("DOB 1/5 noted", "1/5"),
+            ("next review 3/2.", "3/2"),
+            ("family session Friday 3/29 at", "3/29"),
+            ("relapse on New Year's Eve...", "New Year's Eve"),
+            ("drank since Christmas Eve, sister", "Christmas Eve"),
+            ("around Thanksgiving she", "Thanksgiving"),
         ] {
             assert!(has(text, PhiKind::Date, value), "{text}: {:?}", kinds(text));
         }
@@ -2319,6 +2338,8 @@ mod tests {
             "take 1/2 tab",
             "BP 128/84",
             "you may go home",
+            "gave 1/2 tab after 1 hr",
+            "an easter egg hunt",
         ] {
             assert!(
                 !kinds(text).iter().any(|(k, _)| *k == PhiKind::Date),
@@ -2344,6 +2365,11 @@ mod tests {
             ),
             ("Phone: 4155550123", PhiKind::Phone, "4155550123"),
             ("Fax: 415-555-0199", PhiKind::Fax, "415-555-0199"),
+            (
+                "records faxed to court at (603) 555-0172.",
+                PhiKind::Fax,
+                "(603) 555-0172",
+            ),
         ] {
             assert!(has(text, kind, value), "{text}: {:?}", kinds(text));
         }

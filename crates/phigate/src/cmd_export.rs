@@ -537,11 +537,18 @@ fn save_checkpoint(out: &Path, checkpoint: &Checkpoint) -> std::io::Result<()> {
 
 fn write_atomically(dir: &Path, name: &str, bytes: &[u8]) -> std::io::Result<()> {
     let tmp = dir.join(format!(".{name}.partial"));
-    let mut file = private_file(&tmp)?;
-    file.write_all(bytes)?;
-    file.sync_all()?;
-    drop(file);
-    std::fs::rename(&tmp, dir.join(name))?;
+    let result = (|| {
+        let mut file = private_file(&tmp)?;
+        file.write_all(bytes)?;
+        file.sync_all()?;
+        drop(file);
+        std::fs::rename(&tmp, dir.join(name))
+    })();
+    if result.is_err() {
+        // The previous version of `name` stays; only the temporary file goes.
+        let _ = std::fs::remove_file(&tmp);
+    }
+    result?;
     sync_dir(dir)
 }
 
@@ -753,20 +760,29 @@ impl Write for AtomicFile {
 
 impl Sink for AtomicFile {
     fn commit(mut self: Box<Self>) -> std::io::Result<u64> {
-        let writer = match self.inner.take() {
-            Some(Inner::Plain(w)) => w,
-            Some(Inner::Sealed(s)) => s.finish().map_err(seal_io)?,
-            None => return Err(std::io::Error::other("file already committed")),
+        let Some(inner) = self.inner.take() else {
+            return Err(std::io::Error::other("file already committed"));
         };
-        let file = writer.into_inner().map_err(|e| e.into_error())?;
-        file.sync_all()?;
-        let bytes = file.metadata()?.len();
-        drop(file);
-        std::fs::rename(&self.tmp, &self.path)?;
-        if let Some(parent) = self.path.parent() {
-            sync_dir(parent)?;
+        let result = (|| {
+            let writer = match inner {
+                Inner::Plain(w) => w,
+                Inner::Sealed(s) => s.finish().map_err(seal_io)?,
+            };
+            let file = writer.into_inner().map_err(|e| e.into_error())?;
+            file.sync_all()?;
+            let bytes = file.metadata()?.len();
+            drop(file);
+            std::fs::rename(&self.tmp, &self.path)?;
+            if let Some(parent) = self.path.parent() {
+                sync_dir(parent)?;
+            }
+            Ok(bytes)
+        })();
+        if result.is_err() {
+            // A full disk or a lost permission mid-commit: leave no temporary file behind.
+            let _ = std::fs::remove_file(&self.tmp);
         }
-        Ok(bytes)
+        result
     }
 }
 

@@ -498,3 +498,161 @@ fn encrypted_exports_hold_no_plaintext_and_decrypt_to_the_plain_export() {
         text(&out.stderr)
     );
 }
+
+/// A size-limited tmpfs mounted for one test, unmounted when dropped. Mounting needs root
+/// (CI's machine runs the suite as root); anywhere else the test fails and says why, unless
+/// `PHIGATE_TEST_NO_MOUNT=1` states that this machine cannot mount.
+struct Tmpfs {
+    dir: tempfile::TempDir,
+}
+
+impl Tmpfs {
+    fn mount(kib: u64) -> Option<Tmpfs> {
+        let dir = tempfile::tempdir().unwrap();
+        let status = Command::new("mount")
+            .args([
+                "-t",
+                "tmpfs",
+                "-o",
+                &format!("size={kib}k,mode=0700"),
+                "tmpfs",
+            ])
+            .arg(dir.path())
+            .status();
+        match status {
+            Ok(s) if s.success() => Some(Tmpfs { dir }),
+            _ if std::env::var_os("PHIGATE_TEST_NO_MOUNT").is_some() => None,
+            _ => panic!(
+                "this test mounts a small tmpfs to fill the disk and needs root; \
+                 set PHIGATE_TEST_NO_MOUNT=1 to skip it on a machine that cannot mount"
+            ),
+        }
+    }
+
+    fn resize(&self, kib: u64) {
+        let status = Command::new("mount")
+            .args(["-o", &format!("remount,size={kib}k"), "tmpfs"])
+            .arg(self.dir.path())
+            .status()
+            .unwrap();
+        assert!(status.success(), "remount");
+    }
+
+    fn path(&self) -> &Path {
+        self.dir.path()
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        let _ = Command::new("umount").arg(self.dir.path()).status();
+    }
+}
+
+fn checkpoint_parts(dir: &Path) -> u64 {
+    let checkpoint: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.join("_export.json")).unwrap()).unwrap();
+    checkpoint["endpoints"]
+        .as_object()
+        .unwrap()
+        .values()
+        .map(|s| s["parts"].as_u64().unwrap())
+        .sum()
+}
+
+#[test]
+fn a_full_disk_stops_the_export_cleanly_with_a_resumable_checkpoint() {
+    let sim = Sim::start(1_000, "none");
+    let args = [
+        "patients_census",
+        "patient_vital_signs",
+        "patient_diagnosis_history",
+        "--format",
+        "jsonl",
+        "--part-patients",
+        "100",
+        "--part-pages",
+        "2",
+    ];
+    let whole = tempfile::tempdir().unwrap();
+    let out = export(&sim, whole.path(), &args);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let total: usize = files_under(whole.path()).values().map(Vec::len).sum();
+
+    // A disk with room for about a third of the export.
+    let Some(disk) = Tmpfs::mount((total as u64 / 3 / 1024).max(64)) else {
+        return;
+    };
+    let target = disk.path().join("export");
+    let out = export(&sim, &target, &args);
+    assert_eq!(
+        out.status.code(),
+        Some(1),
+        "the export stops on a full disk"
+    );
+    let err = text(&out.stderr);
+    assert!(
+        err.contains("export stopped: the disk is full.") && err.contains("--resume"),
+        "the message names the cause and the way on: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    let parts = checkpoint_parts(&target);
+    assert!(parts < 30, "stopped before the end, after {parts} parts");
+    assert!(
+        files_under(&target)
+            .keys()
+            .all(|k| !k.ends_with(".partial")),
+        "no partial file is left behind"
+    );
+
+    // Room again: the same command with --resume finishes, identical to an uninterrupted run.
+    disk.resize(64 * 1024);
+    let mut again: Vec<&str> = args.to_vec();
+    again.push("--resume");
+    let out = export(&sim, &target, &again);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert_eq!(summary(&out)["resumed"], true);
+    assert_eq!(files_under(&target), files_under(whole.path()));
+}
+
+#[test]
+fn an_output_directory_it_may_not_write_is_refused_with_a_clear_message() {
+    let sim = Sim::start(20, "none");
+    // Root may write anywhere, so the export runs as `nobody` in a directory owned by root.
+    let parent = tempfile::tempdir().unwrap();
+    std::fs::set_permissions(
+        parent.path(),
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let target = parent.path().join("export");
+    let mut cmd = if nix_is_root() {
+        let mut c = Command::new("setpriv");
+        c.args(["--reuid=65534", "--regid=65534", "--clear-groups", BIN]);
+        c
+    } else {
+        Command::new(BIN)
+    };
+    cmd.args(["kipu", "export", "patients_census", "--quiet", "--out"])
+        .arg(&target)
+        .env("PHIGATE_LOG", "trace");
+    for (k, v) in sim.env() {
+        cmd.env(k, v);
+    }
+    let out = cmd.output().unwrap();
+    assert_eq!(out.status.code(), Some(1), "{}", text(&out.stderr));
+    let err = text(&out.stderr);
+    assert!(
+        err.to_lowercase().contains("permission denied"),
+        "the message names the cause: {err}"
+    );
+    assert!(!err.contains("panicked"), "{err}");
+    assert!(!target.exists(), "nothing was created");
+}
+
+fn nix_is_root() -> bool {
+    Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|o| text(&o.stdout).trim() == "0")
+}
