@@ -11,7 +11,9 @@
 //!   bytes are stored and hashed as an RFC 6962 leaf, so a hash never depends on a serializer.
 //!   Example leaf: `{"event":{"action":"key","key_id":"kek-2","key_purpose":"kek",
 //!   "kind":"key_lifecycle","principal":"admin:ops"},"index":0,
-//!   "time":"2026-11-23T14:40:18.123456Z","v":1}` (shown wrapped).
+//!   "time":"2026-11-23T14:40:18.123456Z","v":1}` (shown wrapped). Events are encoded to
+//!   JCS directly, member by member (`encode` module, [`Event::canonical_bytes`]); a property
+//!   test holds that this equals the generic path through `serde_json::Value`.
 //! * **Merkle log** ([`merkle`]): RFC 6962 leaf/node hashing; inclusion and consistency proofs
 //!   with RFC 9162 verifiers that reject truncated and extended proofs.
 //! * **Checkpoints** ([`Checkpoint`]): C2SP signed-note checkpoints (origin, size, root, plus a
@@ -64,6 +66,7 @@
 
 pub mod canonical;
 pub mod checkpoint;
+mod encode;
 mod error;
 pub mod event;
 pub mod export;

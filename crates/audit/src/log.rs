@@ -251,11 +251,9 @@ impl AuditLog {
         let kind = event.kind();
         let principal = event.principal().map(str::to_owned);
         let patient = event.patient().map(|p| p.as_str().to_owned());
-        let json = serde_json::to_value(&event)
-            .map_err(|_| AuditError::InvalidEntry("event cannot be encoded as JSON"))?;
         // Canonicalize here, in the caller's task: a bad event fails only its caller, and the
         // single writer task only splices bytes (see `crate::event::leaf_bytes`).
-        let event_bytes = crate::canonical::to_canonical_bytes(&json)
+        let event_bytes = crate::encode::event_canonical_bytes(&event)
             .map_err(|_| AuditError::InvalidEntry("event has a non-integer number"))?;
         let (reply, wait) = oneshot::channel();
         sender
