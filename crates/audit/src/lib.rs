@@ -20,7 +20,12 @@
 //!   `timestamp` extension line), Ed25519 via aws-lc-rs; the note key id is derived as C2SP says.
 //! * **Storage**: SQLite (default; file 0600, WAL, `synchronous=FULL`) or PostgreSQL for several
 //!   writers. A single tree-head row, locked per batch (`FOR UPDATE` / `BEGIN IMMEDIATE`),
-//!   serializes index assignment across processes: no gaps, no forks.
+//!   serializes index assignment across processes: no gaps, no forks. Schema version 2: an
+//!   append writes only the entry row (index, canonical bytes, leaf hash) and the tree head;
+//!   the search columns (time, kind, principal, patient HMAC) are copied into an indexed side
+//!   table after the acknowledgement, in batches (every 16,384 entries or 50 ms idle), and
+//!   queries read the not-yet-copied entries from the log itself, so results are always
+//!   complete. Version-1 databases are migrated when opened for writing.
 //! * **Group commit**: [`AuditLog::append`] hands the event to one writer task, which commits
 //!   everything queued in one transaction (one multi-row `INSERT`, one fsync) and only then
 //!   answers each caller with its index. Batches adapt to the callers: the writer counts the
@@ -73,6 +78,7 @@ pub mod export;
 pub mod keys;
 mod log;
 pub mod merkle;
+mod search;
 mod store;
 pub mod verify;
 

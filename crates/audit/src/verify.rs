@@ -13,19 +13,18 @@
 //! verifier back to one sequential pass from the start of the first irregular chunk, so the
 //! reported damage is always exactly what a single ordered pass reports.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::TryStreamExt as _;
-use serde::Deserialize;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{AuditError, storage};
 use crate::keys::NoteVerifier;
 use crate::log::{AuditLog, read_head, to_i64};
 use crate::merkle::{self, CompactRange, Hash};
-use crate::store::Db;
+use crate::search::{self, LeafFields};
+use crate::store::{Db, Layout};
 
 /// What kind of damage verification found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,25 +80,6 @@ impl VerifyReport {
     }
 }
 
-#[derive(Deserialize)]
-struct LeafFields<'a> {
-    index: u64,
-    #[serde(borrow)]
-    time: Cow<'a, str>,
-    #[serde(borrow)]
-    event: EventFields<'a>,
-}
-
-#[derive(Deserialize)]
-struct EventFields<'a> {
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    principal: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    patient: Option<Cow<'a, str>>,
-}
-
 /// Leaves per verification chunk (one perfect subtree) unless [`VerifyOptions`] says otherwise.
 pub const DEFAULT_CHUNK_LEAVES: u64 = 1 << 16;
 
@@ -124,8 +104,21 @@ impl Default for VerifyOptions {
     }
 }
 
-const COLUMNS: &str =
-    "SELECT idx, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries";
+/// Where the search rows are and how far they have been copied.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    layout: Layout,
+    watermark: u64,
+}
+
+/// Entry rows with their search row (if copied yet).
+fn columns(layout: Layout) -> String {
+    format!(
+        "SELECT e.idx, s.time_us, s.kind, s.principal, s.patient, e.leaf, e.leaf_hash \
+         FROM audit_entries e LEFT JOIN {} s ON s.idx = e.idx",
+        layout.search_table()
+    )
+}
 
 fn damage(kind: DamageKind, index: u64, detail: impl Into<String>) -> Option<Damage> {
     Some(Damage {
@@ -210,7 +203,11 @@ pub async fn verify_log_with(
     let chunk = options.chunk_leaves;
     let chunks = rows.div_ceil(chunk).max(1);
     let sizes: Arc<Vec<u64>> = Arc::new(checkpoints.iter().map(|c| c.size).collect());
-    let results = run_chunks(log.db(), chunks, chunk, options.parallelism, &sizes).await?;
+    let cols = Columns {
+        layout: log.layout(),
+        watermark: search::watermark(log.db(), log.layout()).await?,
+    };
+    let results = run_chunks(log.db(), cols, chunks, chunk, options.parallelism, &sizes).await?;
 
     // Combine the chunk roots in order, checking every checkpoint inside each chunk.
     let mut tops = CompactRange::new(); // over chunk roots: each "leaf" is a whole chunk
@@ -250,7 +247,7 @@ pub async fn verify_log_with(
             scan.compact = combine(&tops, chunk, &CompactRange::new());
             let from = k * chunk;
             let (expected, found_missing, found) =
-                scan_sequential(log.db(), from, &mut scan).await?;
+                scan_sequential(log.db(), cols, from, &mut scan).await?;
             missing = found_missing;
             if found.is_some() {
                 report.entries = expected;
@@ -344,6 +341,7 @@ struct CleanChunk {
 /// Verifies chunks `0..chunks` with `parallelism` tasks; `None` marks a chunk with an anomaly.
 async fn run_chunks(
     db: &Db,
+    cols: Columns,
     chunks: u64,
     chunk: u64,
     parallelism: usize,
@@ -369,7 +367,7 @@ async fn run_chunks(
                 }
                 let start = k * chunk;
                 let end = (k + 1 < chunks).then(|| start + chunk);
-                let result = verify_chunk(&db, start, end, &sizes).await?;
+                let result = verify_chunk(&db, cols, start, end, &sizes).await?;
                 if result.is_none() {
                     first_anomaly.fetch_min(k, Ordering::Relaxed);
                 }
@@ -395,6 +393,7 @@ async fn run_chunks(
 /// any negative index) and checks each row in place. `None` at the first irregularity.
 async fn verify_chunk(
     db: &Db,
+    cols: Columns,
     start: u64,
     end: Option<u64>,
     sizes: &[u64],
@@ -413,8 +412,9 @@ async fn verify_chunk(
     let mut snapshots = Vec::new();
     let mut position = start;
     let mut time_cache: (i64, String) = (i64::MIN, String::new());
-    let sql_sqlite = format!("{COLUMNS} WHERE idx >= ? AND idx <= ? ORDER BY idx");
-    let sql_pg = format!("{COLUMNS} WHERE idx >= $1 AND idx <= $2 ORDER BY idx");
+    let columns = columns(cols.layout);
+    let sql_sqlite = format!("{columns} WHERE e.idx >= ? AND e.idx <= ? ORDER BY e.idx");
+    let sql_pg = format!("{columns} WHERE e.idx >= $1 AND e.idx <= $2 ORDER BY e.idx");
     // `upper` is inclusive so that `i64::MAX` means "no bound".
     let upper = if end.is_some() { upper - 1 } else { upper };
     macro_rules! scan {
@@ -422,7 +422,7 @@ async fn verify_chunk(
             let mut rows = sqlx::query($sql).bind(lower).bind(upper).fetch($pool);
             while let Some(row) = rows.try_next().await.map_err(storage("reading entries"))? {
                 let row = RowRef::from_row(&row).map_err(storage("reading entries"))?;
-                if !row.in_place(position, &mut time_cache) {
+                if !row.in_place(position, cols.watermark, &mut time_cache) {
                     return Ok(None);
                 }
                 local.push(merkle::leaf_hash(row.leaf));
@@ -447,8 +447,8 @@ async fn verify_chunk(
 /// One entry row, borrowed from the driver's row buffer.
 struct RowRef<'r> {
     idx: i64,
-    time_us: i64,
-    kind: &'r str,
+    time_us: Option<i64>,
+    kind: Option<&'r str>,
     principal: Option<&'r str>,
     patient: Option<&'r str>,
     leaf: &'r [u8],
@@ -461,6 +461,7 @@ impl<'r> RowRef<'r> {
         R: sqlx::Row,
         usize: sqlx::ColumnIndex<R>,
         i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     {
@@ -476,29 +477,42 @@ impl<'r> RowRef<'r> {
     }
 
     /// The formatted commit time, computed once per batch (entries of a batch share it).
-    fn time_matches(&self, time: &str, cache: &mut (i64, String)) -> bool {
-        if cache.0 != self.time_us {
+    fn time_matches(&self, time_us: i64, time: &str, cache: &mut (i64, String)) -> bool {
+        if cache.0 != time_us {
             use chrono::TimeZone as _;
             let formatted = chrono::Utc
-                .timestamp_micros(self.time_us)
+                .timestamp_micros(time_us)
                 .single()
                 .map(|t| crate::event::format_time(&t))
                 .unwrap_or_default();
-            *cache = (self.time_us, formatted);
+            *cache = (time_us, formatted);
         }
         time == cache.1
     }
 
-    fn search_columns_match(&self, fields: &LeafFields<'_>, cache: &mut (i64, String)) -> bool {
-        self.time_matches(&fields.time, cache)
-            && fields.event.kind == self.kind
-            && fields.event.principal.as_deref() == self.principal
-            && fields.event.patient.as_deref() == self.patient
+    /// The search row matches the entry, or there is none and the entry is at or above the
+    /// search watermark (not copied yet). A missing row below it would hide the entry from
+    /// queries.
+    fn search_columns_match(
+        &self,
+        fields: &LeafFields<'_>,
+        watermark: u64,
+        cache: &mut (i64, String),
+    ) -> bool {
+        match (self.time_us, self.kind) {
+            (Some(time_us), Some(kind)) => {
+                self.time_matches(time_us, &fields.time, cache)
+                    && fields.event.kind == kind
+                    && fields.event.principal.as_deref() == self.principal
+                    && fields.event.patient.as_deref() == self.patient
+            }
+            _ => self.idx >= 0 && self.idx as u64 >= watermark,
+        }
     }
 
     /// True when the row sits at `position`, names `position` itself, matches its stored
     /// hash and its search columns (the fast path of [`verify_chunk`]).
-    fn in_place(&self, position: u64, cache: &mut (i64, String)) -> bool {
+    fn in_place(&self, position: u64, watermark: u64, cache: &mut (i64, String)) -> bool {
         if self.idx < 0 || self.idx as u64 != position {
             return false;
         }
@@ -507,7 +521,7 @@ impl<'r> RowRef<'r> {
         };
         fields.index == position
             && self.stored_hash == merkle::leaf_hash(self.leaf).as_slice()
-            && self.search_columns_match(&fields, cache)
+            && self.search_columns_match(&fields, watermark, cache)
     }
 }
 
@@ -516,6 +530,7 @@ impl<'r> RowRef<'r> {
 /// the first damage.
 async fn scan_sequential(
     db: &Db,
+    cols: Columns,
     from: u64,
     scan: &mut Scan<'_>,
 ) -> Result<(u64, Option<u64>, Option<Damage>), AuditError> {
@@ -527,8 +542,9 @@ async fn scan_sequential(
     let mut found: Option<Damage> = None;
     let mut time_cache: (i64, String) = (i64::MIN, String::new());
     let lower = if from == 0 { i64::MIN } else { to_i64(from)? };
-    let sql_sqlite = format!("{COLUMNS} WHERE idx >= ? ORDER BY idx");
-    let sql_pg = format!("{COLUMNS} WHERE idx >= $1 ORDER BY idx");
+    let columns = columns(cols.layout);
+    let sql_sqlite = format!("{columns} WHERE e.idx >= ? ORDER BY e.idx");
+    let sql_pg = format!("{columns} WHERE e.idx >= $1 ORDER BY e.idx");
     macro_rules! scan_rows {
         ($pool:expr, $sql:expr) => {{
             let mut rows = sqlx::query($sql).bind(lower).fetch($pool);
@@ -576,7 +592,7 @@ async fn scan_sequential(
                     );
                     break;
                 }
-                if !row.search_columns_match(&fields, &mut time_cache) {
+                if !row.search_columns_match(&fields, cols.watermark, &mut time_cache) {
                     found = damage(
                         DamageKind::SearchColumnsAltered,
                         position,
