@@ -37,9 +37,11 @@
 //!   (envelope-encrypted by the `sealed` crate under the KEK from the environment, a key file
 //!   or a PKCS#11 token), like every other secret in phigate; only the public verifier key is
 //!   in clear, for auditors.
-//! * **Verification** ([`verify_log`]) runs over aligned 65,536-leaf chunks in parallel and
-//!   combines the chunk roots; on any irregularity it falls back to one ordered pass, so the
-//!   damage reported never depends on the parallelism.
+//! * **Verification** ([`verify_log`]) is pinned to the tree head read at its start (so it
+//!   runs while appends continue), reads entries in packed pages of 1,024 per query, runs over
+//!   aligned 65,536-leaf chunks on four tasks and combines the chunk roots; on any
+//!   irregularity it falls back to one ordered row-by-row pass, so the damage reported never
+//!   depends on the parallelism.
 //!
 //! # Security invariants
 //!
@@ -78,6 +80,7 @@ pub mod export;
 pub mod keys;
 mod log;
 pub mod merkle;
+mod pages;
 mod search;
 mod store;
 pub mod verify;

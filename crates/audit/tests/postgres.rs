@@ -107,6 +107,22 @@ fn several_connections_appending_at_once_make_one_gapless_unforked_log() {
 }
 
 #[test]
+fn postgres_verification_while_appending_is_intact_and_covers_every_acknowledged_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let schema = fresh_schema("vwa");
+    runtime().block_on(async {
+        let mut cfg = pg_config(&schema, Duration::from_millis(3));
+        cfg.search_batch = 256;
+        let log = AuditLog::open(cfg, keys.clone()).await.unwrap();
+        let overlapped = verify_while_appending(&log, &keys, 1500, 6).await;
+        assert!(overlapped > 0, "no verification ran while appends went on");
+        log.close().await;
+        drop_schema(&schema).await;
+    });
+}
+
+#[test]
 fn postgres_version_1_schema_is_read_as_is_and_migrated_when_opened_for_writing() {
     let dir = tempfile::tempdir().unwrap();
     let keys = keys(dir.path());
