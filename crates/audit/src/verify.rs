@@ -743,64 +743,91 @@ mod tests {
     }
 
     /// A clean log is verified on the packed-page path itself (not by falling back to the
-    /// ordered pass), on SQLite, with chunks of several pages and a partial last page, and
-    /// with search rows both copied and not yet copied.
-    #[test]
-    fn clean_chunks_pass_the_packed_page_path() {
+    /// ordered pass), with chunks of several pages and a partial last page, and with search
+    /// rows both copied and not yet copied.
+    async fn clean_chunks_pass_the_packed_page_path_on(storage: crate::Storage) {
         use crate::event::{Event, KeyAction, KeyLifecycle};
         let dir = tempfile::tempdir().unwrap();
-        let rt = tokio::runtime::Builder::new_multi_thread()
+        let root = sealed::DataKey::from_slice(&[0x5a; 32]).unwrap();
+        let kek: Arc<dyn sealed::KeyProvider> =
+            Arc::new(sealed::SoftwareKeyProvider::from_root(root, "file").unwrap());
+        let keys =
+            Arc::new(crate::FileKeys::open_or_create(&dir.path().join("keys"), "t", kek).unwrap());
+        let mut cfg = crate::LogConfig::new(storage);
+        cfg.search_batch = 1_000_000;
+        cfg.search_idle = std::time::Duration::from_secs(3600);
+        let log = AuditLog::open(cfg, keys).await.unwrap();
+        let n = 2 * PAGE_LEAVES + 100;
+        let appends = (0..n).map(|i| {
+            log.append(Event::KeyLifecycle(KeyLifecycle {
+                principal: format!("admin:{}", i % 7),
+                key_id: format!("k{i}"),
+                key_purpose: "kek".into(),
+                action: KeyAction::Generated,
+            }))
+        });
+        futures::future::try_join_all(appends).await.unwrap();
+        // Half copied, half not.
+        crate::search::copy_batch(log.db(), (n / 2) as usize)
+            .await
+            .unwrap();
+        let cols = Columns {
+            layout: log.layout(),
+            watermark: crate::search::watermark(log.db(), log.layout())
+                .await
+                .unwrap(),
+        };
+        assert_eq!(cols.watermark, n / 2);
+        let query = PageQuery::new(log.db(), cols.layout);
+        let sizes = [PAGE_LEAVES + 1, n];
+        let done = verify_chunk(log.db(), &query, cols, 0, n, &sizes)
+            .await
+            .unwrap()
+            .expect("a clean chunk must not fall back to the ordered pass");
+        assert_eq!(done.local.size(), n);
+        assert_eq!(done.local.root(), log.tree_head().await.unwrap().1);
+        assert_eq!(
+            done.snapshots.iter().map(|s| s.0).collect::<Vec<_>>(),
+            sizes
+        );
+        log.close().await;
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .enable_all()
             .build()
-            .unwrap();
-        rt.block_on(async {
-            let root = sealed::DataKey::from_slice(&[0x5a; 32]).unwrap();
-            let kek: Arc<dyn sealed::KeyProvider> =
-                Arc::new(sealed::SoftwareKeyProvider::from_root(root, "file").unwrap());
-            let keys = Arc::new(
-                crate::FileKeys::open_or_create(&dir.path().join("keys"), "t", kek).unwrap(),
-            );
-            let mut cfg = crate::LogConfig::new(crate::Storage::Sqlite {
+            .unwrap()
+    }
+
+    #[test]
+    fn clean_chunks_pass_the_packed_page_path_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(clean_chunks_pass_the_packed_page_path_on(
+            crate::Storage::Sqlite {
                 path: dir.path().join("audit.db"),
-            });
-            cfg.search_batch = 1_000_000;
-            cfg.search_idle = std::time::Duration::from_secs(3600);
-            let log = AuditLog::open(cfg, keys).await.unwrap();
-            let n = 2 * PAGE_LEAVES + 100;
-            let appends = (0..n).map(|i| {
-                log.append(Event::KeyLifecycle(KeyLifecycle {
-                    principal: format!("admin:{}", i % 7),
-                    key_id: format!("k{i}"),
-                    key_purpose: "kek".into(),
-                    action: KeyAction::Generated,
-                }))
-            });
-            futures::future::try_join_all(appends).await.unwrap();
-            // Half copied, half not.
-            crate::search::copy_batch(log.db(), (n / 2) as usize)
+            },
+        ));
+    }
+
+    #[test]
+    fn clean_chunks_pass_the_packed_page_path_on_postgres() {
+        let url = std::env::var("PHIGATE_TEST_DATABASE_URL")
+            .expect("PHIGATE_TEST_DATABASE_URL must be set for the PostgreSQL tests");
+        let schema = format!("audit_pages_{}", std::process::id());
+        runtime().block_on(async {
+            clean_chunks_pass_the_packed_page_path_on(crate::Storage::Postgres {
+                url: secrecy::SecretString::from(url.clone()),
+                schema: Some(schema.clone()),
+            })
+            .await;
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&pool)
                 .await
                 .unwrap();
-            let cols = Columns {
-                layout: log.layout(),
-                watermark: crate::search::watermark(log.db(), log.layout())
-                    .await
-                    .unwrap(),
-            };
-            assert_eq!(cols.watermark, n / 2);
-            let query = PageQuery::new(log.db(), cols.layout);
-            let sizes = [PAGE_LEAVES + 1, n];
-            let done = verify_chunk(log.db(), &query, cols, 0, n, &sizes)
-                .await
-                .unwrap()
-                .expect("a clean chunk must not fall back to the ordered pass");
-            assert_eq!(done.local.size(), n);
-            assert_eq!(done.local.root(), log.tree_head().await.unwrap().1);
-            assert_eq!(
-                done.snapshots.iter().map(|s| s.0).collect::<Vec<_>>(),
-                sizes
-            );
-            log.close().await;
+            pool.close().await;
         });
     }
 }
