@@ -141,6 +141,8 @@ struct Inner {
     layout: Layout,
     /// Batch size of the search copy (for [`AuditLog::catch_up_search`]).
     search_batch: usize,
+    /// Taken around every SQLite write transaction of this process (see [`WriteGate`]).
+    gate: WriteGate,
     sender: Option<mpsc::Sender<Pending>>,
     appenders: Arc<Appenders>,
     signer: Option<Arc<dyn CheckpointSigner>>,
@@ -197,14 +199,17 @@ impl AuditLog {
         let appenders = Arc::new(Appenders::default());
         let head_size = read_head(&db).await?.compact.size();
         let (committed, head_rx) = watch::channel(head_size);
+        let gate = WriteGate::default();
         tokio::spawn(search::run_indexer(
             db.clone(),
+            gate.clone(),
             head_rx,
             config.search_batch,
             config.search_idle,
         ));
         let writer = Writer {
             committed,
+            gate: gate.clone(),
             appenders: appenders.clone(),
             max_linger: config.max_linger,
             db: db.clone(),
@@ -221,6 +226,7 @@ impl AuditLog {
                 origin,
                 layout,
                 search_batch: config.search_batch,
+                gate,
                 sender: Some(sender),
                 appenders,
                 signer: Some(signer),
@@ -238,6 +244,7 @@ impl AuditLog {
                 origin,
                 layout,
                 search_batch: LogConfig::new(storage_cfg.clone()).search_batch,
+                gate: WriteGate::default(),
                 sender: None,
                 appenders: Arc::default(),
                 signer: None,
@@ -267,7 +274,7 @@ impl AuditLog {
         if self.inner.sender.is_none() {
             return Err(AuditError::ReadOnly);
         }
-        search::catch_up(self.db(), self.inner.search_batch).await
+        search::catch_up(self.db(), &self.inner.gate, self.inner.search_batch).await
     }
 
     /// Appends an event and returns its index once the entry is durable (committed). On any
@@ -641,7 +648,8 @@ impl AuditLog {
     pub async fn close(self) {
         if self.inner.sender.is_some()
             && self.inner.layout == Layout::V2
-            && let Err(e) = search::catch_up(self.db(), self.inner.search_batch).await
+            && let Err(e) =
+                search::catch_up(self.db(), &self.inner.gate, self.inner.search_batch).await
         {
             tracing::debug!(error = %e, "search columns left for the next writer to copy");
         }
@@ -767,7 +775,15 @@ fn sign_checkpoint(
     Ok(checkpoint.sign(signer)?)
 }
 
+/// Serializes this process's SQLite write transactions (the writer's batches and the search
+/// copy) in memory. Both would otherwise meet in SQLite's busy handler, which polls with
+/// sleeps of up to 100 ms; a queue in the process hands the lock over at once. Other
+/// processes writing the same file still meet the busy handler. Unused on PostgreSQL, where
+/// the search copy takes no lock the writer needs.
+pub(crate) type WriteGate = Arc<Mutex<()>>;
+
 struct Writer {
+    gate: WriteGate,
     /// Announces the tree size after each commit (to the search indexer).
     committed: watch::Sender<u64>,
     appenders: Arc<Appenders>,
@@ -839,6 +855,11 @@ impl Writer {
     /// Writes one batch in one transaction; returns the first index.
     async fn write_batch(&self, batch: &[Pending]) -> Result<u64, AuditError> {
         let ctx = "appending a batch";
+        // Held until the transaction has committed (or failed).
+        let _gate = match &self.db {
+            Db::Sqlite(_) => Some(self.gate.lock().await),
+            Db::Postgres(_) => None,
+        };
         macro_rules! write_in_tx {
             ($db:ty, $tx:expr, $head_sql:expr, $ckpt_sql:expr, $update_sql:expr) => {{
                 let mut tx = $tx;

@@ -27,7 +27,7 @@ use sqlx::QueryBuilder;
 use tokio::sync::watch;
 
 use crate::error::{AuditError, storage};
-use crate::log::to_i64;
+use crate::log::{WriteGate, to_i64};
 use crate::store::{Db, Layout};
 
 /// Rows per multi-row `INSERT` into the search table (5 parameters each).
@@ -89,7 +89,11 @@ struct SearchRow {
 
 /// Copies the search columns of up to `limit` entries from the watermark on, in one
 /// transaction.
-pub(crate) async fn copy_batch(db: &Db, limit: usize) -> Result<Copied, AuditError> {
+pub(crate) async fn copy_batch(
+    db: &Db,
+    gate: &WriteGate,
+    limit: usize,
+) -> Result<Copied, AuditError> {
     let ctx = "copying search columns";
     let from = watermark(db, Layout::V2).await?;
     let lower = to_i64(from)?;
@@ -155,12 +159,15 @@ pub(crate) async fn copy_batch(db: &Db, limit: usize) -> Result<Copied, AuditErr
         }};
     }
     match db {
-        Db::Sqlite(p) => insert_all!(
-            sqlx::Sqlite,
-            p.begin_with("BEGIN IMMEDIATE")
-                .await
-                .map_err(storage(ctx))?
-        ),
+        Db::Sqlite(p) => {
+            let _gate = gate.lock().await;
+            insert_all!(
+                sqlx::Sqlite,
+                p.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(storage(ctx))?
+            )
+        }
         Db::Postgres(p) => insert_all!(sqlx::Postgres, p.begin().await.map_err(storage(ctx))?),
     }
     Ok(Copied {
@@ -192,9 +199,9 @@ fn search_row(position: u64, idx: i64, leaf: &[u8]) -> Option<SearchRow> {
 
 /// Copies until the search table holds every entry (or an entry stops the copy). Returns
 /// the watermark.
-pub(crate) async fn catch_up(db: &Db, batch: usize) -> Result<u64, AuditError> {
+pub(crate) async fn catch_up(db: &Db, gate: &WriteGate, batch: usize) -> Result<u64, AuditError> {
     loop {
-        let copied = copy_batch(db, batch).await?;
+        let copied = copy_batch(db, gate, batch).await?;
         if copied.rows == 0 || copied.stalled {
             return Ok(copied.watermark);
         }
@@ -205,6 +212,7 @@ pub(crate) async fn catch_up(db: &Db, batch: usize) -> Result<u64, AuditError> {
 /// announced on `head` for `idle`; catches up and stops when the writer is gone.
 pub(crate) async fn run_indexer(
     db: Db,
+    gate: WriteGate,
     mut head: watch::Receiver<u64>,
     batch: usize,
     idle: Duration,
@@ -233,7 +241,7 @@ pub(crate) async fn run_indexer(
             }
             continue;
         }
-        match copy_batch(&db, batch).await {
+        match copy_batch(&db, &gate, batch).await {
             Ok(done) if done.stalled => {
                 tracing::warn!(
                     at = done.watermark,

@@ -768,9 +768,13 @@ mod tests {
         });
         futures::future::try_join_all(appends).await.unwrap();
         // Half copied, half not.
-        crate::search::copy_batch(log.db(), (n / 2) as usize)
-            .await
-            .unwrap();
+        crate::search::copy_batch(
+            log.db(),
+            &crate::log::WriteGate::default(),
+            (n / 2) as usize,
+        )
+        .await
+        .unwrap();
         let cols = Columns {
             layout: log.layout(),
             watermark: crate::search::watermark(log.db(), log.layout())
