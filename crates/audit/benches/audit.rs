@@ -210,11 +210,14 @@ fn bench_append_profile(c: &mut Criterion) {
     group.sample_size(10);
     group.measurement_time(Duration::from_secs(5));
     let ev = event(&keys, 7);
-    group.bench_function("canonical_encode_event", |b| {
+    group.bench_function("canonical_encode_event_via_value", |b| {
         b.iter(|| {
             let json = serde_json::to_value(&ev).unwrap();
             audit::canonical::to_canonical_bytes(&json).unwrap()
         });
+    });
+    group.bench_function("canonical_encode_event_direct", |b| {
+        b.iter(|| ev.canonical_bytes().unwrap());
     });
     let leaf = audit::canonical::to_canonical_bytes(&serde_json::to_value(&ev).unwrap()).unwrap();
     group.bench_function("leaf_hash", |b| b.iter(|| merkle::leaf_hash(&leaf)));

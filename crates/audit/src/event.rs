@@ -94,6 +94,11 @@ impl ContentHash {
         Self(format!("sha256:{}", hex::encode(d.as_ref())))
     }
 
+    /// The textual form, `sha256:<hex>`.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+
     /// SHA-256 of the RFC 8785 canonical form of a JSON value (for structured model inputs).
     pub fn of_json(value: &Value) -> Result<Self, CanonicalError> {
         Ok(Self::of_bytes(&canonical::to_canonical_bytes(value)?))
@@ -524,8 +529,14 @@ impl Entry {
 
     /// The canonical leaf bytes.
     pub fn canonical_bytes(&self) -> Result<Vec<u8>, crate::AuditError> {
-        canonical::to_canonical_bytes(&self.to_json()?)
-            .map_err(|_| crate::AuditError::InvalidEntry("entry has a non-integer number"))
+        let event = crate::encode::event_canonical_bytes(&self.event)
+            .map_err(|_| crate::AuditError::InvalidEntry("entry has a non-integer number"))?;
+        Ok(leaf_bytes(
+            self.index,
+            &format_time(&self.time),
+            &event,
+            self.sealed_detail.as_ref(),
+        ))
     }
 
     /// Parses leaf bytes (or any JSON form of an entry).

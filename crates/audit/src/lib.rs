@@ -11,14 +11,21 @@
 //!   bytes are stored and hashed as an RFC 6962 leaf, so a hash never depends on a serializer.
 //!   Example leaf: `{"event":{"action":"key","key_id":"kek-2","key_purpose":"kek",
 //!   "kind":"key_lifecycle","principal":"admin:ops"},"index":0,
-//!   "time":"2026-11-23T14:40:18.123456Z","v":1}` (shown wrapped).
+//!   "time":"2026-11-23T14:40:18.123456Z","v":1}` (shown wrapped). Events are encoded to
+//!   JCS directly, member by member (`encode` module, [`Event::canonical_bytes`]); a property
+//!   test holds that this equals the generic path through `serde_json::Value`.
 //! * **Merkle log** ([`merkle`]): RFC 6962 leaf/node hashing; inclusion and consistency proofs
 //!   with RFC 9162 verifiers that reject truncated and extended proofs.
 //! * **Checkpoints** ([`Checkpoint`]): C2SP signed-note checkpoints (origin, size, root, plus a
 //!   `timestamp` extension line), Ed25519 via aws-lc-rs; the note key id is derived as C2SP says.
 //! * **Storage**: SQLite (default; file 0600, WAL, `synchronous=FULL`) or PostgreSQL for several
 //!   writers. A single tree-head row, locked per batch (`FOR UPDATE` / `BEGIN IMMEDIATE`),
-//!   serializes index assignment across processes: no gaps, no forks.
+//!   serializes index assignment across processes: no gaps, no forks. Schema version 2: an
+//!   append writes only the entry row (index, canonical bytes, leaf hash) and the tree head;
+//!   the search columns (time, kind, principal, patient HMAC) are copied into an indexed side
+//!   table after the acknowledgement, in batches (every 16,384 entries or 50 ms idle), and
+//!   queries read the not-yet-copied entries from the log itself, so results are always
+//!   complete. Version-1 databases are migrated when opened for writing.
 //! * **Group commit**: [`AuditLog::append`] hands the event to one writer task, which commits
 //!   everything queued in one transaction (one multi-row `INSERT`, one fsync) and only then
 //!   answers each caller with its index. Batches adapt to the callers: the writer counts the
@@ -30,9 +37,11 @@
 //!   (envelope-encrypted by the `sealed` crate under the KEK from the environment, a key file
 //!   or a PKCS#11 token), like every other secret in phigate; only the public verifier key is
 //!   in clear, for auditors.
-//! * **Verification** ([`verify_log`]) runs over aligned 65,536-leaf chunks in parallel and
-//!   combines the chunk roots; on any irregularity it falls back to one ordered pass, so the
-//!   damage reported never depends on the parallelism.
+//! * **Verification** ([`verify_log`]) is pinned to the tree head read at its start (so it
+//!   runs while appends continue), reads entries in packed pages of 1,024 per query, runs over
+//!   aligned 65,536-leaf chunks on four tasks and combines the chunk roots; on any
+//!   irregularity it falls back to one ordered row-by-row pass, so the damage reported never
+//!   depends on the parallelism.
 //!
 //! # Security invariants
 //!
@@ -64,12 +73,15 @@
 
 pub mod canonical;
 pub mod checkpoint;
+mod encode;
 mod error;
 pub mod event;
 pub mod export;
 pub mod keys;
 mod log;
 pub mod merkle;
+mod pages;
+mod search;
 mod store;
 pub mod verify;
 

@@ -7,22 +7,23 @@ use std::time::Duration;
 use chrono::{DateTime, TimeZone as _, Utc};
 use futures::TryStreamExt as _;
 use sqlx::QueryBuilder;
-use tokio::sync::{Mutex, Notify, mpsc, oneshot};
+use tokio::sync::{Mutex, Notify, mpsc, oneshot, watch};
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{AuditError, storage};
 use crate::event::{Entry, Event, KeyedHash, SealedDetail, leaf_bytes};
 use crate::keys::CheckpointSigner;
 use crate::merkle::{self, CompactRange, Hash, MemoryTree};
-use crate::store::{self, Db, Storage};
+use crate::search;
+use crate::store::{self, Db, Layout, Storage};
 
 /// Entries are kept at least this long; nothing in this crate deletes entries at all, and
 /// the storage triggers refuse deletes. Any future archival must respect this floor
 /// (HIPAA 45 CFR 164.316(b)(2): six years; seven is the common state-law-driven practice).
 pub const RETENTION_YEARS: u32 = 7;
 
-/// Rows per multi-row `INSERT` (SQLite's bound-parameter limit is 32766).
-const INSERT_CHUNK: usize = 512;
+/// Rows per multi-row `INSERT` (3 parameters each; SQLite's limit is 32766, PostgreSQL's 65535).
+const INSERT_CHUNK: usize = 1024;
 
 /// Leaf hashes per range when loading a large backlog into the proof tree in parallel.
 const LOAD_RANGE: u64 = 1 << 16;
@@ -45,11 +46,16 @@ pub struct LogConfig {
     /// (see [`AuditLog::append`]); a bound, not a delay: the batch is written as soon as every
     /// such caller has queued its entry.
     pub max_linger: Duration,
+    /// The search columns of committed entries are copied into the search table once this
+    /// many are waiting (see the `search` module docs)...
+    pub search_batch: usize,
+    /// ...or once no append has committed for this long.
+    pub search_idle: Duration,
 }
 
 impl LogConfig {
     /// Defaults: a checkpoint at most every second, batches up to 1024, queue of 16384,
-    /// linger at most 2 ms.
+    /// linger at most 2 ms; search columns copied every 16,384 entries or after 50 ms idle.
     pub fn new(storage: Storage) -> Self {
         Self {
             storage,
@@ -58,6 +64,8 @@ impl LogConfig {
             max_batch: 1024,
             queue_capacity: 16384,
             max_linger: Duration::from_millis(2),
+            search_batch: 16384,
+            search_idle: Duration::from_millis(50),
         }
     }
 }
@@ -97,9 +105,6 @@ pub struct QueryFilter {
 struct Pending {
     /// RFC 8785 bytes of the event object.
     event: Vec<u8>,
-    kind: &'static str,
-    principal: Option<String>,
-    patient: Option<String>,
     detail: Option<SealedDetail>,
     reply: oneshot::Sender<Result<u64, AuditError>>,
 }
@@ -133,6 +138,11 @@ impl Drop for ActiveAppend<'_> {
 struct Inner {
     db: Db,
     origin: String,
+    layout: Layout,
+    /// Batch size of the search copy (for [`AuditLog::catch_up_search`]).
+    search_batch: usize,
+    /// Taken around every SQLite write transaction of this process (see [`WriteGate`]).
+    gate: WriteGate,
     sender: Option<mpsc::Sender<Pending>>,
     appenders: Arc<Appenders>,
     signer: Option<Arc<dyn CheckpointSigner>>,
@@ -170,9 +180,9 @@ impl AuditLog {
         config: LogConfig,
         signer: Arc<dyn CheckpointSigner>,
     ) -> Result<Self, AuditError> {
-        if config.max_batch == 0 || config.queue_capacity == 0 {
+        if config.max_batch == 0 || config.queue_capacity == 0 || config.search_batch == 0 {
             return Err(AuditError::Config(
-                "max_batch and queue_capacity must be positive",
+                "max_batch, queue_capacity and search_batch must be positive",
             ));
         }
         let new_origin = match &config.origin {
@@ -184,10 +194,22 @@ impl AuditLog {
             }
             None => random_origin()?,
         };
-        let (db, origin) = store::connect(&config.storage, true, &new_origin).await?;
+        let (db, origin, layout) = store::connect(&config.storage, true, &new_origin).await?;
         let (sender, receiver) = mpsc::channel(config.queue_capacity);
         let appenders = Arc::new(Appenders::default());
+        let head_size = read_head(&db).await?.compact.size();
+        let (committed, head_rx) = watch::channel(head_size);
+        let gate = WriteGate::default();
+        tokio::spawn(search::run_indexer(
+            db.clone(),
+            gate.clone(),
+            head_rx,
+            config.search_batch,
+            config.search_idle,
+        ));
         let writer = Writer {
+            committed,
+            gate: gate.clone(),
             appenders: appenders.clone(),
             max_linger: config.max_linger,
             db: db.clone(),
@@ -202,6 +224,9 @@ impl AuditLog {
             inner: Arc::new(Inner {
                 db,
                 origin,
+                layout,
+                search_batch: config.search_batch,
+                gate,
                 sender: Some(sender),
                 appenders,
                 signer: Some(signer),
@@ -212,11 +237,14 @@ impl AuditLog {
 
     /// Opens an existing log for reading, verifying and exporting only. Needs no keys.
     pub async fn open_read_only(storage_cfg: &Storage) -> Result<Self, AuditError> {
-        let (db, origin) = store::connect(storage_cfg, false, "").await?;
+        let (db, origin, layout) = store::connect(storage_cfg, false, "").await?;
         Ok(Self {
             inner: Arc::new(Inner {
                 db,
                 origin,
+                layout,
+                search_batch: LogConfig::new(storage_cfg.clone()).search_batch,
+                gate: WriteGate::default(),
                 sender: None,
                 appenders: Arc::default(),
                 signer: None,
@@ -234,6 +262,21 @@ impl AuditLog {
         &self.inner.db
     }
 
+    pub(crate) fn layout(&self) -> Layout {
+        self.inner.layout
+    }
+
+    /// Copies the search columns of every entry not yet in the search table now, instead of
+    /// waiting for the background copy; returns how many entries the search table covers.
+    /// Query results are the same before and after (see [`AuditLog::query`]); this only
+    /// makes later queries cheaper. Needs a log opened for writing.
+    pub async fn catch_up_search(&self) -> Result<u64, AuditError> {
+        if self.inner.sender.is_none() {
+            return Err(AuditError::ReadOnly);
+        }
+        search::catch_up(self.db(), &self.inner.gate, self.inner.search_batch).await
+    }
+
     /// Appends an event and returns its index once the entry is durable (committed). On any
     /// error nothing is acknowledged and the caller must fail the audited action.
     pub async fn append(&self, event: Event) -> Result<u64, AuditError> {
@@ -248,22 +291,14 @@ impl AuditLog {
     ) -> Result<u64, AuditError> {
         let sender = self.inner.sender.as_ref().ok_or(AuditError::ReadOnly)?;
         let _active = ActiveAppend::new(&self.inner.appenders);
-        let kind = event.kind();
-        let principal = event.principal().map(str::to_owned);
-        let patient = event.patient().map(|p| p.as_str().to_owned());
-        let json = serde_json::to_value(&event)
-            .map_err(|_| AuditError::InvalidEntry("event cannot be encoded as JSON"))?;
         // Canonicalize here, in the caller's task: a bad event fails only its caller, and the
         // single writer task only splices bytes (see `crate::event::leaf_bytes`).
-        let event_bytes = crate::canonical::to_canonical_bytes(&json)
+        let event_bytes = crate::encode::event_canonical_bytes(&event)
             .map_err(|_| AuditError::InvalidEntry("event has a non-integer number"))?;
         let (reply, wait) = oneshot::channel();
         sender
             .send(Pending {
                 event: event_bytes,
-                kind,
-                principal,
-                patient,
                 detail,
                 reply,
             })
@@ -485,11 +520,36 @@ impl AuditLog {
     }
 
     /// Entries matching `filter`, oldest first. Each entry is decoded from the hashed leaf
-    /// bytes (the index columns only narrow the search) and re-checked against the filter.
+    /// bytes and re-checked against the filter: the search table only narrows the search.
+    /// Entries whose search columns have not been copied yet (at or above the search
+    /// watermark, see the `search` module) are read from the log itself, so the result is
+    /// complete whatever the background copy's progress.
     pub async fn query(&self, filter: &QueryFilter) -> Result<Vec<(Entry, Hash)>, AuditError> {
-        let rows = self.query_rows(filter).await?;
-        let mut out = Vec::with_capacity(rows.len());
+        let limit = filter
+            .limit
+            .map_or(usize::MAX, |l| usize::try_from(l).unwrap_or(usize::MAX));
+        let watermark = search::watermark(self.db(), self.layout()).await?;
+        let mut out = Vec::new();
+        let indexed = self.query_indexed(filter, watermark).await?;
+        self.decode_matching(indexed, filter, limit, &mut out)?;
+        if out.len() < limit {
+            let tail = self.entries_from(watermark).await?;
+            self.decode_matching(tail, filter, limit, &mut out)?;
+        }
+        Ok(out)
+    }
+
+    fn decode_matching(
+        &self,
+        rows: Vec<(i64, Vec<u8>, Vec<u8>)>,
+        filter: &QueryFilter,
+        limit: usize,
+        out: &mut Vec<(Entry, Hash)>,
+    ) -> Result<(), AuditError> {
         for (idx, leaf, hash) in rows {
+            if out.len() >= limit {
+                break;
+            }
             let entry = Entry::from_json_bytes(&leaf)
                 .map_err(|_| AuditError::Corrupt(format!("entry {idx} does not decode")))?;
             let hash: Hash = hash
@@ -504,39 +564,47 @@ impl AuditLog {
                 out.push((entry, hash));
             }
         }
-        Ok(out)
+        Ok(())
     }
 
-    async fn query_rows(
+    /// Rows below `watermark` whose search columns match `filter`.
+    async fn query_indexed(
         &self,
         filter: &QueryFilter,
+        watermark: u64,
     ) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, AuditError> {
         let ctx = "querying entries";
+        let search = self.layout().search_table();
+        let below = to_i64(watermark)?;
         macro_rules! build {
             ($db:ty, $pool:expr) => {{
-                let mut qb: QueryBuilder<'_, $db> =
-                    QueryBuilder::new("SELECT idx, leaf, leaf_hash FROM audit_entries WHERE 1 = 1");
+                let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new(format!(
+                    "SELECT e.idx, e.leaf, e.leaf_hash FROM {search} s \
+                     JOIN audit_entries e ON e.idx = s.idx WHERE s.idx < "
+                ));
+                qb.push_bind(below);
                 if let Some(t) = filter.since {
-                    qb.push(" AND time_us >= ").push_bind(t.timestamp_micros());
+                    qb.push(" AND s.time_us >= ")
+                        .push_bind(t.timestamp_micros());
                 }
                 if let Some(t) = filter.until {
-                    qb.push(" AND time_us < ").push_bind(t.timestamp_micros());
+                    qb.push(" AND s.time_us < ").push_bind(t.timestamp_micros());
                 }
                 if let Some(k) = &filter.kind {
-                    qb.push(" AND kind = ").push_bind(k.clone());
+                    qb.push(" AND s.kind = ").push_bind(k.clone());
                 }
                 if let Some(p) = &filter.principal {
-                    qb.push(" AND principal = ").push_bind(p.clone());
+                    qb.push(" AND s.principal = ").push_bind(p.clone());
                 }
                 if !filter.patient.is_empty() {
-                    qb.push(" AND patient IN (");
+                    qb.push(" AND s.patient IN (");
                     let mut sep = qb.separated(", ");
                     for p in &filter.patient {
                         sep.push_bind(p.as_str().to_owned());
                     }
                     qb.push(")");
                 }
-                qb.push(" ORDER BY idx");
+                qb.push(" ORDER BY s.idx");
                 if let Some(limit) = filter.limit {
                     qb.push(" LIMIT ").push_bind(to_i64(limit)?);
                 }
@@ -552,8 +620,39 @@ impl AuditLog {
         })
     }
 
-    /// Closes the connection pool after the writer has drained.
+    /// Every entry row from index `from` on.
+    async fn entries_from(&self, from: u64) -> Result<Vec<(i64, Vec<u8>, Vec<u8>)>, AuditError> {
+        let lower = to_i64(from)?;
+        match self.db() {
+            Db::Sqlite(p) => {
+                sqlx::query_as(
+                    "SELECT idx, leaf, leaf_hash FROM audit_entries WHERE idx >= ? ORDER BY idx",
+                )
+                .bind(lower)
+                .fetch_all(p)
+                .await
+            }
+            Db::Postgres(p) => {
+                sqlx::query_as(
+                    "SELECT idx, leaf, leaf_hash FROM audit_entries WHERE idx >= $1 ORDER BY idx",
+                )
+                .bind(lower)
+                .fetch_all(p)
+                .await
+            }
+        }
+        .map_err(storage("querying entries"))
+    }
+
+    /// Copies the pending search columns (best effort), then closes the connection pool.
     pub async fn close(self) {
+        if self.inner.sender.is_some()
+            && self.inner.layout == Layout::V2
+            && let Err(e) =
+                search::catch_up(self.db(), &self.inner.gate, self.inner.search_batch).await
+        {
+            tracing::debug!(error = %e, "search columns left for the next writer to copy");
+        }
         match &self.inner.db {
             Db::Sqlite(p) => p.close().await,
             Db::Postgres(p) => p.close().await,
@@ -676,7 +775,17 @@ fn sign_checkpoint(
     Ok(checkpoint.sign(signer)?)
 }
 
+/// Serializes this process's SQLite write transactions (the writer's batches and the search
+/// copy) in memory. Both would otherwise meet in SQLite's busy handler, which polls with
+/// sleeps of up to 100 ms; a queue in the process hands the lock over at once. Other
+/// processes writing the same file still meet the busy handler. Unused on PostgreSQL, where
+/// the search copy takes no lock the writer needs.
+pub(crate) type WriteGate = Arc<Mutex<()>>;
+
 struct Writer {
+    gate: WriteGate,
+    /// Announces the tree size after each commit (to the search indexer).
+    committed: watch::Sender<u64>,
     appenders: Arc<Appenders>,
     max_linger: Duration,
     db: Db,
@@ -726,9 +835,11 @@ impl Writer {
             }
             match self.write_batch(&batch).await {
                 Ok(start) => {
+                    let end = start + batch.len() as u64;
                     for (i, p) in batch.drain(..).enumerate() {
                         let _ = p.reply.send(Ok(start + i as u64));
                     }
+                    self.committed.send_replace(end);
                 }
                 Err(err) => {
                     let reason = err.to_string();
@@ -744,6 +855,11 @@ impl Writer {
     /// Writes one batch in one transaction; returns the first index.
     async fn write_batch(&self, batch: &[Pending]) -> Result<u64, AuditError> {
         let ctx = "appending a batch";
+        // Held until the transaction has committed (or failed).
+        let _gate = match &self.db {
+            Db::Sqlite(_) => Some(self.gate.lock().await),
+            Db::Postgres(_) => None,
+        };
         macro_rules! write_in_tx {
             ($db:ty, $tx:expr, $head_sql:expr, $ckpt_sql:expr, $update_sql:expr) => {{
                 let mut tx = $tx;
@@ -766,17 +882,11 @@ impl Writer {
                     rows.push(Row { leaf, hash });
                 }
                 for (chunk_no, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
-                    let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new(
-                        "INSERT INTO audit_entries (idx, time_us, kind, principal, patient, leaf, leaf_hash) ",
-                    );
+                    let mut qb: QueryBuilder<'_, $db> =
+                        QueryBuilder::new("INSERT INTO audit_entries (idx, leaf, leaf_hash) ");
                     let base = start + (chunk_no * INSERT_CHUNK) as u64;
-                    let pendings = &batch[chunk_no * INSERT_CHUNK..];
-                    qb.push_values(chunk.iter().zip(pendings).enumerate(), |mut b, (i, (row, p))| {
+                    qb.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
                         b.push_bind((base + i as u64) as i64)
-                            .push_bind(now)
-                            .push_bind(p.kind)
-                            .push_bind(p.principal.as_deref())
-                            .push_bind(p.patient.as_deref())
                             .push_bind(row.leaf.as_slice())
                             .push_bind(&row.hash[..]);
                     });
@@ -784,7 +894,8 @@ impl Writer {
                 }
                 let mut last_checkpoint = head.last_checkpoint_us;
                 if now.saturating_sub(last_checkpoint) >= self.checkpoint_interval_us {
-                    let note = sign_checkpoint(&self.origin, &head.compact, now, self.signer.as_ref())?;
+                    let note =
+                        sign_checkpoint(&self.origin, &head.compact, now, self.signer.as_ref())?;
                     sqlx::query($ckpt_sql)
                         .bind(to_i64(head.compact.size())?)
                         .bind(now)

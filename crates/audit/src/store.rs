@@ -1,17 +1,31 @@
 //! Storage: schema, migrations and connections for SQLite and PostgreSQL.
 //!
-//! Tables (same shape on both backends):
+//! Tables (schema version 2, same shape on both backends):
 //! * `audit_meta(key, value)`: `schema_version`, `origin`, `created_at`.
-//! * `audit_entries(idx, time_us, kind, principal, patient, leaf, leaf_hash)`: one row per
-//!   leaf; `leaf` holds the exact canonical bytes that were hashed. The other columns are a
-//!   search index only; queries re-read the leaf and verification recomputes everything.
+//! * `audit_entries(idx, leaf, leaf_hash)`: one row per leaf; `leaf` holds the exact canonical
+//!   bytes that were hashed. This is the only table an append writes besides the tree head,
+//!   and it has no secondary index, so a commit touches the right edge of one B-tree only.
+//! * `audit_search(idx, time_us, kind, principal, patient)`: the search columns of every
+//!   entry below a watermark (`MAX(idx) + 1`), indexed for queries. It is filled after the
+//!   append was acknowledged, by a background task of the writing process, in large batches
+//!   (see `crate::log`); entries at or above the watermark are found by reading their leaves,
+//!   so query results never depend on how far the copy has got. Verification checks every
+//!   search row against the entry it describes and that none below the watermark is missing.
 //! * `audit_checkpoints(tree_size, time_us, note)`: signed checkpoint notes.
 //! * `audit_tree_head(id = 1, size, compact, last_checkpoint_us)`: the single row that
 //!   serializes writers (`FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite) and holds
 //!   the right edge of the tree, so a batch never reads old leaves.
 //!
-//! Triggers refuse `UPDATE` and `DELETE` (and `TRUNCATE` on PostgreSQL) on entries and
-//! checkpoints. Someone with enough privilege can drop them; verification catches that.
+//! Triggers refuse `UPDATE` and `DELETE` (and `TRUNCATE` on PostgreSQL) on entries, search
+//! rows and checkpoints. Someone with enough privilege can drop them; verification catches
+//! that.
+//!
+//! Versions: version 1 kept the search columns (and their four indexes) in `audit_entries`,
+//! which made every append insert into five B-trees before its fsync. A version-1 database is
+//! migrated in place, in one transaction, when it is opened for writing (search columns copied
+//! into `audit_search`, `audit_entries` rebuilt without them); opened read-only it is read as it
+//! is (its `audit_entries` doubles as the search table). A database of a newer version is
+//! refused and left untouched.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
@@ -27,7 +41,7 @@ use crate::error::{AuditError, storage};
 use crate::merkle::CompactRange;
 
 /// The schema version this build writes and understands.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Where the log lives.
 #[derive(Debug, Clone)]
@@ -52,20 +66,42 @@ pub(crate) enum Db {
     Postgres(PgPool),
 }
 
+/// Where the search columns of an opened log are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Layout {
+    /// Schema 2: `audit_search`, filled behind the appends.
+    V2,
+    /// A schema-1 database opened read-only: the columns are in `audit_entries` itself.
+    V1,
+}
+
+impl Layout {
+    /// The table holding `idx, time_us, kind, principal, patient`.
+    pub(crate) fn search_table(self) -> &'static str {
+        match self {
+            Layout::V2 => "audit_search",
+            Layout::V1 => "audit_entries",
+        }
+    }
+}
+
 const SQLITE_DDL: &str = r#"
 CREATE TABLE IF NOT EXISTS audit_entries (
+    idx INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_search (
     idx INTEGER PRIMARY KEY,
     time_us INTEGER NOT NULL,
     kind TEXT NOT NULL,
     principal TEXT,
-    patient TEXT,
-    leaf BLOB NOT NULL,
-    leaf_hash BLOB NOT NULL
+    patient TEXT
 );
-CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (time_us);
-CREATE INDEX IF NOT EXISTS audit_entries_kind ON audit_entries (kind, idx);
-CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries (principal, idx);
-CREATE INDEX IF NOT EXISTS audit_entries_patient ON audit_entries (patient, idx);
+CREATE INDEX IF NOT EXISTS audit_search_time ON audit_search (time_us);
+CREATE INDEX IF NOT EXISTS audit_search_kind ON audit_search (kind, idx);
+CREATE INDEX IF NOT EXISTS audit_search_principal ON audit_search (principal, idx);
+CREATE INDEX IF NOT EXISTS audit_search_patient ON audit_search (patient, idx);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     tree_size INTEGER PRIMARY KEY,
     time_us INTEGER NOT NULL,
@@ -81,6 +117,10 @@ CREATE TRIGGER IF NOT EXISTS audit_entries_no_update BEFORE UPDATE ON audit_entr
 BEGIN SELECT RAISE(ABORT, 'audit log entries are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_entries_no_delete BEFORE DELETE ON audit_entries
 BEGIN SELECT RAISE(ABORT, 'audit log entries are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_search_no_update BEFORE UPDATE ON audit_search
+BEGIN SELECT RAISE(ABORT, 'audit search rows are append-only'); END;
+CREATE TRIGGER IF NOT EXISTS audit_search_no_delete BEFORE DELETE ON audit_search
+BEGIN SELECT RAISE(ABORT, 'audit search rows are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_update BEFORE UPDATE ON audit_checkpoints
 BEGIN SELECT RAISE(ABORT, 'audit checkpoints are append-only'); END;
 CREATE TRIGGER IF NOT EXISTS audit_checkpoints_no_delete BEFORE DELETE ON audit_checkpoints
@@ -89,20 +129,52 @@ CREATE TRIGGER IF NOT EXISTS audit_tree_head_no_delete BEFORE DELETE ON audit_tr
 BEGIN SELECT RAISE(ABORT, 'audit tree head cannot be deleted'); END;
 "#;
 
+/// Version 1 to 2 on SQLite: the search columns move to `audit_search` (created by the DDL
+/// that runs next) and `audit_entries` is rebuilt without them.
+const SQLITE_V1_TO_V2: &str = r#"
+DROP TRIGGER IF EXISTS audit_entries_no_update;
+DROP TRIGGER IF EXISTS audit_entries_no_delete;
+DROP INDEX IF EXISTS audit_entries_time;
+DROP INDEX IF EXISTS audit_entries_kind;
+DROP INDEX IF EXISTS audit_entries_principal;
+DROP INDEX IF EXISTS audit_entries_patient;
+CREATE TABLE audit_search (
+    idx INTEGER PRIMARY KEY,
+    time_us INTEGER NOT NULL,
+    kind TEXT NOT NULL,
+    principal TEXT,
+    patient TEXT
+);
+INSERT INTO audit_search (idx, time_us, kind, principal, patient)
+    SELECT idx, time_us, kind, principal, patient FROM audit_entries ORDER BY idx;
+CREATE TABLE audit_entries_v2 (
+    idx INTEGER PRIMARY KEY,
+    leaf BLOB NOT NULL,
+    leaf_hash BLOB NOT NULL
+);
+INSERT INTO audit_entries_v2 (idx, leaf, leaf_hash)
+    SELECT idx, leaf, leaf_hash FROM audit_entries ORDER BY idx;
+DROP TABLE audit_entries;
+ALTER TABLE audit_entries_v2 RENAME TO audit_entries;
+"#;
+
 const POSTGRES_DDL: &str = r#"
 CREATE TABLE IF NOT EXISTS audit_entries (
+    idx BIGINT PRIMARY KEY,
+    leaf BYTEA NOT NULL,
+    leaf_hash BYTEA NOT NULL
+);
+CREATE TABLE IF NOT EXISTS audit_search (
     idx BIGINT PRIMARY KEY,
     time_us BIGINT NOT NULL,
     kind TEXT NOT NULL,
     principal TEXT,
-    patient TEXT,
-    leaf BYTEA NOT NULL,
-    leaf_hash BYTEA NOT NULL
+    patient TEXT
 );
-CREATE INDEX IF NOT EXISTS audit_entries_time ON audit_entries (time_us);
-CREATE INDEX IF NOT EXISTS audit_entries_kind ON audit_entries (kind, idx);
-CREATE INDEX IF NOT EXISTS audit_entries_principal ON audit_entries (principal, idx);
-CREATE INDEX IF NOT EXISTS audit_entries_patient ON audit_entries (patient, idx);
+CREATE INDEX IF NOT EXISTS audit_search_time ON audit_search (time_us);
+CREATE INDEX IF NOT EXISTS audit_search_kind ON audit_search (kind, idx);
+CREATE INDEX IF NOT EXISTS audit_search_principal ON audit_search (principal, idx);
+CREATE INDEX IF NOT EXISTS audit_search_patient ON audit_search (patient, idx);
 CREATE TABLE IF NOT EXISTS audit_checkpoints (
     tree_size BIGINT PRIMARY KEY,
     time_us BIGINT NOT NULL,
@@ -123,12 +195,35 @@ CREATE OR REPLACE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON a
     FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
 CREATE OR REPLACE TRIGGER audit_entries_no_truncate BEFORE TRUNCATE ON audit_entries
     FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
+CREATE OR REPLACE TRIGGER audit_search_append_only BEFORE UPDATE OR DELETE ON audit_search
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+CREATE OR REPLACE TRIGGER audit_search_no_truncate BEFORE TRUNCATE ON audit_search
+    FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
 CREATE OR REPLACE TRIGGER audit_checkpoints_append_only BEFORE UPDATE OR DELETE ON audit_checkpoints
     FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
 CREATE OR REPLACE TRIGGER audit_checkpoints_no_truncate BEFORE TRUNCATE ON audit_checkpoints
     FOR EACH STATEMENT EXECUTE FUNCTION audit_refuse_change();
 CREATE OR REPLACE TRIGGER audit_tree_head_no_delete BEFORE DELETE ON audit_tree_head
     FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+"#;
+
+/// Version 1 to 2 on PostgreSQL (dropping columns fires no row trigger).
+const POSTGRES_V1_TO_V2: &str = r#"
+DROP INDEX IF EXISTS audit_entries_time;
+DROP INDEX IF EXISTS audit_entries_kind;
+DROP INDEX IF EXISTS audit_entries_principal;
+DROP INDEX IF EXISTS audit_entries_patient;
+CREATE TABLE audit_search (
+    idx BIGINT PRIMARY KEY,
+    time_us BIGINT NOT NULL,
+    kind TEXT NOT NULL,
+    principal TEXT,
+    patient TEXT
+);
+INSERT INTO audit_search (idx, time_us, kind, principal, patient)
+    SELECT idx, time_us, kind, principal, patient FROM audit_entries ORDER BY idx;
+ALTER TABLE audit_entries
+    DROP COLUMN time_us, DROP COLUMN kind, DROP COLUMN principal, DROP COLUMN patient;
 "#;
 
 /// Advisory lock key that serializes schema creation among several starting instances.
@@ -146,12 +241,13 @@ fn valid_schema_name(name: &str) -> bool {
             .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_')
 }
 
-/// Opens (and, if `create`, initializes) the database. Returns the pool and the log origin.
+/// Opens (and, if `create`, initializes or migrates) the database. Returns the pool, the log
+/// origin and where the search columns are.
 pub(crate) async fn connect(
     storage_cfg: &Storage,
     create: bool,
     new_origin: &str,
-) -> Result<(Db, String), AuditError> {
+) -> Result<(Db, String, Layout), AuditError> {
     match storage_cfg {
         Storage::Sqlite { path } => {
             prepare_sqlite_file(path, create)?;
@@ -168,8 +264,8 @@ pub(crate) async fn connect(
                 .await
                 .map_err(storage("opening the SQLite audit database"))?;
             let db = Db::Sqlite(pool);
-            let origin = migrate(&db, create, new_origin).await?;
-            Ok((db, origin))
+            let (origin, layout) = migrate(&db, create, new_origin).await?;
+            Ok((db, origin, layout))
         }
         Storage::Postgres { url, schema } => {
             let mut opts = PgConnectOptions::from_str(url.expose_secret())
@@ -201,8 +297,8 @@ pub(crate) async fn connect(
                 .await
                 .map_err(storage("connecting to PostgreSQL"))?;
             let db = Db::Postgres(pool);
-            let origin = migrate(&db, create, new_origin).await?;
-            Ok((db, origin))
+            let (origin, layout) = migrate(&db, create, new_origin).await?;
+            Ok((db, origin, layout))
         }
     }
 }
@@ -251,20 +347,25 @@ struct Dialect {
     meta_exists: &'static str,
     /// Tables, indexes and append-only triggers.
     ddl: &'static str,
+    /// Moves a version-1 database to version 2 (the DDL runs after it).
+    v1_to_v2: &'static str,
 }
 
 const SQLITE: Dialect = Dialect {
     meta_exists: "SELECT EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'audit_meta')",
     ddl: SQLITE_DDL,
+    v1_to_v2: SQLITE_V1_TO_V2,
 };
 
 const POSTGRES: Dialect = Dialect {
     meta_exists: "SELECT to_regclass('audit_meta') IS NOT NULL",
     ddl: POSTGRES_DDL,
+    v1_to_v2: POSTGRES_V1_TO_V2,
 };
 
-/// Creates the schema when missing, refuses newer versions. Returns the origin.
-async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, AuditError> {
+/// Creates the schema when missing, migrates version 1 when opening for writing, refuses
+/// newer versions. Returns the origin and the layout.
+async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<(String, Layout), AuditError> {
     let ctx = "initializing the audit schema";
     let now = chrono::Utc::now().to_rfc3339();
     let empty = CompactRange::new().to_bytes();
@@ -286,36 +387,59 @@ async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, Audi
             } else {
                 None
             };
-            if let VersionState::Fresh = check_version(version.map(|v| v.0), create)? {
-                sqlx::raw_sql(
-                    "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-                )
-                .execute(&mut *tx)
-                .await
-                .map_err(storage(ctx))?;
-                sqlx::raw_sql(dialect.ddl)
+            let state = check_version(version.map(|v| v.0), create)?;
+            let mut layout = Layout::V2;
+            match state {
+                VersionState::Current => {}
+                VersionState::V1 if !create => layout = Layout::V1,
+                VersionState::V1 => {
+                    // One transaction: a crash leaves version 1 intact, never half of each.
+                    sqlx::raw_sql(dialect.v1_to_v2)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage("migrating the audit schema from version 1"))?;
+                    sqlx::raw_sql(dialect.ddl)
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage("migrating the audit schema from version 1"))?;
+                    sqlx::query("UPDATE audit_meta SET value = $1 WHERE key = 'schema_version'")
+                        .bind(SCHEMA_VERSION.to_string())
+                        .execute(&mut *tx)
+                        .await
+                        .map_err(storage("migrating the audit schema from version 1"))?;
+                    tracing::info!(from = 1, to = SCHEMA_VERSION, "audit schema migrated");
+                }
+                VersionState::Fresh => {
+                    sqlx::raw_sql(
+                        "CREATE TABLE IF NOT EXISTS audit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+                    )
                     .execute(&mut *tx)
                     .await
                     .map_err(storage(ctx))?;
-                for (k, v) in [
-                    ("schema_version", SCHEMA_VERSION.to_string()),
-                    ("origin", new_origin.to_string()),
-                    ("created_at", now),
-                ] {
-                    sqlx::query("INSERT INTO audit_meta (key, value) VALUES ($1, $2)")
-                        .bind(k)
-                        .bind(v)
+                    sqlx::raw_sql(dialect.ddl)
                         .execute(&mut *tx)
                         .await
                         .map_err(storage(ctx))?;
+                    for (k, v) in [
+                        ("schema_version", SCHEMA_VERSION.to_string()),
+                        ("origin", new_origin.to_string()),
+                        ("created_at", now),
+                    ] {
+                        sqlx::query("INSERT INTO audit_meta (key, value) VALUES ($1, $2)")
+                            .bind(k)
+                            .bind(v)
+                            .execute(&mut *tx)
+                            .await
+                            .map_err(storage(ctx))?;
+                    }
+                    sqlx::query(
+                        "INSERT INTO audit_tree_head (id, size, compact, last_checkpoint_us) VALUES (1, 0, $1, 0)",
+                    )
+                    .bind(&empty)
+                    .execute(&mut *tx)
+                    .await
+                    .map_err(storage(ctx))?;
                 }
-                sqlx::query(
-                    "INSERT INTO audit_tree_head (id, size, compact, last_checkpoint_us) VALUES (1, 0, $1, 0)",
-                )
-                .bind(&empty)
-                .execute(&mut *tx)
-                .await
-                .map_err(storage(ctx))?;
             }
             let (origin,): (String,) =
                 sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'origin'")
@@ -323,7 +447,7 @@ async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, Audi
                     .await
                     .map_err(storage(ctx))?;
             tx.commit().await.map_err(storage(ctx))?;
-            Ok(origin)
+            Ok((origin, layout))
         }};
     }
     match db {
@@ -351,6 +475,8 @@ async fn migrate(db: &Db, create: bool, new_origin: &str) -> Result<String, Audi
 
 enum VersionState {
     Fresh,
+    /// Schema version 1 (search columns inside `audit_entries`).
+    V1,
     Current,
 }
 
@@ -369,6 +495,8 @@ fn check_version(found: Option<String>, create: bool) -> Result<VersionState, Au
                     found,
                     supported: SCHEMA_VERSION,
                 })
+            } else if found == 1 {
+                Ok(VersionState::V1)
             } else if found < SCHEMA_VERSION {
                 Err(AuditError::Corrupt(format!(
                     "unknown old schema version {found}"

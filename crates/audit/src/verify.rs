@@ -5,27 +5,36 @@
 //! signed checkpoint and with the tree head. The first damage found is reported with its index
 //! and kind.
 //!
+//! Verification is pinned to the tree head read when it starts: it verifies exactly the
+//! entries that head covers (and the signed checkpoints up to it), so it runs while appends
+//! continue; entries appended meanwhile are left to the next run. Checkpoints beyond the pinned
+//! head have their signatures checked, and must be covered by the tree head at the end of the
+//! run (otherwise the log was truncated); rows beyond the final tree head are reported as
+//! inserted.
+//!
 //! The leaves are split into aligned chunks of 2^k leaves (perfect subtrees, 65,536 by
-//! default) verified in parallel, each on its own connection (SQLite in WAL mode serves
-//! concurrent readers), so reading, JSON checks and SHA-256 (aws-lc-rs) use every core. The
-//! chunk roots are then combined into the full tree in order, and every checkpoint root inside
-//! a chunk is rebuilt from the chunk's partial state at that size. Any irregularity sends the
-//! verifier back to one sequential pass from the start of the first irregular chunk, so the
-//! reported damage is always exactly what a single ordered pass reports.
+//! default) verified by four tasks in parallel, each on its own connection (SQLite in WAL mode
+//! serves concurrent readers), so reading, JSON checks and SHA-256 (aws-lc-rs) use every core.
+//! A chunk is read in packed pages of 1,024 entries, one query and one driver row per page
+//! (see `crate::pages`), not one driver row per entry. The chunk roots are then combined into
+//! the full tree in order, and every checkpoint root inside a chunk is rebuilt from the
+//! chunk's partial state at that size. Any irregularity sends the verifier back to one
+//! sequential row-by-row pass from the start of the first irregular chunk, so the reported
+//! damage is always exactly what a single ordered pass reports.
 
-use std::borrow::Cow;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use futures::TryStreamExt as _;
-use serde::Deserialize;
 
 use crate::checkpoint::Checkpoint;
 use crate::error::{AuditError, storage};
 use crate::keys::NoteVerifier;
 use crate::log::{AuditLog, read_head, to_i64};
 use crate::merkle::{self, CompactRange, Hash};
-use crate::store::Db;
+use crate::pages::{PAGE_LEAVES, PageQuery, Record, Records};
+use crate::search::{self, LeafFields};
+use crate::store::{Db, Layout};
 
 /// What kind of damage verification found.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
@@ -81,25 +90,6 @@ impl VerifyReport {
     }
 }
 
-#[derive(Deserialize)]
-struct LeafFields<'a> {
-    index: u64,
-    #[serde(borrow)]
-    time: Cow<'a, str>,
-    #[serde(borrow)]
-    event: EventFields<'a>,
-}
-
-#[derive(Deserialize)]
-struct EventFields<'a> {
-    #[serde(borrow)]
-    kind: Cow<'a, str>,
-    #[serde(borrow, default)]
-    principal: Option<Cow<'a, str>>,
-    #[serde(borrow, default)]
-    patient: Option<Cow<'a, str>>,
-}
-
 /// Leaves per verification chunk (one perfect subtree) unless [`VerifyOptions`] says otherwise.
 pub const DEFAULT_CHUNK_LEAVES: u64 = 1 << 16;
 
@@ -113,19 +103,31 @@ pub struct VerifyOptions {
 }
 
 impl Default for VerifyOptions {
-    /// 65,536-leaf chunks, as many at once as the machine has cores (at most 4).
+    /// 65,536-leaf chunks, four at once (more tasks than cores lets one task's page query
+    /// overlap another's hashing).
     fn default() -> Self {
         Self {
             chunk_leaves: DEFAULT_CHUNK_LEAVES,
-            parallelism: std::thread::available_parallelism()
-                .map_or(2, std::num::NonZeroUsize::get)
-                .clamp(1, 4),
+            parallelism: 4,
         }
     }
 }
 
-const COLUMNS: &str =
-    "SELECT idx, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries";
+/// Where the search rows are and how far they have been copied.
+#[derive(Debug, Clone, Copy)]
+struct Columns {
+    layout: Layout,
+    watermark: u64,
+}
+
+/// Entry rows with their search row (if copied yet).
+fn columns(layout: Layout) -> String {
+    format!(
+        "SELECT e.idx, s.time_us, s.kind, s.principal, s.patient, e.leaf, e.leaf_hash \
+         FROM audit_entries e LEFT JOIN {} s ON s.idx = e.idx",
+        layout.search_table()
+    )
+}
 
 fn damage(kind: DamageKind, index: u64, detail: impl Into<String>) -> Option<Damage> {
     Some(Damage {
@@ -173,6 +175,9 @@ pub async fn verify_log_with(
         damage: None,
     };
 
+    // The pin: the entries this run verifies.
+    let head = read_head(log.db()).await?.compact;
+    let pinned = head.size();
     let mut checkpoints: Vec<Checkpoint> = Vec::new();
     for (size, note) in log.checkpoint_notes().await? {
         match Checkpoint::parse_and_verify(&note, verifier) {
@@ -191,8 +196,14 @@ pub async fn verify_log_with(
             }
         }
     }
+    // Checkpoints signed after the pin was read are checked against the final tree head.
+    let later_checkpoint = checkpoints
+        .iter()
+        .map(|c| c.size)
+        .filter(|&s| s > pinned)
+        .max();
+    checkpoints.retain(|c| c.size <= pinned);
     report.largest_checkpoint = checkpoints.last().map_or(0, |c| c.size);
-    let head = read_head(log.db()).await?.compact;
 
     let mut scan = Scan {
         compact: CompactRange::new(),
@@ -206,11 +217,14 @@ pub async fn verify_log_with(
     }
 
     // Parallel pass over aligned chunks.
-    let rows = count_rows(log.db()).await?;
     let chunk = options.chunk_leaves;
-    let chunks = rows.div_ceil(chunk).max(1);
+    let chunks = pinned.div_ceil(chunk).max(1);
     let sizes: Arc<Vec<u64>> = Arc::new(checkpoints.iter().map(|c| c.size).collect());
-    let results = run_chunks(log.db(), chunks, chunk, options.parallelism, &sizes).await?;
+    let cols = Columns {
+        layout: log.layout(),
+        watermark: search::watermark(log.db(), log.layout()).await?,
+    };
+    let results = run_chunks(log.db(), cols, pinned, chunk, options.parallelism, &sizes).await?;
 
     // Combine the chunk roots in order, checking every checkpoint inside each chunk.
     let mut tops = CompactRange::new(); // over chunk roots: each "leaf" is a whole chunk
@@ -250,7 +264,7 @@ pub async fn verify_log_with(
             scan.compact = combine(&tops, chunk, &CompactRange::new());
             let from = k * chunk;
             let (expected, found_missing, found) =
-                scan_sequential(log.db(), from, &mut scan).await?;
+                scan_sequential(log.db(), cols, from, pinned, &mut scan).await?;
             missing = found_missing;
             if found.is_some() {
                 report.entries = expected;
@@ -271,21 +285,32 @@ pub async fn verify_log_with(
         );
         return Ok(report);
     }
-    if expected < report.largest_checkpoint || expected < head.size() {
+    if expected < report.largest_checkpoint || expected < pinned {
         report.damage = damage(
             DamageKind::Truncated,
             expected,
             format!(
                 "log ends at {expected} entries but a signed checkpoint or the tree head says {}",
-                report.largest_checkpoint.max(head.size())
+                report.largest_checkpoint.max(pinned)
             ),
         );
         return Ok(report);
     }
-    if expected > head.size() {
+    // What was appended while this run went on must still be consistent with the head: one
+    // statement, so both numbers come from the same snapshot.
+    let (head_now, rows_end) = head_and_rows_end(log.db()).await?;
+    if let Some(later) = later_checkpoint.filter(|&s| s > head_now) {
+        report.damage = damage(
+            DamageKind::Truncated,
+            expected,
+            format!("log ends at {head_now} entries but a signed checkpoint says {later}"),
+        );
+        return Ok(report);
+    }
+    if rows_end > head_now {
         report.damage = damage(
             DamageKind::Inserted,
-            head.size(),
+            head_now,
             "entries exist beyond the tree head",
         );
         return Ok(report);
@@ -323,14 +348,16 @@ fn combine(tops: &CompactRange, chunk: u64, local: &CompactRange) -> CompactRang
     CompactRange::from_bytes(&bytes).unwrap_or_default()
 }
 
-async fn count_rows(db: &Db) -> Result<u64, AuditError> {
-    let sql = "SELECT COUNT(*) FROM audit_entries";
-    let (n,): (i64,) = match db {
+/// The tree head's size and one past the largest entry index, from one snapshot.
+async fn head_and_rows_end(db: &Db) -> Result<(u64, u64), AuditError> {
+    let sql = "SELECT (SELECT size FROM audit_tree_head WHERE id = 1), \
+               (SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_entries)";
+    let (size, end): (i64, i64) = match db {
         Db::Sqlite(p) => sqlx::query_as(sql).fetch_one(p).await,
         Db::Postgres(p) => sqlx::query_as(sql).fetch_one(p).await,
     }
-    .map_err(storage("counting entries"))?;
-    Ok(n.max(0) as u64)
+    .map_err(storage("reading the tree head"))?;
+    Ok((size.max(0) as u64, end.max(0) as u64))
 }
 
 /// A chunk whose every row was in place and intact.
@@ -341,24 +368,29 @@ struct CleanChunk {
     snapshots: Vec<(u64, CompactRange)>,
 }
 
-/// Verifies chunks `0..chunks` with `parallelism` tasks; `None` marks a chunk with an anomaly.
+/// Verifies the chunks of `[0, pinned)` with `parallelism` tasks; `None` marks a chunk with
+/// an anomaly.
 async fn run_chunks(
     db: &Db,
-    chunks: u64,
+    cols: Columns,
+    pinned: u64,
     chunk: u64,
     parallelism: usize,
     sizes: &Arc<Vec<u64>>,
 ) -> Result<Vec<Option<CleanChunk>>, AuditError> {
+    let chunks = pinned.div_ceil(chunk).max(1);
+    let query = Arc::new(PageQuery::new(db, cols.layout));
     let next = Arc::new(AtomicU64::new(0));
     // Chunks after the first anomalous one need not be verified.
     let first_anomaly = Arc::new(AtomicU64::new(u64::MAX));
     let mut tasks = tokio::task::JoinSet::new();
     for _ in 0..parallelism.min(usize::try_from(chunks).unwrap_or(usize::MAX)) {
-        let (db, next, first_anomaly, sizes) = (
+        let (db, next, first_anomaly, sizes, query) = (
             db.clone(),
             next.clone(),
             first_anomaly.clone(),
             sizes.clone(),
+            query.clone(),
         );
         tasks.spawn(async move {
             let mut done = Vec::new();
@@ -368,8 +400,8 @@ async fn run_chunks(
                     return Ok::<_, AuditError>(done);
                 }
                 let start = k * chunk;
-                let end = (k + 1 < chunks).then(|| start + chunk);
-                let result = verify_chunk(&db, start, end, &sizes).await?;
+                let end = (start + chunk).min(pinned);
+                let result = verify_chunk(&db, &query, cols, start, end, &sizes).await?;
                 if result.is_none() {
                     first_anomaly.fetch_min(k, Ordering::Relaxed);
                 }
@@ -391,64 +423,111 @@ async fn run_chunks(
     Ok(results.into_iter().map(Option::flatten).collect())
 }
 
-/// Reads positions `[start, end)` (`end = None`: to the last row; the first chunk also takes
-/// any negative index) and checks each row in place. `None` at the first irregularity.
+/// Reads positions `[start, end)` page by page (the first page of the log also takes any
+/// negative index) and checks each entry in place. `None` at the first irregularity.
 async fn verify_chunk(
     db: &Db,
+    query: &PageQuery,
+    cols: Columns,
     start: u64,
-    end: Option<u64>,
+    end: u64,
     sizes: &[u64],
 ) -> Result<Option<CleanChunk>, AuditError> {
-    let lower = if start == 0 { i64::MIN } else { to_i64(start)? };
-    let upper = match end {
-        Some(e) => to_i64(e)?,
-        None => i64::MAX,
-    };
     let mut sizes = sizes
         .iter()
         .copied()
-        .filter(|&s| s > start && end.is_none_or(|e| s <= e))
+        .filter(|&s| s > start && s <= end)
         .peekable();
     let mut local = CompactRange::new();
     let mut snapshots = Vec::new();
     let mut position = start;
     let mut time_cache: (i64, String) = (i64::MIN, String::new());
-    let sql_sqlite = format!("{COLUMNS} WHERE idx >= ? AND idx <= ? ORDER BY idx");
-    let sql_pg = format!("{COLUMNS} WHERE idx >= $1 AND idx <= $2 ORDER BY idx");
-    // `upper` is inclusive so that `i64::MAX` means "no bound".
-    let upper = if end.is_some() { upper - 1 } else { upper };
-    macro_rules! scan {
-        ($pool:expr, $sql:expr) => {{
-            let mut rows = sqlx::query($sql).bind(lower).bind(upper).fetch($pool);
-            while let Some(row) = rows.try_next().await.map_err(storage("reading entries"))? {
-                let row = RowRef::from_row(&row).map_err(storage("reading entries"))?;
-                if !row.in_place(position, &mut time_cache) {
-                    return Ok(None);
-                }
-                local.push(merkle::leaf_hash(row.leaf));
-                position += 1;
-                if sizes.peek() == Some(&position) {
-                    sizes.next();
-                    snapshots.push((position, local.clone()));
-                }
+    let mut page_start = start;
+    loop {
+        let page_end = (page_start + PAGE_LEAVES).min(end);
+        let lower = if page_start == 0 {
+            i64::MIN
+        } else {
+            to_i64(page_start)?
+        };
+        let page = query.read(db, lower, to_i64(page_end)?).await?;
+        for record in Records::new(&page) {
+            let Ok(record) = record else {
+                return Ok(None);
+            };
+            let Some(hash) = record_in_place(&record, position, cols.watermark, &mut time_cache)
+            else {
+                return Ok(None);
+            };
+            local.push(hash);
+            position += 1;
+            if sizes.peek() == Some(&position) {
+                sizes.next();
+                snapshots.push((position, local.clone()));
             }
-        }};
-    }
-    match db {
-        Db::Sqlite(p) => scan!(p, &sql_sqlite),
-        Db::Postgres(p) => scan!(p, &sql_pg),
-    }
-    if end.is_some_and(|e| position != e) {
-        return Ok(None); // rows missing at the end of a chunk that must be full
+        }
+        if position != page_end {
+            return Ok(None); // rows missing in a range the pinned head covers
+        }
+        if page_end >= end {
+            break;
+        }
+        page_start = page_end;
     }
     Ok(Some(CleanChunk { local, snapshots }))
+}
+
+/// The formatted commit time, computed once per batch (entries of a batch share it).
+fn time_matches(time_us: i64, time: &str, cache: &mut (i64, String)) -> bool {
+    if cache.0 != time_us {
+        use chrono::TimeZone as _;
+        let formatted = chrono::Utc
+            .timestamp_micros(time_us)
+            .single()
+            .map(|t| crate::event::format_time(&t))
+            .unwrap_or_default();
+        *cache = (time_us, formatted);
+    }
+    time == cache.1
+}
+
+/// The leaf hash when the packed record sits at `position`, names `position` itself,
+/// matches its stored hash and its search row (or has none and is not yet copied): the fast
+/// path of [`verify_chunk`], with the same checks as the ordered pass.
+fn record_in_place(
+    record: &Record<'_>,
+    position: u64,
+    watermark: u64,
+    cache: &mut (i64, String),
+) -> Option<Hash> {
+    if record.idx < 0 || record.idx as u64 != position {
+        return None;
+    }
+    let fields = serde_json::from_slice::<LeafFields<'_>>(record.leaf).ok()?;
+    if fields.index != position {
+        return None;
+    }
+    let hash = merkle::leaf_hash(record.leaf);
+    if record.stored_hash != hash.as_slice() {
+        return None;
+    }
+    let search_ok = match &record.search {
+        Some(s) => {
+            time_matches(s.time_us, &fields.time, cache)
+                && fields.event.kind.as_bytes() == s.kind
+                && fields.event.principal.as_deref().map(str::as_bytes) == s.principal
+                && fields.event.patient.as_deref().map(str::as_bytes) == s.patient
+        }
+        None => position >= watermark,
+    };
+    search_ok.then_some(hash)
 }
 
 /// One entry row, borrowed from the driver's row buffer.
 struct RowRef<'r> {
     idx: i64,
-    time_us: i64,
-    kind: &'r str,
+    time_us: Option<i64>,
+    kind: Option<&'r str>,
     principal: Option<&'r str>,
     patient: Option<&'r str>,
     leaf: &'r [u8],
@@ -461,6 +540,7 @@ impl<'r> RowRef<'r> {
         R: sqlx::Row,
         usize: sqlx::ColumnIndex<R>,
         i64: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
+        Option<i64>: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         &'r str: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
         &'r [u8]: sqlx::Decode<'r, R::Database> + sqlx::Type<R::Database>,
     {
@@ -475,48 +555,35 @@ impl<'r> RowRef<'r> {
         })
     }
 
-    /// The formatted commit time, computed once per batch (entries of a batch share it).
-    fn time_matches(&self, time: &str, cache: &mut (i64, String)) -> bool {
-        if cache.0 != self.time_us {
-            use chrono::TimeZone as _;
-            let formatted = chrono::Utc
-                .timestamp_micros(self.time_us)
-                .single()
-                .map(|t| crate::event::format_time(&t))
-                .unwrap_or_default();
-            *cache = (self.time_us, formatted);
+    /// The search row matches the entry, or there is none and the entry is at or above the
+    /// search watermark (not copied yet). A missing row below it would hide the entry from
+    /// queries.
+    fn search_columns_match(
+        &self,
+        fields: &LeafFields<'_>,
+        watermark: u64,
+        cache: &mut (i64, String),
+    ) -> bool {
+        match (self.time_us, self.kind) {
+            (Some(time_us), Some(kind)) => {
+                time_matches(time_us, &fields.time, cache)
+                    && fields.event.kind == kind
+                    && fields.event.principal.as_deref() == self.principal
+                    && fields.event.patient.as_deref() == self.patient
+            }
+            _ => self.idx >= 0 && self.idx as u64 >= watermark,
         }
-        time == cache.1
-    }
-
-    fn search_columns_match(&self, fields: &LeafFields<'_>, cache: &mut (i64, String)) -> bool {
-        self.time_matches(&fields.time, cache)
-            && fields.event.kind == self.kind
-            && fields.event.principal.as_deref() == self.principal
-            && fields.event.patient.as_deref() == self.patient
-    }
-
-    /// True when the row sits at `position`, names `position` itself, matches its stored
-    /// hash and its search columns (the fast path of [`verify_chunk`]).
-    fn in_place(&self, position: u64, cache: &mut (i64, String)) -> bool {
-        if self.idx < 0 || self.idx as u64 != position {
-            return false;
-        }
-        let Ok(fields) = serde_json::from_slice::<LeafFields<'_>>(self.leaf) else {
-            return false;
-        };
-        fields.index == position
-            && self.stored_hash == merkle::leaf_hash(self.leaf).as_slice()
-            && self.search_columns_match(&fields, cache)
     }
 }
 
-/// The original single pass, from position `from` with `scan` seeded for the entries before
-/// it. Returns the entries read in order, an index still missing (a renumbered deletion) and
+/// The original single pass over `[from, pinned)`, row by row, with `scan` seeded for the
+/// entries before `from`. Returns the entries read in order, an index still missing (a renumbered deletion) and
 /// the first damage.
 async fn scan_sequential(
     db: &Db,
+    cols: Columns,
     from: u64,
+    pinned: u64,
     scan: &mut Scan<'_>,
 ) -> Result<(u64, Option<u64>, Option<Damage>), AuditError> {
     // When an entry's content index is ahead of its position, the damage is a deletion (with
@@ -527,11 +594,13 @@ async fn scan_sequential(
     let mut found: Option<Damage> = None;
     let mut time_cache: (i64, String) = (i64::MIN, String::new());
     let lower = if from == 0 { i64::MIN } else { to_i64(from)? };
-    let sql_sqlite = format!("{COLUMNS} WHERE idx >= ? ORDER BY idx");
-    let sql_pg = format!("{COLUMNS} WHERE idx >= $1 ORDER BY idx");
+    let columns = columns(cols.layout);
+    let upper = to_i64(pinned)?;
+    let sql_sqlite = format!("{columns} WHERE e.idx >= ? AND e.idx < ? ORDER BY e.idx");
+    let sql_pg = format!("{columns} WHERE e.idx >= $1 AND e.idx < $2 ORDER BY e.idx");
     macro_rules! scan_rows {
         ($pool:expr, $sql:expr) => {{
-            let mut rows = sqlx::query($sql).bind(lower).fetch($pool);
+            let mut rows = sqlx::query($sql).bind(lower).bind(upper).fetch($pool);
             while let Some(row) = rows.try_next().await.map_err(storage("reading entries"))? {
                 let row = RowRef::from_row(&row).map_err(storage("reading entries"))?;
                 let fields = serde_json::from_slice::<LeafFields<'_>>(row.leaf).ok();
@@ -576,7 +645,7 @@ async fn scan_sequential(
                     );
                     break;
                 }
-                if !row.search_columns_match(&fields, &mut time_cache) {
+                if !row.search_columns_match(&fields, cols.watermark, &mut time_cache) {
                     found = damage(
                         DamageKind::SearchColumnsAltered,
                         position,
@@ -671,5 +740,98 @@ mod tests {
                 }
             }
         }
+    }
+
+    /// A clean log is verified on the packed-page path itself (not by falling back to the
+    /// ordered pass), with chunks of several pages and a partial last page, and with search
+    /// rows both copied and not yet copied.
+    async fn clean_chunks_pass_the_packed_page_path_on(storage: crate::Storage) {
+        use crate::event::{Event, KeyAction, KeyLifecycle};
+        let dir = tempfile::tempdir().unwrap();
+        let root = sealed::DataKey::from_slice(&[0x5a; 32]).unwrap();
+        let kek: Arc<dyn sealed::KeyProvider> =
+            Arc::new(sealed::SoftwareKeyProvider::from_root(root, "file").unwrap());
+        let keys =
+            Arc::new(crate::FileKeys::open_or_create(&dir.path().join("keys"), "t", kek).unwrap());
+        let mut cfg = crate::LogConfig::new(storage);
+        cfg.search_batch = 1_000_000;
+        cfg.search_idle = std::time::Duration::from_secs(3600);
+        let log = AuditLog::open(cfg, keys).await.unwrap();
+        let n = 2 * PAGE_LEAVES + 100;
+        let appends = (0..n).map(|i| {
+            log.append(Event::KeyLifecycle(KeyLifecycle {
+                principal: format!("admin:{}", i % 7),
+                key_id: format!("k{i}"),
+                key_purpose: "kek".into(),
+                action: KeyAction::Generated,
+            }))
+        });
+        futures::future::try_join_all(appends).await.unwrap();
+        // Half copied, half not.
+        crate::search::copy_batch(
+            log.db(),
+            &crate::log::WriteGate::default(),
+            (n / 2) as usize,
+        )
+        .await
+        .unwrap();
+        let cols = Columns {
+            layout: log.layout(),
+            watermark: crate::search::watermark(log.db(), log.layout())
+                .await
+                .unwrap(),
+        };
+        assert_eq!(cols.watermark, n / 2);
+        let query = PageQuery::new(log.db(), cols.layout);
+        let sizes = [PAGE_LEAVES + 1, n];
+        let done = verify_chunk(log.db(), &query, cols, 0, n, &sizes)
+            .await
+            .unwrap()
+            .expect("a clean chunk must not fall back to the ordered pass");
+        assert_eq!(done.local.size(), n);
+        assert_eq!(done.local.root(), log.tree_head().await.unwrap().1);
+        assert_eq!(
+            done.snapshots.iter().map(|s| s.0).collect::<Vec<_>>(),
+            sizes
+        );
+        log.close().await;
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    #[test]
+    fn clean_chunks_pass_the_packed_page_path_on_sqlite() {
+        let dir = tempfile::tempdir().unwrap();
+        runtime().block_on(clean_chunks_pass_the_packed_page_path_on(
+            crate::Storage::Sqlite {
+                path: dir.path().join("audit.db"),
+            },
+        ));
+    }
+
+    #[test]
+    fn clean_chunks_pass_the_packed_page_path_on_postgres() {
+        let url = std::env::var("PHIGATE_TEST_DATABASE_URL")
+            .expect("PHIGATE_TEST_DATABASE_URL must be set for the PostgreSQL tests");
+        let schema = format!("audit_pages_{}", std::process::id());
+        runtime().block_on(async {
+            clean_chunks_pass_the_packed_page_path_on(crate::Storage::Postgres {
+                url: secrecy::SecretString::from(url.clone()),
+                schema: Some(schema.clone()),
+            })
+            .await;
+            let pool = sqlx::PgPool::connect(&url).await.unwrap();
+            sqlx::query(&format!("DROP SCHEMA {schema} CASCADE"))
+                .execute(&pool)
+                .await
+                .unwrap();
+            pool.close().await;
+        });
     }
 }

@@ -439,7 +439,7 @@ fn database_from_a_newer_schema_version_is_refused_and_not_modified() {
         let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
-        sqlx::query("UPDATE audit_meta SET value = '99' WHERE key = 'schema_version'")
+        sqlx::query("UPDATE audit_meta SET value = '3' WHERE key = 'schema_version'")
             .execute(&raw)
             .await
             .unwrap();
@@ -454,8 +454,8 @@ fn database_from_a_newer_schema_version_is_refused_and_not_modified() {
             matches!(
                 err,
                 AuditError::NewerSchema {
-                    found: 99,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{err}"
@@ -480,12 +480,16 @@ fn updates_and_deletes_of_entries_and_checkpoints_are_refused() {
         log.append(phi_read(keys.as_ref(), "user:a", "P", 1))
             .await
             .unwrap();
+        // Row triggers fire only on rows: copy the search columns now.
+        assert_eq!(log.catch_up_search().await.unwrap(), 1);
         let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
             .await
             .unwrap();
         for sql in [
-            "UPDATE audit_entries SET principal = 'x'",
+            "UPDATE audit_entries SET leaf = x'00'",
             "DELETE FROM audit_entries",
+            "UPDATE audit_search SET principal = 'x'",
+            "DELETE FROM audit_search",
             "UPDATE audit_checkpoints SET note = 'x'",
             "DELETE FROM audit_checkpoints",
             "DELETE FROM audit_tree_head",

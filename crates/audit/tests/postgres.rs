@@ -106,6 +106,117 @@ fn several_connections_appending_at_once_make_one_gapless_unforked_log() {
     runtime().block_on(drop_schema(&schema));
 }
 
+#[test]
+fn postgres_verification_while_appending_is_intact_and_covers_every_acknowledged_entry() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let schema = fresh_schema("vwa");
+    runtime().block_on(async {
+        let mut cfg = pg_config(&schema, Duration::from_millis(3));
+        cfg.search_batch = 256;
+        let log = AuditLog::open(cfg, keys.clone()).await.unwrap();
+        let overlapped = verify_while_appending(&log, &keys, 1500, 6).await;
+        assert!(overlapped > 0, "no verification ran while appends went on");
+        log.close().await;
+        drop_schema(&schema).await;
+    });
+}
+
+#[test]
+fn postgres_version_1_schema_is_read_as_is_and_migrated_when_opened_for_writing() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let verifier = keys.note_verifier();
+    let schema = fresh_schema("mig");
+    runtime().block_on(async {
+        let log = AuditLog::open(pg_config(&schema, Duration::ZERO), keys.clone())
+            .await
+            .unwrap();
+        for n in 0..30 {
+            log.append(phi_read(
+                keys.as_ref(),
+                &format!("user:{}", n % 3),
+                "P-1",
+                n,
+            ))
+            .await
+            .unwrap();
+        }
+        let by_principal = QueryFilter {
+            principal: Some("user:1".into()),
+            ..QueryFilter::default()
+        };
+        let indexes = |found: Vec<(Entry, merkle::Hash)>| {
+            found.into_iter().map(|(e, _)| e.index).collect::<Vec<_>>()
+        };
+        let expected = indexes(log.query(&by_principal).await.unwrap());
+        assert_eq!(expected, (0..30).filter(|n| n % 3 == 1).collect::<Vec<_>>());
+        log.close().await;
+
+        // Back to the version-1 layout: search columns (and their indexes) in audit_entries.
+        let raw = raw_pool(&schema).await;
+        sqlx::raw_sql(
+            r#"
+DROP TRIGGER audit_entries_append_only ON audit_entries;
+ALTER TABLE audit_entries ADD COLUMN time_us BIGINT, ADD COLUMN kind TEXT,
+    ADD COLUMN principal TEXT, ADD COLUMN patient TEXT;
+UPDATE audit_entries e SET time_us = s.time_us, kind = s.kind, principal = s.principal,
+    patient = s.patient FROM audit_search s WHERE s.idx = e.idx;
+ALTER TABLE audit_entries ALTER COLUMN time_us SET NOT NULL, ALTER COLUMN kind SET NOT NULL;
+DROP TABLE audit_search;
+CREATE INDEX audit_entries_time ON audit_entries (time_us);
+CREATE INDEX audit_entries_kind ON audit_entries (kind, idx);
+CREATE INDEX audit_entries_principal ON audit_entries (principal, idx);
+CREATE INDEX audit_entries_patient ON audit_entries (patient, idx);
+CREATE TRIGGER audit_entries_append_only BEFORE UPDATE OR DELETE ON audit_entries
+    FOR EACH ROW EXECUTE FUNCTION audit_refuse_change();
+UPDATE audit_meta SET value = '1' WHERE key = 'schema_version';
+"#,
+        )
+        .execute(&raw)
+        .await
+        .unwrap();
+        let version = |raw: sqlx::PgPool| async move {
+            let (v,): (String,) =
+                sqlx::query_as("SELECT value FROM audit_meta WHERE key = 'schema_version'")
+                    .fetch_one(&raw)
+                    .await
+                    .unwrap();
+            v
+        };
+
+        let storage = pg_config(&schema, Duration::ZERO).storage;
+        let old = AuditLog::open_read_only(&storage).await.unwrap();
+        assert_eq!(indexes(old.query(&by_principal).await.unwrap()), expected);
+        assert!(verify_log(&old, &verifier).await.unwrap().is_intact());
+        old.close().await;
+        assert_eq!(version(raw.clone()).await, "1");
+
+        let log = AuditLog::open(pg_config(&schema, Duration::ZERO), keys.clone())
+            .await
+            .unwrap();
+        assert_eq!(version(raw.clone()).await, SCHEMA_VERSION.to_string());
+        let (copied,): (i64,) = sqlx::query_as("SELECT COUNT(*) FROM audit_search")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+        assert_eq!(copied, 30);
+        assert_eq!(indexes(log.query(&by_principal).await.unwrap()), expected);
+        assert_eq!(
+            log.append(phi_read(keys.as_ref(), "user:1", "P-1", 30))
+                .await
+                .unwrap(),
+            30
+        );
+        let report = verify_log(&log, &verifier).await.unwrap();
+        assert!(report.is_intact(), "{report:?}");
+        assert_eq!(report.entries, 31);
+        raw.close().await;
+        log.close().await;
+        drop_schema(&schema).await;
+    });
+}
+
 /// Child mode for the multi-process test: appends 100 entries and prints each index.
 #[test]
 fn pg_child_writer() {
@@ -206,11 +317,16 @@ fn postgres_refuses_update_delete_and_truncate_and_verification_catches_a_droppe
                 .await
                 .unwrap();
         }
+        // Row triggers fire only on rows: copy the search columns now.
+        assert_eq!(log.catch_up_search().await.unwrap(), 10);
         let raw = raw_pool(&schema).await;
         for sql in [
-            "UPDATE audit_entries SET principal = 'x'",
+            "UPDATE audit_entries SET leaf = '\\x00'",
             "DELETE FROM audit_entries WHERE idx = 3",
             "TRUNCATE audit_entries",
+            "UPDATE audit_search SET principal = 'x'",
+            "DELETE FROM audit_search",
+            "TRUNCATE audit_search",
             "UPDATE audit_checkpoints SET note = 'x'",
             "TRUNCATE audit_checkpoints",
         ] {
@@ -246,7 +362,7 @@ fn postgres_database_from_a_newer_schema_version_is_refused() {
             .close()
             .await;
         let raw = raw_pool(&schema).await;
-        sqlx::query("UPDATE audit_meta SET value = '2' WHERE key = 'schema_version'")
+        sqlx::query("UPDATE audit_meta SET value = '3' WHERE key = 'schema_version'")
             .execute(&raw)
             .await
             .unwrap();
@@ -257,8 +373,8 @@ fn postgres_database_from_a_newer_schema_version_is_refused() {
             matches!(
                 err,
                 AuditError::NewerSchema {
-                    found: 2,
-                    supported: 1
+                    found: 3,
+                    supported: 2
                 }
             ),
             "{err}"
@@ -268,7 +384,7 @@ fn postgres_database_from_a_newer_schema_version_is_refused() {
                 .fetch_one(&raw)
                 .await
                 .unwrap();
-        assert_eq!(v, "2");
+        assert_eq!(v, "3");
         raw.close().await;
         drop_schema(&schema).await;
     });

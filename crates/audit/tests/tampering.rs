@@ -62,6 +62,8 @@ fn tamper_and_verify(sql: &[&str]) -> VerifyReport {
         for drop in [
             "DROP TRIGGER audit_entries_no_update",
             "DROP TRIGGER audit_entries_no_delete",
+            "DROP TRIGGER audit_search_no_update",
+            "DROP TRIGGER audit_search_no_delete",
             "DROP TRIGGER audit_checkpoints_no_update",
             "DROP TRIGGER audit_checkpoints_no_delete",
         ] {
@@ -167,7 +169,7 @@ fn inserted_entry_is_reported_where_it_was_inserted() {
     let report = tamper_and_verify(&[
         "UPDATE audit_entries SET idx = -idx WHERE idx >= 5",
         "UPDATE audit_entries SET idx = -idx + 1 WHERE idx < 0",
-        "INSERT INTO audit_entries SELECT 5, time_us, kind, principal, patient, leaf, leaf_hash FROM audit_entries WHERE idx = 6",
+        "INSERT INTO audit_entries SELECT 5, leaf, leaf_hash FROM audit_entries WHERE idx = 6",
     ]);
     assert_damage(&report, DamageKind::Inserted, 5);
 }
@@ -239,8 +241,14 @@ fn checkpoint_signed_by_another_key_is_reported() {
 
 #[test]
 fn altered_search_columns_that_would_hide_an_entry_are_reported() {
-    let report = tamper_and_verify(&["UPDATE audit_entries SET patient = NULL WHERE idx = 9"]);
+    let report = tamper_and_verify(&["UPDATE audit_search SET patient = NULL WHERE idx = 9"]);
     assert_damage(&report, DamageKind::SearchColumnsAltered, 9);
+}
+
+#[test]
+fn a_deleted_search_row_that_would_hide_an_entry_is_reported() {
+    let report = tamper_and_verify(&["DELETE FROM audit_search WHERE idx = 12"]);
+    assert_damage(&report, DamageKind::SearchColumnsAltered, 12);
 }
 
 #[test]

@@ -121,3 +121,68 @@ pub fn runtime() -> tokio::runtime::Runtime {
         .build()
         .unwrap()
 }
+
+/// Appends from 8 tasks without pause while `log` is verified `rounds` times (alternating
+/// the default options and small chunks): every run must be intact and cover at least every
+/// entry acknowledged before it started. Returns how many runs overlapped appends. At the
+/// end, with the writers stopped, a last run must cover exactly every acknowledged entry.
+pub async fn verify_while_appending(
+    log: &AuditLog,
+    keys: &Arc<FileKeys>,
+    start_after: u64,
+    rounds: usize,
+) -> usize {
+    use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+    let verifier = keys.note_verifier();
+    let stop = Arc::new(AtomicBool::new(false));
+    let acked = Arc::new(AtomicU64::new(0));
+    let mut writers = Vec::new();
+    for w in 0..8u64 {
+        let (log, keys, stop, acked) = (log.clone(), keys.clone(), stop.clone(), acked.clone());
+        writers.push(tokio::spawn(async move {
+            let mut n = 0u64;
+            while !stop.load(Ordering::SeqCst) {
+                let ev = phi_read(keys.as_ref(), &format!("user:w{w}"), "P-7", n);
+                log.append(ev).await.unwrap();
+                acked.fetch_add(1, Ordering::SeqCst);
+                n += 1;
+            }
+        }));
+    }
+    while acked.load(Ordering::SeqCst) < start_after {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    let mut overlapped = 0;
+    let mut last = 0;
+    for round in 0..rounds {
+        let options = if round % 2 == 0 {
+            VerifyOptions::default()
+        } else {
+            VerifyOptions {
+                chunk_leaves: 64,
+                parallelism: 4,
+            }
+        };
+        let before = acked.load(Ordering::SeqCst);
+        let report = verify_log_with(log, &verifier, options).await.unwrap();
+        let after = acked.load(Ordering::SeqCst);
+        assert!(report.is_intact(), "round {round}: {report:?}");
+        assert!(
+            report.entries >= before,
+            "round {round}: {report:?} < {before}"
+        );
+        assert!(report.entries >= last);
+        last = report.entries;
+        if after > before {
+            overlapped += 1;
+        }
+    }
+    stop.store(true, Ordering::SeqCst);
+    for w in writers {
+        w.await.unwrap();
+    }
+    let report = verify_log(log, &verifier).await.unwrap();
+    assert!(report.is_intact(), "{report:?}");
+    assert_eq!(report.entries, acked.load(Ordering::SeqCst));
+    overlapped
+}

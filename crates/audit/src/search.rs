@@ -1,0 +1,264 @@
+//! The search table (`audit_search`), filled behind the appends.
+//!
+//! An append commits only the entry row (index, canonical bytes, leaf hash) and the tree
+//! head; its search columns (commit time, kind, principal, patient HMAC) are copied into
+//! `audit_search` afterwards by a background task of the writing process, the *indexer*,
+//! which reads them back out of the committed leaves. It copies once 16,384 entries are
+//! waiting or when no append has committed for 50 ms ([`crate::LogConfig`] has both), in one
+//! transaction per batch, so the four search indexes are updated a few times a second in
+//! large sorted batches instead of inside every fsync'd append.
+//!
+//! The copied range is always a prefix of the log: the watermark is `MAX(idx) + 1` of the
+//! search table. Queries read indexed rows below the watermark and the leaves at or above it
+//! (see [`crate::AuditLog::query`]), so a query never misses an entry, whatever the indexer's
+//! progress, and a crash between the append and the copy loses nothing (the next writer to
+//! open the log copies what is missing). Several indexers (PostgreSQL, several gateway
+//! instances) may copy the same range: inserts are `ON CONFLICT DO NOTHING`.
+//!
+//! An entry that does not decode, or whose position or index is wrong, stops the copy
+//! before it (the rest stays readable through the leaves) and is left to verification to
+//! report; the indexer logs that it stopped, never the entry.
+
+use std::borrow::Cow;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sqlx::QueryBuilder;
+use tokio::sync::watch;
+
+use crate::error::{AuditError, storage};
+use crate::log::{WriteGate, to_i64};
+use crate::store::{Db, Layout};
+
+/// Rows per multi-row `INSERT` into the search table (5 parameters each).
+const INSERT_CHUNK: usize = 1000;
+
+/// The fields of a leaf that verification and the indexer need, borrowed from its bytes.
+#[derive(Deserialize)]
+pub(crate) struct LeafFields<'a> {
+    pub(crate) index: u64,
+    #[serde(borrow)]
+    pub(crate) time: Cow<'a, str>,
+    #[serde(borrow)]
+    pub(crate) event: EventFields<'a>,
+}
+
+/// The search columns inside a leaf's event.
+#[derive(Deserialize)]
+pub(crate) struct EventFields<'a> {
+    #[serde(borrow)]
+    pub(crate) kind: Cow<'a, str>,
+    #[serde(borrow, default)]
+    pub(crate) principal: Option<Cow<'a, str>>,
+    #[serde(borrow, default)]
+    pub(crate) patient: Option<Cow<'a, str>>,
+}
+
+/// First index not yet in the search table.
+pub(crate) async fn watermark(db: &Db, layout: Layout) -> Result<u64, AuditError> {
+    let sql = format!(
+        "SELECT COALESCE(MAX(idx) + 1, 0) FROM {}",
+        layout.search_table()
+    );
+    let (w,): (i64,) = match db {
+        Db::Sqlite(p) => sqlx::query_as(&sql).fetch_one(p).await,
+        Db::Postgres(p) => sqlx::query_as(&sql).fetch_one(p).await,
+    }
+    .map_err(storage("reading the search watermark"))?;
+    Ok(w.max(0) as u64)
+}
+
+/// What one copy did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Copied {
+    /// The watermark afterwards.
+    pub(crate) watermark: u64,
+    /// Entries copied.
+    pub(crate) rows: u64,
+    /// The copy stopped at an entry that does not decode or is out of place.
+    pub(crate) stalled: bool,
+}
+
+struct SearchRow {
+    idx: i64,
+    time_us: i64,
+    kind: String,
+    principal: Option<String>,
+    patient: Option<String>,
+}
+
+/// Copies the search columns of up to `limit` entries from the watermark on, in one
+/// transaction.
+pub(crate) async fn copy_batch(
+    db: &Db,
+    gate: &WriteGate,
+    limit: usize,
+) -> Result<Copied, AuditError> {
+    let ctx = "copying search columns";
+    let from = watermark(db, Layout::V2).await?;
+    let lower = to_i64(from)?;
+    let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
+    let rows: Vec<(i64, Vec<u8>)> = match db {
+        Db::Sqlite(p) => {
+            sqlx::query_as(
+                "SELECT idx, leaf FROM audit_entries WHERE idx >= ? ORDER BY idx LIMIT ?",
+            )
+            .bind(lower)
+            .bind(limit_i)
+            .fetch_all(p)
+            .await
+        }
+        Db::Postgres(p) => {
+            sqlx::query_as(
+                "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
+            )
+            .bind(lower)
+            .bind(limit_i)
+            .fetch_all(p)
+            .await
+        }
+    }
+    .map_err(storage(ctx))?;
+    let mut out = Vec::with_capacity(rows.len());
+    let mut stalled = false;
+    for (i, (idx, leaf)) in rows.iter().enumerate() {
+        let expected = from + i as u64;
+        match search_row(expected, *idx, leaf) {
+            Some(row) => out.push(row),
+            None => {
+                stalled = true;
+                break;
+            }
+        }
+    }
+    if out.is_empty() {
+        return Ok(Copied {
+            watermark: from,
+            rows: 0,
+            stalled,
+        });
+    }
+    macro_rules! insert_all {
+        ($db:ty, $tx:expr) => {{
+            let mut tx = $tx;
+            for chunk in out.chunks(INSERT_CHUNK) {
+                let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new(
+                    "INSERT INTO audit_search (idx, time_us, kind, principal, patient) ",
+                );
+                qb.push_values(chunk, |mut b, r| {
+                    b.push_bind(r.idx)
+                        .push_bind(r.time_us)
+                        .push_bind(r.kind.as_str())
+                        .push_bind(r.principal.as_deref())
+                        .push_bind(r.patient.as_deref());
+                });
+                qb.push(" ON CONFLICT (idx) DO NOTHING");
+                qb.build().execute(&mut *tx).await.map_err(storage(ctx))?;
+            }
+            tx.commit().await.map_err(storage(ctx))?;
+        }};
+    }
+    match db {
+        Db::Sqlite(p) => {
+            let _gate = gate.lock().await;
+            insert_all!(
+                sqlx::Sqlite,
+                p.begin_with("BEGIN IMMEDIATE")
+                    .await
+                    .map_err(storage(ctx))?
+            )
+        }
+        Db::Postgres(p) => insert_all!(sqlx::Postgres, p.begin().await.map_err(storage(ctx))?),
+    }
+    Ok(Copied {
+        watermark: from + out.len() as u64,
+        rows: out.len() as u64,
+        stalled,
+    })
+}
+
+/// The search row of the entry at `position`, or `None` if it is not in place or not an
+/// entry.
+fn search_row(position: u64, idx: i64, leaf: &[u8]) -> Option<SearchRow> {
+    if idx < 0 || idx as u64 != position {
+        return None;
+    }
+    let fields: LeafFields<'_> = serde_json::from_slice(leaf).ok()?;
+    if fields.index != position {
+        return None;
+    }
+    let time = chrono::DateTime::parse_from_rfc3339(&fields.time).ok()?;
+    Some(SearchRow {
+        idx,
+        time_us: time.timestamp_micros(),
+        kind: fields.event.kind.into_owned(),
+        principal: fields.event.principal.map(Cow::into_owned),
+        patient: fields.event.patient.map(Cow::into_owned),
+    })
+}
+
+/// Copies until the search table holds every entry (or an entry stops the copy). Returns
+/// the watermark.
+pub(crate) async fn catch_up(db: &Db, gate: &WriteGate, batch: usize) -> Result<u64, AuditError> {
+    loop {
+        let copied = copy_batch(db, gate, batch).await?;
+        if copied.rows == 0 || copied.stalled {
+            return Ok(copied.watermark);
+        }
+    }
+}
+
+/// The indexer task: copies whenever `batch` entries are waiting or no commit has been
+/// announced on `head` for `idle`; catches up and stops when the writer is gone.
+pub(crate) async fn run_indexer(
+    db: Db,
+    gate: WriteGate,
+    mut head: watch::Receiver<u64>,
+    batch: usize,
+    idle: Duration,
+) {
+    let mut copied = match watermark(&db, Layout::V2).await {
+        Ok(w) => w,
+        Err(e) => {
+            tracing::warn!(error = %e, "audit search indexer could not start");
+            return;
+        }
+    };
+    loop {
+        let size = *head.borrow_and_update();
+        let writer_gone;
+        if size >= copied + batch as u64 {
+            writer_gone = false;
+        } else if size > copied {
+            match tokio::time::timeout(idle, head.changed()).await {
+                Ok(Ok(())) => continue, // still appending: not idle yet
+                Ok(Err(_)) => writer_gone = true,
+                Err(_) => writer_gone = false, // idle
+            }
+        } else {
+            if head.changed().await.is_err() {
+                return;
+            }
+            continue;
+        }
+        match copy_batch(&db, &gate, batch).await {
+            Ok(done) if done.stalled => {
+                tracing::warn!(
+                    at = done.watermark,
+                    "audit search indexer stopped: an entry does not decode or is out of place \
+                     (queries still read it from the log; run `phigate audit verify`)"
+                );
+                return;
+            }
+            Ok(done) => copied = done.watermark,
+            Err(_) if writer_gone => return, // the next writer to open the log copies the rest
+            Err(e) => {
+                tracing::warn!(error = %e, "audit search columns not copied yet; will retry");
+                tokio::time::sleep(idle).await;
+            }
+        }
+        if writer_gone && copied >= *head.borrow() {
+            return;
+        }
+    }
+}
