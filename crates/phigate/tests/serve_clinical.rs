@@ -15,6 +15,7 @@ struct Gateway {
     child: Child,
     dir: tempfile::TempDir,
     public: String,
+    stderr: Arc<Mutex<Vec<String>>>,
 }
 
 impl Drop for Gateway {
@@ -87,6 +88,7 @@ fn start(extra_config: &str, env: &[(&str, &str)]) -> Gateway {
         child,
         dir,
         public: format!("https://{public}"),
+        stderr,
     }
 }
 
@@ -677,6 +679,13 @@ async fn a_coco_client_calls_every_clinical_endpoint_and_gets_cocos_shapes() {
         "two calls and one cohort patient: {text}"
     );
     assert!(!text.contains("T-CLIN-1"));
+
+    // Nothing about the patient reached the gateway's logs.
+    let logs = gw.stderr.lock().unwrap().join("\n");
+    assert!(!logs.is_empty(), "the gateway logs at info level");
+    for canary in ["T-CLIN-1", "Zebulon", "Quarrington", "F10.239", "128/80"] {
+        assert!(!logs.contains(canary), "{canary} in the logs");
+    }
 }
 
 #[tokio::test]
@@ -943,6 +952,16 @@ async fn the_cost_guard_answers_429_with_cocos_sentences_and_exports_the_refusal
     assert_eq!(
         r.json::<Value>().await.unwrap()["detail"],
         "Daily budget $0.01 would be exceeded"
+    );
+    let served = gw
+        .events("phi_access")
+        .await
+        .into_iter()
+        .filter(|e| e["outcome"] == "success")
+        .count();
+    assert_eq!(
+        served, 5,
+        "a refused computation is not recorded as a served access"
     );
     let text = gw
         .client()

@@ -948,6 +948,28 @@ async fn load(st: &AppState, patient: &Sensitive<String>) -> Result<Option<Loade
     }))
 }
 
+/// [`load`], recording a failed `phi_access` when the patient is missing (404) or the record
+/// cannot be used (422, 500).
+async fn load_for(
+    c: &Clinical,
+    x: &Caller,
+    id: &Sensitive<String>,
+    kind: &str,
+    action: AccessAction,
+) -> Result<Loaded, Response> {
+    match load(&c.st, id).await {
+        Ok(Some(l)) => Ok(l),
+        Ok(None) => {
+            c.access(x, id, kind, action, None, Outcome::Failure);
+            Err(not_found())
+        }
+        Err(r) => {
+            c.access(x, id, kind, action, None, Outcome::Failure);
+            Err(r)
+        }
+    }
+}
+
 fn input_hash(loaded: &Loaded, params: &Value) -> ContentHash {
     let mut bytes = loaded.canonical.clone();
     bytes.push(0);
@@ -1121,11 +1143,15 @@ async fn load_many(
         if !c.authorize(x, route, &p).await? {
             return Err(gone());
         }
-        match load(&c.st, &p).await? {
-            Some(l) => {
+        match load(&c.st, &p).await {
+            Ok(Some(l)) => {
                 out.insert(id.clone(), l);
             }
-            None => {
+            Err(r) => {
+                c.access(x, &p, kind, AccessAction::Read, None, Outcome::Failure);
+                return Err(r);
+            }
+            Ok(None) => {
                 c.access(x, &p, kind, AccessAction::Read, None, Outcome::Failure);
                 return Err(gone());
             }
@@ -1223,21 +1249,14 @@ pub async fn care_gaps_patient(
         Err(r) => return r,
     };
     let id = Sensitive::new(path.get("id").cloned().unwrap_or_default());
-    let loaded = match load(&c.st, &id).await {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            c.access(
-                &x,
-                &id,
-                "care_gaps",
-                AccessAction::Read,
-                None,
-                Outcome::Failure,
-            );
-            return not_found();
-        }
+    let loaded = match load_for(&c, &x, &id, "care_gaps", AccessAction::Read).await {
+        Ok(l) => l,
         Err(r) => return r,
     };
+    let estimated = cost::estimate(CARE_GAPS.operation, 0);
+    if let Err(r) = c.charge(CARE_GAPS.id, estimated) {
+        return r;
+    }
     c.access(
         &x,
         &id,
@@ -1246,10 +1265,6 @@ pub async fn care_gaps_patient(
         None,
         Outcome::Success,
     );
-    let estimated = cost::estimate(CARE_GAPS.operation, 0);
-    if let Err(r) = c.charge(CARE_GAPS.id, estimated) {
-        return r;
-    }
     let started = Instant::now();
     let today = Utc::now().date_naive();
     let gaps = match clinical::gaps::gaps(&loaded.record, today) {
@@ -1454,19 +1469,8 @@ pub async fn close_gap(
         },
     };
     let id = Sensitive::new(path.get("id").cloned().unwrap_or_default());
-    let loaded = match load(&c.st, &id).await {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            c.access(
-                &x,
-                &id,
-                "care_gap_closure",
-                AccessAction::Write,
-                None,
-                Outcome::Failure,
-            );
-            return not_found();
-        }
+    let loaded = match load_for(&c, &x, &id, "care_gap_closure", AccessAction::Write).await {
+        Ok(l) => l,
         Err(r) => return r,
     };
     let estimated = cost::estimate(CARE_GAPS.operation, 0);
@@ -1677,21 +1681,14 @@ pub async fn predict(
         },
     };
     let id = Sensitive::new(path.get("id").cloned().unwrap_or_default());
-    let loaded = match load(&c.st, &id).await {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            c.access(
-                &x,
-                &id,
-                "readmission",
-                AccessAction::Read,
-                None,
-                Outcome::Failure,
-            );
-            return not_found();
-        }
+    let loaded = match load_for(&c, &x, &id, "readmission", AccessAction::Read).await {
+        Ok(l) => l,
         Err(r) => return r,
     };
+    let estimated = cost::estimate(READMISSION.operation, 0);
+    if let Err(r) = c.charge(READMISSION.id, estimated) {
+        return r;
+    }
     c.access(
         &x,
         &id,
@@ -1700,10 +1697,6 @@ pub async fn predict(
         None,
         Outcome::Success,
     );
-    let estimated = cost::estimate(READMISSION.operation, 0);
-    if let Err(r) = c.charge(READMISSION.id, estimated) {
-        return r;
-    }
     let started = Instant::now();
     let outcome = predict_one(id.expose(), &loaded, encounter.as_ref());
     let latency = started.elapsed();
@@ -1984,15 +1977,10 @@ async fn summarize_for(
     id: &Sensitive<String>,
     ask: SummaryAsk,
 ) -> Response {
-    let loaded = match load(&c.st, id).await {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            c.access(x, id, "summary", AccessAction::Read, None, Outcome::Failure);
-            return not_found();
-        }
+    let loaded = match load_for(c, x, id, "summary", AccessAction::Read).await {
+        Ok(l) => l,
         Err(r) => return r,
     };
-    c.access(x, id, "summary", AccessAction::Read, None, Outcome::Success);
     summarize_loaded(c, x, id, &loaded, ask).await
 }
 
@@ -2007,6 +1995,7 @@ async fn summarize_loaded(
     if let Err(r) = c.charge(SUMMARY.id, estimated) {
         return r;
     }
+    c.access(x, id, "summary", AccessAction::Read, None, Outcome::Success);
     let started = Instant::now();
     let today = Utc::now().date_naive();
     let (as_of, since) = match ask.custom {
@@ -2324,30 +2313,19 @@ pub async fn summarize_transition(
         );
     };
     let id = Sensitive::new(path.get("id").cloned().unwrap_or_default());
-    let loaded = match load(&c.st, &id).await {
-        Ok(Some(l)) => l,
-        Ok(None) => {
-            c.access(
-                &x,
-                &id,
-                "summary",
-                AccessAction::Read,
-                None,
-                Outcome::Failure,
-            );
-            return not_found();
-        }
+    let loaded = match load_for(&c, &x, &id, "summary", AccessAction::Read).await {
+        Ok(l) => l,
         Err(r) => return r,
     };
-    c.access(
-        &x,
-        &id,
-        "summary",
-        AccessAction::Read,
-        None,
-        Outcome::Success,
-    );
     if !loaded.record.encounters.iter().any(|e| e.id == encounter) {
+        c.access(
+            &x,
+            &id,
+            "summary",
+            AccessAction::Read,
+            None,
+            Outcome::Failure,
+        );
         return unprocessable(
             "encounter_id is not an encounter in this patient's record (Kipu stays are kipu:admission/current).",
         );
