@@ -916,3 +916,93 @@ fn documented_priorities_and_impacts_match_the_catalogue() {
         );
     }
 }
+
+// ---------- hospice and palliative care, measure by measure ----------
+
+type Make = fn() -> P;
+
+fn make_cases() -> Vec<(&'static str, Make, MeasureId, &'static str, &'static str)> {
+    vec![
+        (
+            "CMS125",
+            || P::aged(60, AS_OF, Sex::Female),
+            MeasureId::Cms125,
+            "",
+            AS_OF,
+        ),
+        (
+            "CMS124",
+            || P::aged(40, AS_OF, Sex::Female),
+            MeasureId::Cms124,
+            "",
+            AS_OF,
+        ),
+        ("CMS131", || diabetic(50), MeasureId::Cms131, "", AS_OF),
+        (
+            "CMS165",
+            || hypertensive(60, "2020-01-01"),
+            MeasureId::Cms165,
+            "",
+            AS_OF,
+        ),
+        (
+            "CMS127",
+            || P::aged(70, AS_OF, Sex::Male),
+            MeasureId::Cms127,
+            "",
+            AS_OF,
+        ),
+    ]
+}
+
+#[test]
+fn hospice_in_the_period_excludes_every_measure_that_lists_it_and_before_the_period_does_not() {
+    let mut cases = make_cases();
+    cases.push((
+        "CMS147",
+        || P::aged(40, "2025-01-15", Sex::Male),
+        MeasureId::Cms147,
+        "",
+        "2025-01-15",
+    ));
+    cases.push((
+        "CMS138",
+        || P::aged(30, AS_OF, Sex::Male),
+        MeasureId::Cms138,
+        "screening",
+        AS_OF,
+    ));
+    for (name, make, m, comp, as_of) in cases {
+        assert!(
+            is_gap(&outcome(&make(), m, comp, as_of)),
+            "{name}: eligible and never done is a gap"
+        );
+        let in_period = make().hospice("2024-12-01");
+        assert!(
+            matches!(
+                outcome(&in_period, m, comp, as_of),
+                Outcome::Excluded { .. }
+            ),
+            "{name}: hospice in the period excludes"
+        );
+        let before = make().hospice("2023-06-01");
+        assert!(
+            is_gap(&outcome(&before, m, comp, as_of)),
+            "{name}: hospice before the period does not exclude"
+        );
+    }
+}
+
+#[test]
+fn palliative_care_in_the_period_excludes_every_measure_that_lists_it() {
+    for (name, make, m, comp, as_of) in make_cases() {
+        let palliative = make().dx("Z51.5", "2025-02-01");
+        assert!(
+            matches!(
+                outcome(&palliative, m, comp, as_of),
+                Outcome::Excluded { .. }
+            ),
+            "{name}: palliative care in the period excludes"
+        );
+    }
+}

@@ -69,6 +69,16 @@ pub enum RouteClass {
     PatientList,
     /// Identity, then the policy for a gateway-level action.
     Gateway(Action),
+    /// One patient's data through a clinical model (care gaps, readmission, summaries, gap
+    /// closures): like [`RouteClass::Patient`], decided for `run_model`; a malformed patient id
+    /// answers 400.
+    PatientModel,
+    /// Clinical requests naming their patients in the body (cohorts, batches, custom
+    /// summaries): identity, purpose and reason here; the handler decides `run_model` for each
+    /// patient named.
+    PatientBody,
+    /// Identity needed, no PHI and no policy decision (clinical catalogues and metrics).
+    Authenticated,
     /// Identity needed; the handler asks the policy (break-glass).
     Handler,
     /// No route matched: identity needed, then 404.
@@ -83,6 +93,7 @@ pub fn classify(route: Option<&str>) -> RouteClass {
         Some(r) if EXCHANGE_ROUTES.contains(&r) => RouteClass::Exchange,
         Some("/api/v1/patients") => RouteClass::PatientList,
         Some(r) if r.starts_with("/api/v1/patients/{id}") => RouteClass::Patient,
+        Some(r) if super::clinical::is_clinical_route(r) => super::clinical::route_class(r),
         Some("/admin/break-glass") => RouteClass::Gateway(Action::ReviewBreakGlass),
         Some("/auth/break-glass") => RouteClass::Handler,
         // Any other route is refused by default until a policy action is assigned to it.
@@ -302,13 +313,20 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
     };
     req.extensions_mut().insert(principal.clone());
     let route = match (class, route) {
-        (RouteClass::Unmatched | RouteClass::Handler, _) | (_, None) => {
+        (RouteClass::Unmatched | RouteClass::Handler | RouteClass::Authenticated, _)
+        | (_, None) => {
             return next.run(req).await;
         }
         (_, Some(r)) => r,
     };
     let mut purpose = None;
-    if matches!(class, RouteClass::Patient | RouteClass::PatientList) {
+    if matches!(
+        class,
+        RouteClass::Patient
+            | RouteClass::PatientList
+            | RouteClass::PatientModel
+            | RouteClass::PatientBody
+    ) {
         match purpose_from_headers(req.headers(), principal.purpose) {
             Ok(p) => {
                 purpose = Some(p.clone());
@@ -322,12 +340,18 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
             }
         }
     }
+    if class == RouteClass::PatientBody {
+        return next.run(req).await;
+    }
     let (req, patient) = patient_param(req).await;
     let decision = match class {
-        RouteClass::Patient => {
+        RouteClass::Patient | RouteClass::PatientModel => {
             let Some(patient) = &patient else {
                 return Problem::for_status(StatusCode::NOT_FOUND).into_response();
             };
+            if class == RouteClass::PatientModel && !super::clinical::valid_patient_id(patient) {
+                return super::clinical::malformed_patient_id();
+            }
             let scope = match care_team(&st, patient).await {
                 Ok(s) => s,
                 Err(e) => return internal("reading the care team", &e),
@@ -336,7 +360,11 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
             st.access
                 .authorize(&AuthzRequest {
                     principal: &principal,
-                    action: Action::ReadPhi,
+                    action: if class == RouteClass::PatientModel {
+                        Action::RunModel
+                    } else {
+                        Action::ReadPhi
+                    },
                     resource: Resource::Patient(&scope),
                     purpose: purpose.map(|p| p.purpose),
                     reason: purpose.map(|p| &p.reason),
@@ -398,7 +426,11 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
 }
 
 fn resource_kind(route: &str) -> &'static str {
-    if route.starts_with("/api/v1/patients") {
+    if route.starts_with("/api/v1/patients")
+        || route.starts_with("/api/v1/care-gaps")
+        || route.starts_with("/api/v1/readmission")
+        || route.starts_with("/api/v1/summarize")
+    {
         "patient"
     } else if route.starts_with("/admin") {
         "admin"

@@ -25,6 +25,8 @@ pub struct Config {
     pub cors: CorsConfig,
     /// The built-in simulator used when no Kipu credentials are configured.
     pub simulator: SimulatorConfig,
+    /// Clinical endpoints: cost guard and the optional LLM provider.
+    pub clinical: super::clinical::ClinicalConfig,
 }
 
 /// `[server]`.
@@ -279,6 +281,7 @@ impl Config {
                 kipu_sim::MAX_PATIENTS
             ));
         }
+        self.clinical.validate()?;
         Ok(())
     }
 

@@ -32,6 +32,8 @@ pub struct Metrics {
     latency: Mutex<BTreeMap<String, Histogram>>,
     audit_failures: AtomicU64,
     tls_handshake_failures: AtomicU64,
+    /// The clinical endpoints' series (`phigate_clinical_*`).
+    pub clinical: super::clinical::ClinicalMetrics,
 }
 
 fn method_label(m: &Method) -> &'static str {
@@ -142,6 +144,7 @@ impl Metrics {
             "phigate_tls_handshake_failures_total {}",
             self.tls_handshake_failures.load(Ordering::Relaxed)
         );
+        self.clinical.render(&mut out);
         out
     }
 }

@@ -43,6 +43,7 @@
 pub mod access_routes;
 pub mod auth;
 pub mod authz;
+pub mod clinical;
 pub mod config;
 pub mod devca;
 pub mod listener;
@@ -137,7 +138,8 @@ pub fn app(st: Arc<AppState>) -> Router {
             get(patients::get_patient_records),
         )
         .fallback(routes::fallback)
-        .with_state(st.clone());
+        .with_state(st.clone())
+        .merge(clinical::router(st.clone()));
 
     // Outermost first. A request runs down this list; the response runs back up.
     let stack = ServiceBuilder::new()
