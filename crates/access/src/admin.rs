@@ -117,7 +117,49 @@ fn check_password_policy(password: &str) -> Result<()> {
     Ok(())
 }
 
-type AdminRow = (String, Vec<u8>, String, i64, Option<i64>, i64);
+/// password_hash, totp_sealed, totp_algorithm, failed_count, locked_until, last_totp_step,
+/// disabled_at.
+type AdminRow = (String, Vec<u8>, String, i64, Option<i64>, i64, Option<i64>);
+
+/// An admin user as listed for other admins (no secrets, no hashes).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct AdminInfo {
+    /// User name.
+    pub username: String,
+    /// Principal id, `admin:<username>`.
+    pub principal: String,
+    /// Creation time (seconds since the epoch).
+    pub created_at: i64,
+    /// When the account was disabled, if it is.
+    pub disabled_at: Option<i64>,
+    /// End of the current lockout, if the account is locked now.
+    pub locked_until: Option<i64>,
+    /// Consecutive failures counted towards the next lockout.
+    pub failed_count: i64,
+}
+
+/// A change an admin makes to another admin's account.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AdminChange {
+    /// Disable: no sign-in, no step-up, so no admin operation, until enabled.
+    Disable,
+    /// Enable a disabled account.
+    Enable,
+    /// End a lockout and reset the failure count.
+    Unlock,
+}
+
+impl AdminChange {
+    fn as_str(self) -> &'static str {
+        match self {
+            Self::Disable => "disable",
+            Self::Enable => "enable",
+            Self::Unlock => "unlock",
+        }
+    }
+}
+
+type AdminListRow = (String, i64, Option<i64>, Option<i64>, i64);
 
 impl Access {
     fn bootstrap_mac(&self, secret: &str) -> Vec<u8> {
@@ -329,6 +371,126 @@ impl Access {
         })
     }
 
+    /// Every admin user, by user name.
+    pub async fn list_admins(&self) -> Result<Vec<AdminInfo>> {
+        let now = self.now();
+        let rows: Vec<AdminListRow> = with_pool!(&self.inner.pool, p => {
+            sqlx::query_as(
+                "SELECT username, created_at, disabled_at, locked_until, failed_count FROM access_admins ORDER BY username",
+            )
+            .fetch_all(p)
+            .await
+            .map_err(db("listing admins"))?
+        });
+        Ok(rows
+            .into_iter()
+            .map(
+                |(username, created_at, disabled_at, locked_until, failed_count)| AdminInfo {
+                    principal: format!("admin:{username}"),
+                    username,
+                    created_at,
+                    disabled_at,
+                    locked_until: locked_until.filter(|t| *t > now),
+                    failed_count,
+                },
+            )
+            .collect())
+    }
+
+    /// One admin user.
+    pub async fn admin(&self, username: &str) -> Result<AdminInfo> {
+        validate_name("username", username)?;
+        self.list_admins()
+            .await?
+            .into_iter()
+            .find(|a| a.username == username)
+            .ok_or(AccessError::NotFound("no admin with this username"))
+    }
+
+    /// Disables, enables or unlocks another admin's account; audited as a configuration
+    /// change (before and after) before it takes effect, on every instance at once. An admin
+    /// cannot disable their own account (so the last admin cannot lock everyone out); disabling
+    /// a disabled account or enabling an enabled one is a [`AccessError::Conflict`].
+    pub async fn change_admin(
+        &self,
+        actor: &Principal,
+        username: &str,
+        change: AdminChange,
+    ) -> Result<AdminInfo> {
+        if !actor.has_role(Role::Admin) {
+            return Err(AccessError::InvalidArgument(
+                "only an admin can change admin accounts".into(),
+            ));
+        }
+        let before = self.admin(username).await?;
+        if change == AdminChange::Disable && actor.id == before.principal {
+            return Err(AccessError::Conflict(
+                "an admin cannot disable their own account",
+            ));
+        }
+        let now = self.now();
+        let sql = match change {
+            AdminChange::Disable => {
+                if before.disabled_at.is_some() {
+                    return Err(AccessError::Conflict("the account is already disabled"));
+                }
+                "UPDATE access_admins SET disabled_at = $2 WHERE username = $1 AND disabled_at IS NULL"
+            }
+            AdminChange::Enable => {
+                if before.disabled_at.is_none() {
+                    return Err(AccessError::Conflict("the account is not disabled"));
+                }
+                "UPDATE access_admins SET disabled_at = NULL WHERE username = $1 AND disabled_at IS NOT NULL"
+            }
+            AdminChange::Unlock => {
+                "UPDATE access_admins SET locked_until = NULL, failed_count = 0 WHERE username = $1"
+            }
+        };
+        let state = |a: &AdminInfo| {
+            json!({
+                "admin": a.principal,
+                "disabled": a.disabled_at.is_some(),
+                "locked": a.locked_until.is_some(),
+                "failed_count": a.failed_count,
+            })
+        };
+        let ctx = "changing an admin";
+        with_pool!(&self.inner.pool, p => {
+            let mut tx = p.begin().await.map_err(db(ctx))?;
+            let mut query = sqlx::query(sql).bind(username);
+            if change == AdminChange::Disable {
+                query = query.bind(now);
+            }
+            let done = query
+                .execute(&mut *tx)
+                .await
+                .map_err(db(ctx))?;
+            if done.rows_affected() != 1 {
+                return Err(AccessError::Conflict("the account changed concurrently"));
+            }
+            let mut after = state(&before);
+            match change {
+                AdminChange::Disable => after["disabled"] = json!(true),
+                AdminChange::Enable => after["disabled"] = json!(false),
+                AdminChange::Unlock => {
+                    after["locked"] = json!(false);
+                    after["failed_count"] = json!(0);
+                }
+            }
+            after["change"] = json!(change.as_str());
+            let event = ConfigChange::new(
+                actor.id.clone(),
+                "access.admins",
+                state(&before),
+                after,
+                self.inner.auditor.hasher.as_ref(),
+            );
+            self.inner.auditor.append(Event::ConfigChange(event), None).await?;
+            tx.commit().await.map_err(db(ctx))?;
+        });
+        self.admin(username).await
+    }
+
     /// Admin login: password and TOTP code. Failures count towards the lockout; a code is
     /// accepted once. Every attempt is audited with its reason code.
     pub async fn login_admin(
@@ -426,7 +588,7 @@ impl Access {
         }
         let row: Option<AdminRow> = with_pool!(&self.inner.pool, p => {
             sqlx::query_as(
-                "SELECT password_hash, totp_sealed, totp_algorithm, failed_count, locked_until, last_totp_step FROM access_admins WHERE username = $1",
+                "SELECT password_hash, totp_sealed, totp_algorithm, failed_count, locked_until, last_totp_step, disabled_at FROM access_admins WHERE username = $1",
             )
             .bind(username)
             .fetch_optional(p)
@@ -434,10 +596,14 @@ impl Access {
             .map_err(|e| AdminCheck::Failed(db("reading an admin")(e)))?
         });
         let now = self.now();
-        if let Some((_, _, _, _, Some(until), _)) = &row
+        if let Some((_, _, _, _, Some(until), _, _)) = &row
             && *until > now
         {
             return Err(Refused(CredentialError::Locked));
+        }
+        if let Some((_, _, _, _, _, _, Some(_))) = &row {
+            // Disabled: refused like a revoked credential, without counting a failure.
+            return Err(Refused(CredentialError::Revoked));
         }
         if let Some(password) = password {
             let hash = row
@@ -453,7 +619,7 @@ impl Access {
                 return Err(Refused(CredentialError::Invalid));
             }
         }
-        let Some((_, totp_sealed, alg, _, _, last_step)) = row else {
+        let Some((_, totp_sealed, alg, _, _, last_step, _)) = row else {
             return Err(Refused(CredentialError::Invalid));
         };
         let alg = TotpAlgorithm::parse(&alg).ok_or(AdminCheck::Failed(AccessError::Corrupt(

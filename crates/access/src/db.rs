@@ -30,7 +30,7 @@ use zeroize::Zeroizing;
 use crate::error::{AccessError, Result, db};
 
 /// Schema version this build writes. A database with a higher version is refused.
-pub const SCHEMA_VERSION: i64 = 1;
+pub const SCHEMA_VERSION: i64 = 2;
 
 /// Where the access tables live.
 #[derive(Clone)]
@@ -158,7 +158,13 @@ CREATE TABLE IF NOT EXISTS access_policies (
 );
 ";
 
-const MIGRATIONS: &[(i64, &str)] = &[(1, MIGRATION_V1)];
+/// Version 2: admins can be disabled (`disabled_at`); a disabled admin cannot sign in or pass
+/// the TOTP step-up, so every admin token of theirs stops working on admin routes at once.
+const MIGRATION_V2: &str = "
+ALTER TABLE access_admins ADD COLUMN disabled_at BIGINT;
+";
+
+const MIGRATIONS: &[(i64, &str)] = &[(1, MIGRATION_V1), (2, MIGRATION_V2)];
 
 /// Advisory lock key serializing schema creation among starting instances.
 const MIGRATION_LOCK: i64 = 0x7068_6761_6363_6573;

@@ -96,7 +96,7 @@ use audit::{AuditLog, PatientHasher};
 use aws_lc_rs::hmac;
 use sealed::{KeyProvider, Keyring};
 
-pub use admin::{AdminEnrollment, LockoutPolicy, MIN_PASSWORD_LEN};
+pub use admin::{AdminChange, AdminEnrollment, AdminInfo, LockoutPolicy, MIN_PASSWORD_LEN};
 pub use apikey::{API_KEY_PREFIX, ApiKeyInfo, NewApiKey};
 pub use audit::{AuthMethod, PurposeOfUse};
 pub use db::{Backend, Clock, ManualClock, SCHEMA_VERSION, SystemClock};

@@ -460,6 +460,44 @@ impl Access {
         Ok(loaded)
     }
 
+    /// Whether `set` permits `principal` to do the gateway-level `action` (no database reads).
+    fn gateway_permits(
+        &self,
+        set: &PolicySet,
+        principal: &Principal,
+        action: Action,
+    ) -> Result<bool> {
+        validate_principal_id(&principal.id)?;
+        let principal_uid = uid("Principal", &principal.id)?;
+        let parents: HashSet<EntityUid> = principal
+            .roles
+            .iter()
+            .map(|r| uid("Role", r.as_str()))
+            .collect::<Result<_>>()?;
+        let mut entities = vec![Entity::new_no_attrs(principal_uid.clone(), parents)];
+        for role in crate::principal::ALL_ROLES {
+            entities.push(Entity::new_no_attrs(
+                uid("Role", role.as_str())?,
+                HashSet::new(),
+            ));
+        }
+        let resource = uid("Gateway", "gateway")?;
+        entities.push(Entity::new_no_attrs(resource.clone(), HashSet::new()));
+        let schema = &self.inner.schema;
+        let entities = Entities::from_entities(entities, Some(schema)).map_err(cedar_err)?;
+        let request = Request::new(
+            principal_uid,
+            uid("Action", action.as_str())?,
+            resource,
+            Context::empty(),
+            Some(schema),
+        )
+        .map_err(cedar_err)?;
+        let response = Authorizer::new().is_authorized(&request, set, &entities);
+        Ok(response.decision() == cedar_policy::Decision::Allow
+            && response.diagnostics().errors().count() == 0)
+    }
+
     /// Decides a request. Reads grants and the policy version from the database; writes no
     /// audit record (the server records the PHI access or the denial with the decision's
     /// [`Decision::rule`]).
@@ -618,6 +656,14 @@ impl Access {
             ));
         }
         let set = parse_and_validate(text, &self.inner.schema)?;
+        // An admin may not saw off the branch they sit on: a set under which this admin could
+        // no longer manage policies would leave nobody able to repair it through the API.
+        if !self.gateway_permits(&set, actor, Action::ManagePolicies)? {
+            return Err(AccessError::InvalidPolicy(format!(
+                "the new policy set would remove your own {} permission; it was not installed",
+                Action::ManagePolicies.as_str()
+            )));
+        }
         let before = self.policies().await?;
         let sha = sha256_hex(text);
         let now = self.now();

@@ -54,6 +54,7 @@ on_both_backends!(
     admin_bootstrap_enrolls_once_and_login_needs_password_and_totp,
     admin_totp_codes_are_single_use,
     admin_lockout_after_repeated_failures_then_unlocks,
+    disabled_admins_cannot_sign_in_or_step_up_until_enabled_and_unlock_ends_a_lockout,
     audit_failure_fails_the_operation_and_changes_nothing,
 );
 
@@ -746,6 +747,186 @@ async fn audit_failure_fails_the_operation_and_changes_nothing(pg: bool) {
     // Nothing changed: no new key, the old one is not revoked.
     assert_eq!(good.list_api_keys(None).await.unwrap().len(), 1);
     good.authenticate_api_key(&key.secret, &meta())
+        .await
+        .unwrap();
+}
+
+async fn disabled_admins_cannot_sign_in_or_step_up_until_enabled_and_unlock_ends_a_lockout(
+    pg: bool,
+) {
+    let w = World::new(pg).await;
+    let access = w.open().await;
+    let boot = access.create_bootstrap_secret(3600).await.unwrap().unwrap();
+    let password = SecretString::from("correct horse battery".to_owned());
+    let root = access
+        .enroll_admin(&boot, "root", &password, &meta())
+        .await
+        .unwrap();
+    let root_p = access
+        .login_admin("root", &password, &code_at(&root, T0), &meta())
+        .await
+        .unwrap();
+    let bob = access
+        .create_admin(&root_p, "bob", &password)
+        .await
+        .unwrap();
+    let bob_p = access
+        .login_admin("bob", &password, &code_at(&bob, T0), &meta())
+        .await
+        .unwrap();
+    let listed = access.list_admins().await.unwrap();
+    assert_eq!(
+        listed
+            .iter()
+            .map(|a| a.username.as_str())
+            .collect::<Vec<_>>(),
+        ["bob", "root"]
+    );
+    assert!(listed.iter().all(|a| a.disabled_at.is_none()));
+
+    // Disabled: sign-in and step-up are refused at once, on every instance.
+    let info = access
+        .change_admin(&root_p, "bob", access::AdminChange::Disable)
+        .await
+        .unwrap();
+    assert!(info.disabled_at.is_some());
+    w.clock.advance(30);
+    let other = w.second_instance().await;
+    assert_eq!(
+        credential_error(
+            other
+                .login_admin("bob", &password, &code_at(&bob, T0 + 30), &meta())
+                .await
+        ),
+        CredentialError::Revoked
+    );
+    assert_eq!(
+        credential_error(
+            access
+                .verify_admin_totp(&bob_p, &code_at(&bob, T0 + 30), &meta())
+                .await
+        ),
+        CredentialError::Revoked
+    );
+    // Twice is a conflict; disabling oneself is refused; unknown users are not found.
+    assert!(matches!(
+        access
+            .change_admin(&root_p, "bob", access::AdminChange::Disable)
+            .await,
+        Err(AccessError::Conflict(_))
+    ));
+    assert!(matches!(
+        access
+            .change_admin(&root_p, "root", access::AdminChange::Disable)
+            .await,
+        Err(AccessError::Conflict(_))
+    ));
+    assert!(matches!(
+        access
+            .change_admin(&root_p, "nobody", access::AdminChange::Enable)
+            .await,
+        Err(AccessError::NotFound(_))
+    ));
+    access
+        .change_admin(&root_p, "bob", access::AdminChange::Enable)
+        .await
+        .unwrap();
+    access
+        .verify_admin_totp(&bob_p, &code_at(&bob, T0 + 30), &meta())
+        .await
+        .unwrap();
+
+    // Five bad step-up codes lock the account; an unlock by another admin ends the lockout.
+    for _ in 0..5 {
+        let _ = access.verify_admin_totp(&bob_p, "000000", &meta()).await;
+    }
+    w.clock.advance(30);
+    assert_eq!(
+        credential_error(
+            access
+                .verify_admin_totp(&bob_p, &code_at(&bob, T0 + 60), &meta())
+                .await
+        ),
+        CredentialError::Locked
+    );
+    let locked = access.admin("bob").await.unwrap();
+    assert!(locked.locked_until.is_some());
+    let unlocked = access
+        .change_admin(&root_p, "bob", access::AdminChange::Unlock)
+        .await
+        .unwrap();
+    assert_eq!(unlocked.locked_until, None);
+    assert_eq!(unlocked.failed_count, 0);
+    access
+        .verify_admin_totp(&bob_p, &code_at(&bob, T0 + 60), &meta())
+        .await
+        .unwrap();
+
+    // Each change is a configuration change with before and after.
+    let changes: Vec<serde_json::Value> = w
+        .audit_entries()
+        .await
+        .iter()
+        .filter_map(|e| match &e.event {
+            audit::Event::ConfigChange(c)
+                if c.setting == "access.admins" && c.after.get("change").is_some() =>
+            {
+                Some(c.after.clone())
+            }
+            _ => None,
+        })
+        .collect();
+    let kinds: Vec<&str> = changes
+        .iter()
+        .map(|c| c["change"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["disable", "enable", "unlock"]);
+}
+
+/// A version-1 database (no `disabled_at`) is migrated to version 2 on open, keeping its admins.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_1_database_is_migrated_and_keeps_its_admins() {
+    let w = World::new(false).await;
+    let access = w.open().await;
+    let boot = access.create_bootstrap_secret(3600).await.unwrap().unwrap();
+    let password = SecretString::from("correct horse battery".to_owned());
+    let enrollment = access
+        .enroll_admin(&boot, "alice", &password, &meta())
+        .await
+        .unwrap();
+    drop(access);
+    // Turn it back into what version 1 wrote.
+    let path = w.sqlite_path().unwrap();
+    let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+        .await
+        .unwrap();
+    sqlx::raw_sql(
+        "ALTER TABLE access_admins DROP COLUMN disabled_at; UPDATE access_schema SET version = 1;",
+    )
+    .execute(&raw)
+    .await
+    .unwrap();
+    raw.close().await;
+
+    let access = w.open().await;
+    let version: i64 = {
+        let raw = sqlx::SqlitePool::connect(&format!("sqlite://{}", path.display()))
+            .await
+            .unwrap();
+        let v = sqlx::query_scalar("SELECT version FROM access_schema WHERE id = 1")
+            .fetch_one(&raw)
+            .await
+            .unwrap();
+        raw.close().await;
+        v
+    };
+    assert_eq!(version, access::SCHEMA_VERSION);
+    assert_eq!(access::SCHEMA_VERSION, 2);
+    let admins = access.list_admins().await.unwrap();
+    assert_eq!(admins.len(), 1);
+    assert_eq!(admins[0].disabled_at, None);
+    access
+        .login_admin("alice", &password, &code_at(&enrollment, T0), &meta())
         .await
         .unwrap();
 }

@@ -127,6 +127,7 @@ on_both_backends!(
     invalid_policy_sets_are_refused_and_the_old_set_stays,
     policy_replacement_is_audited_with_before_and_after_and_reaches_other_instances,
     forbid_beats_permit_and_anything_unpermitted_is_denied,
+    a_policy_set_that_removes_the_admins_own_policy_permission_is_refused,
 );
 
 async fn every_action_by_every_role_in_every_scope_is_decided_as_the_policy_says(pg: bool) {
@@ -521,7 +522,7 @@ async fn policy_replacement_is_audited_with_before_and_after_and_reaches_other_i
             .is_allowed()
     );
     // Replace with a set that lets auditors do their job and nothing else.
-    let text = "@id(\"auditor-only\")\npermit (principal in Role::\"auditor\", action == Action::\"read_audit\", resource is AuditLog);\n";
+    let text = "@id(\"auditor-only\")\npermit (principal in Role::\"auditor\", action == Action::\"read_audit\", resource is AuditLog);\n@id(\"admins-keep-policies\")\npermit (principal in Role::\"admin\", action == Action::\"manage_policies\", resource is Gateway);\n";
     let info = a.replace_policies(&admin(), text).await.unwrap();
     assert_eq!(info.updated_by, "admin:alice");
     assert!(
@@ -581,9 +582,37 @@ async fn forbid_beats_permit_and_anything_unpermitted_is_denied(pg: bool) {
         .await;
     assert!(matches!(out, Err(AccessError::MissingReason)));
     // With only a narrow permit, everything else is denied by default.
-    let narrow = "@id(\"one\")\npermit (principal in Role::\"auditor\", action == Action::\"read_audit\", resource is AuditLog);\n";
+    let narrow = "@id(\"one\")\npermit (principal in Role::\"auditor\", action == Action::\"read_audit\", resource is AuditLog);\n@id(\"admins-keep-policies\")\npermit (principal in Role::\"admin\", action == Action::\"manage_policies\", resource is Gateway);\n";
     access.replace_policies(&admin(), narrow).await.unwrap();
     let d = decide(&access, &person(Role::Auditor), Action::ExportAudit, None).await;
     assert_eq!(d, Decision::Forbidden { policies: vec![] });
     assert_eq!(d.rule(), "default-deny");
+}
+
+async fn a_policy_set_that_removes_the_admins_own_policy_permission_is_refused(pg: bool) {
+    let w = World::new(pg).await;
+    let access = w.open().await;
+    let before = access.policies().await.unwrap();
+    // Valid Cedar, but no admin could manage policies afterwards.
+    let text = "@id(\"auditor-only\")\npermit (principal in Role::\"auditor\", action == Action::\"read_audit\", resource is AuditLog);\n";
+    match access.replace_policies(&admin(), text).await {
+        Err(AccessError::InvalidPolicy(msg)) => assert!(msg.contains("manage_policies"), "{msg}"),
+        other => panic!("expected InvalidPolicy, got {other:?}"),
+    }
+    // A forbid aimed at the admin counts too.
+    let forbid = format!(
+        "{}\n@id(\"no-policy-admin\")\nforbid (principal, action == Action::\"manage_policies\", resource);\n",
+        access::DEFAULT_POLICIES
+    );
+    assert!(matches!(
+        access.replace_policies(&admin(), &forbid).await,
+        Err(AccessError::InvalidPolicy(_))
+    ));
+    assert_eq!(access.policies().await.unwrap(), before);
+    assert!(
+        !w.audit_entries()
+            .await
+            .iter()
+            .any(|e| matches!(e.event, Event::ConfigChange(_)))
+    );
 }
