@@ -1358,3 +1358,44 @@ async fn on_postgresql_gaps_closures_and_their_audit_events_work_as_on_sqlite() 
         admin.execute(sql.as_str()).await.unwrap();
     }
 }
+
+#[tokio::test]
+async fn a_service_on_the_care_team_gets_summaries_with_dates_redacted_and_a_clinician_does_not() {
+    let gw = start("", &[]);
+    seed_patient(&gw, "T-CLIN-1", "1950-03-02", 128).await;
+    let clinician = clinician(&gw).await;
+    let service = Api {
+        gw: &gw,
+        client: gw.client(),
+        token: gw
+            .token(&format!("kipu-user-{USER}"), access::Role::Service)
+            .await,
+    };
+    let path = "/api/v1/summarize/patient/T-CLIN-1?time_range=last_month";
+    let seen = clinician.ok(path).await;
+    let redacted = service.ok(path).await;
+    let vitals_day = day(-6);
+    assert!(
+        seen["summary"].as_str().unwrap().contains(&vitals_day),
+        "a clinician sees the record's dates: {}",
+        seen["summary"]
+    );
+    assert_eq!(seen["phi_audit"]["redaction_applied"], false);
+    assert!(!redacted.to_string().contains(&vitals_day), "{redacted}");
+    assert_eq!(redacted["phi_audit"]["phi_detected"], true);
+    assert_eq!(redacted["phi_audit"]["redaction_applied"], true);
+    assert!(
+        redacted["phi_audit"]["phi_types_found"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "DATE"),
+        "{}",
+        redacted["phi_audit"]
+    );
+    assert_eq!(
+        redacted["citations"].as_array().unwrap().len(),
+        seen["citations"].as_array().unwrap().len(),
+        "redaction keeps every citation"
+    );
+}
