@@ -37,6 +37,18 @@
 //! never-screened patients no gap. This crate follows the cited measures instead, and documents
 //! each deviation from a measure in [`gaps`] and [`readmission`].
 
+//! # Figures checked against their source, and not
+//!
+//! Checked (stated here with the citation, in agreement with the published figure as widely
+//! reproduced, and computed by hand in a test): the LACE and HOSPITAL points tables, ranges,
+//! bands and validation C-statistics ([`readmission`], `tests/readmission.rs`); each measure's
+//! age bounds, windows, thresholds and exclusions as [`gaps`] states them
+//! (`tests/care_gaps.rs`). Unconfirmed against a primary text: the completeness of the value-set
+//! subsets ([`valueset`]), the maximum-daily-dose table ([`dose`]), priorities, impacts,
+//! intervention effect sizes and cost estimates (phigate's or CoCo's figures), and the use of
+//! LACE/HOSPITAL on behavioral-health stays (outside their validated population).
+//! `docs/clinical-api.md` has the details.
+
 #![forbid(unsafe_code)]
 
 pub mod coco;

@@ -16,6 +16,8 @@ struct Gateway {
     dir: tempfile::TempDir,
     public: String,
     stderr: Arc<Mutex<Vec<String>>>,
+    /// The PostgreSQL URL the gateway was given (`PHIGATE_DATABASE_URL`), if any.
+    pg: Option<String>,
 }
 
 impl Drop for Gateway {
@@ -89,6 +91,10 @@ fn start(extra_config: &str, env: &[(&str, &str)]) -> Gateway {
         dir,
         public: format!("https://{public}"),
         stderr,
+        pg: env
+            .iter()
+            .find(|(k, _)| *k == "PHIGATE_DATABASE_URL")
+            .map(|(_, v)| v.to_string()),
     }
 }
 
@@ -102,11 +108,9 @@ impl Gateway {
     }
 
     async fn events(&self, kind: &str) -> Vec<Value> {
-        let log = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
-            path: self.dir.path().join("audit.db"),
-        })
-        .await
-        .unwrap();
+        let log = audit::AuditLog::open_read_only(&self.audit_storage())
+            .await
+            .unwrap();
         log.query(&audit::QueryFilter {
             kind: Some(kind.to_string()),
             ..Default::default()
@@ -118,15 +122,32 @@ impl Gateway {
         .collect()
     }
 
+    fn audit_storage(&self) -> audit::Storage {
+        match &self.pg {
+            Some(url) => audit::Storage::Postgres {
+                url: url.clone().into(),
+                schema: None,
+            },
+            None => audit::Storage::Sqlite {
+                path: self.dir.path().join("audit.db"),
+            },
+        }
+    }
+
     async fn store(&self) -> store::Store {
         let dir = self.dir.path();
         let provider =
             sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
-        let db = store::Database::connect(&store::BackendConfig::Sqlite {
-            path: dir.join("store.db"),
-        })
-        .await
-        .unwrap();
+        let backend = match &self.pg {
+            Some(url) => store::BackendConfig::Postgres {
+                url: url.clone().into(),
+                schema: None,
+            },
+            None => store::BackendConfig::Sqlite {
+                path: dir.join("store.db"),
+            },
+        };
+        let db = store::Database::connect(&backend).await.unwrap();
         db.open(Arc::new(provider), store::TtlPolicy::default())
             .await
             .unwrap()
@@ -144,18 +165,20 @@ impl Gateway {
             )
             .unwrap(),
         );
-        let log = audit::AuditLog::open(
-            audit::LogConfig::new(audit::Storage::Sqlite {
-                path: dir.join("audit.db"),
-            }),
-            keys.clone(),
-        )
-        .await
-        .unwrap();
-        let config = access::AccessConfig::new(
-            access::Backend::Sqlite {
+        let log = audit::AuditLog::open(audit::LogConfig::new(self.audit_storage()), keys.clone())
+            .await
+            .unwrap();
+        let backend = match &self.pg {
+            Some(url) => access::Backend::Postgres {
+                url: url.clone().into(),
+                schema: None,
+            },
+            None => access::Backend::Sqlite {
                 path: dir.join("access.db"),
             },
+        };
+        let config = access::AccessConfig::new(
+            backend,
             Arc::new(sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap()),
             log,
             keys,
@@ -1247,4 +1270,132 @@ async fn the_llm_provider_output_is_used_only_when_every_sentence_is_cited_and_d
         "phigate_clinical_llm_rejections_total{model_id=\"summary-llm\",reason=\"dose_above_maximum\"} 1"
     ));
     assert!(!text.contains("sk-test-stand-in"));
+}
+
+// ---------------------------------------------------------------- PostgreSQL
+
+/// `postgres://user:password@` replacing whatever credentials `url` carries.
+fn with_credentials(url: &str, user: &str, password: &str) -> String {
+    let (scheme, rest) = url.split_once("://").unwrap();
+    let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
+    format!("{scheme}://{user}:{password}@{rest}")
+}
+
+#[tokio::test]
+async fn on_postgresql_gaps_closures_and_their_audit_events_work_as_on_sqlite() {
+    use sqlx::Executor as _;
+    let admin_url = std::env::var("PHIGATE_TEST_DATABASE_URL").expect(
+        "PHIGATE_TEST_DATABASE_URL must be set for the PostgreSQL tests (e.g. postgres://postgres@127.0.0.1:5432/test)",
+    );
+    let admin = sqlx::PgPool::connect(&admin_url).await.unwrap();
+    let mut suffix = [0u8; 6];
+    aws_lc_rs::rand::fill(&mut suffix).unwrap();
+    let name = format!("phigate_clin_{}", hex::encode(suffix));
+    let password = format!("pw-{}", hex::encode(suffix));
+    for sql in [
+        format!("CREATE ROLE {name} LOGIN PASSWORD '{password}'"),
+        format!("CREATE SCHEMA {name} AUTHORIZATION {name}"),
+        format!("ALTER ROLE {name} SET search_path = {name}"),
+    ] {
+        admin.execute(sql.as_str()).await.unwrap();
+    }
+    let url = with_credentials(&admin_url, &name, &password);
+    {
+        let gw = start("", &[("PHIGATE_DATABASE_URL", url.as_str())]);
+        seed_patient(&gw, "T-CLIN-PG", "1950-03-02", 128).await;
+        let api = clinician(&gw).await;
+        let before = api.ok("/api/v1/care-gaps/patient/T-CLIN-PG").await;
+        let gap = before["care_gaps"][0]["gap_id"]
+            .as_str()
+            .unwrap()
+            .to_string();
+        let r = api
+            .post(
+                &format!("/api/v1/care-gaps/patient/T-CLIN-PG/close/{gap}?closure_reason=done"),
+                None,
+            )
+            .await;
+        assert_eq!(r.status(), 200);
+        let after = api.ok("/api/v1/care-gaps/patient/T-CLIN-PG").await;
+        assert_eq!(
+            after["total_gaps"].as_u64().unwrap() + 1,
+            before["total_gaps"].as_u64().unwrap()
+        );
+        let p = api.ok("/api/v1/readmission/predict/T-CLIN-PG").await;
+        assert_eq!(p["risk_tier"], "medium");
+        assert_eq!(
+            gw.store()
+                .await
+                .list_patient("T-CLIN-PG", "clinical.gap_closure")
+                .await
+                .unwrap()
+                .len(),
+            1
+        );
+        let inf = gw.events("model_inference").await;
+        assert_eq!(
+            inf.len(),
+            4,
+            "three gap computations and one prediction: {inf:?}"
+        );
+        assert_eq!(
+            inf[0]["output_sha256"],
+            sha256(&without_trail(&before)).as_str()
+        );
+        let writes = gw
+            .events("phi_access")
+            .await
+            .into_iter()
+            .filter(|e| e["resource_kind"] == "care_gap_closure" && e["outcome"] == "success")
+            .count();
+        assert_eq!(writes, 1);
+    }
+    // The gateway is stopped; take the objects back before dropping them.
+    for sql in [
+        format!("DROP SCHEMA {name} CASCADE"),
+        format!("DROP ROLE {name}"),
+    ] {
+        admin.execute(sql.as_str()).await.unwrap();
+    }
+}
+
+#[tokio::test]
+async fn a_service_on_the_care_team_gets_summaries_with_dates_redacted_and_a_clinician_does_not() {
+    let gw = start("", &[]);
+    seed_patient(&gw, "T-CLIN-1", "1950-03-02", 128).await;
+    let clinician = clinician(&gw).await;
+    let service = Api {
+        gw: &gw,
+        client: gw.client(),
+        token: gw
+            .token(&format!("kipu-user-{USER}"), access::Role::Service)
+            .await,
+    };
+    let path = "/api/v1/summarize/patient/T-CLIN-1?time_range=last_month";
+    let seen = clinician.ok(path).await;
+    let redacted = service.ok(path).await;
+    let vitals_day = day(-6);
+    assert!(
+        seen["summary"].as_str().unwrap().contains(&vitals_day),
+        "a clinician sees the record's dates: {}",
+        seen["summary"]
+    );
+    assert_eq!(seen["phi_audit"]["redaction_applied"], false);
+    assert!(!redacted.to_string().contains(&vitals_day), "{redacted}");
+    assert_eq!(redacted["phi_audit"]["phi_detected"], true);
+    assert_eq!(redacted["phi_audit"]["redaction_applied"], true);
+    assert!(
+        redacted["phi_audit"]["phi_types_found"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|t| t == "DATE"),
+        "{}",
+        redacted["phi_audit"]
+    );
+    assert_eq!(
+        redacted["citations"].as_array().unwrap().len(),
+        seen["citations"].as_array().unwrap().len(),
+        "redaction keeps every citation"
+    );
 }

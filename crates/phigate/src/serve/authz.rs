@@ -17,6 +17,11 @@
 //!   `default-deny`). A patient outside the principal's scope answers 404 exactly like a
 //!   missing patient; other refusals answer 403.
 //!
+//! * Clinical routes (`/api/v1/care-gaps`, `/api/v1/readmission`, `/api/v1/summarize`; see
+//!   [`super::clinical`]): one patient in the path is decided like a PHI route but for
+//!   `run_model` (a malformed id answers 400); patients in the body need purpose and reason here
+//!   and are decided by the handler, one by one; catalogues and metrics need only a principal.
+//!
 //! Care-team principals: the EHR names care-team members by Kipu user id. User `N` is the
 //! gateway principal `service:kipu-user-N` (an API key made with `phigate keys create
 //! --service kipu-user-N --role clinician`, or a JWT issued for it). A member whose

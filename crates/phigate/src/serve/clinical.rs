@@ -2097,6 +2097,15 @@ async fn summarize_loaded(
         }
     }
     let mut body = serde_json::to_value(&resp).unwrap_or(Value::Null);
+    // `citations[].source_date` is the record's own date (a datetime field the crate does not
+    // redact): for a redacted role it is withheld (null) rather than shown or made up.
+    if matches!(redaction, OutputRedaction::Redact(_))
+        && let Some(cs) = body.get_mut("citations").and_then(Value::as_array_mut)
+    {
+        for c in cs {
+            c["source_date"] = Value::Null;
+        }
+    }
     let output = output_hash(&body);
     let mut details = ask.details;
     details["phi_detected"] = json!(resp.phi_audit.phi_detected);
