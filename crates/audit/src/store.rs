@@ -66,6 +66,16 @@ pub(crate) enum Db {
     Postgres(PgPool),
 }
 
+impl Db {
+    /// True once the pool was closed ([`crate::AuditLog::close`]).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Db::Sqlite(p) => p.is_closed(),
+            Db::Postgres(p) => p.is_closed(),
+        }
+    }
+}
+
 /// Where the search columns of an opened log are.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Layout {
