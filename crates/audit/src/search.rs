@@ -250,8 +250,19 @@ pub(crate) async fn run_indexer(
                 );
                 return;
             }
-            Ok(done) => copied = done.watermark,
-            Err(_) if writer_gone => return, // the next writer to open the log copies the rest
+            Ok(done) => {
+                copied = done.watermark;
+                if done.rows == 0 {
+                    // Nothing visible to copy yet: wait instead of asking again at once.
+                    if writer_gone {
+                        return;
+                    }
+                    tokio::time::sleep(idle).await;
+                }
+            }
+            // The log was closed, or its last handle dropped: the next writer to open the log
+            // copies the rest.
+            Err(_) if writer_gone || db.is_closed() => return,
             Err(e) => {
                 tracing::warn!(error = %e, "audit search columns not copied yet; will retry");
                 tokio::time::sleep(idle).await;

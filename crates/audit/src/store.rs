@@ -8,7 +8,7 @@
 //! * `audit_search(idx, time_us, kind, principal, patient)`: the search columns of every
 //!   entry below a watermark (`MAX(idx) + 1`), indexed for queries. It is filled after the
 //!   append was acknowledged, by a background task of the writing process, in large batches
-//!   (see `crate::log`); entries at or above the watermark are found by reading their leaves,
+//!   (see `crate::search`); entries at or above the watermark are found by reading their leaves,
 //!   so query results never depend on how far the copy has got. Verification checks every
 //!   search row against the entry it describes and that none below the watermark is missing.
 //! * `audit_checkpoints(tree_size, time_us, note)`: signed checkpoint notes.
@@ -64,6 +64,16 @@ pub enum Storage {
 pub(crate) enum Db {
     Sqlite(SqlitePool),
     Postgres(PgPool),
+}
+
+impl Db {
+    /// True once the pool was closed ([`crate::AuditLog::close`]).
+    pub(crate) fn is_closed(&self) -> bool {
+        match self {
+            Db::Sqlite(p) => p.is_closed(),
+            Db::Postgres(p) => p.is_closed(),
+        }
+    }
 }
 
 /// Where the search columns of an opened log are.
