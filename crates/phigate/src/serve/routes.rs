@@ -166,6 +166,21 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         super::access_routes::jwks,
         super::access_routes::break_glass,
         super::access_routes::review_break_glass,
+        super::admin::list_keys,
+        super::admin::create_key,
+        super::admin::revoke_key,
+        super::admin::rotate_key,
+        super::admin::list_users,
+        super::admin::create_user,
+        super::admin::disable_user,
+        super::admin::enable_user,
+        super::admin::unlock_user,
+        super::admin::get_policies,
+        super::admin::put_policies,
+        super::auditor::verify,
+        super::auditor::export,
+        super::auditor::disclosures,
+        super::census::census,
         super::patients::list_patients,
         super::patients::get_patient,
         super::patients::get_patient_records
@@ -178,7 +193,17 @@ pub async fn metrics(State(st): State<Arc<AppState>>) -> Response {
         super::access_routes::TokenResponse,
         super::access_routes::Enrollment,
         super::access_routes::BreakGlassAnswer,
-        super::access_routes::BreakGlassReview
+        super::access_routes::BreakGlassReview,
+        super::admin::CreateKey,
+        super::admin::RotateKey,
+        super::admin::NewKey,
+        super::admin::KeyView,
+        super::admin::CreateUser,
+        super::admin::UserView,
+        super::admin::PolicyView,
+        super::admin::PutPolicies,
+        super::auditor::VerifyAnswer,
+        super::census::CensusRow
     ))
 )]
 pub struct ApiDoc;
