@@ -51,33 +51,32 @@ fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
 }
 
 /// The purpose of an audit review: `X-Purpose-Of-Use` if given, else `HCOMPL`; and the
-/// reason's keyed hash if `X-Access-Reason` is given.
+/// reason's keyed hash if `X-Access-Reason` is given. The error is the detail of the 400.
 fn review_purpose(
     st: &AppState,
     headers: &HeaderMap,
-) -> Result<(PurposeOfUse, Option<audit::KeyedHash>), Response> {
+) -> Result<(PurposeOfUse, Option<audit::KeyedHash>), &'static str> {
     let purpose = match headers.get("x-purpose-of-use") {
         None => PurposeOfUse::Hcompl,
         Some(v) => v
             .to_str()
             .ok()
             .and_then(|c| access::parse_purpose(c).ok())
-            .ok_or_else(|| {
-                bad_request(
-                    "X-Purpose-Of-Use is not an HL7 PurposeOfUse code (for example HCOMPL).",
-                )
-            })?,
+            .ok_or("X-Purpose-Of-Use is not an HL7 PurposeOfUse code (for example HCOMPL).")?,
     };
     let reason = match headers.get("x-access-reason") {
         None => None,
         Some(v) => {
             let text = std::str::from_utf8(v.as_bytes())
-                .map_err(|_| bad_request("X-Access-Reason must be UTF-8 text."))?
+                .map_err(|_| "X-Access-Reason must be UTF-8 text.")?
                 .trim();
-            if text.is_empty() || text.chars().count() > super::authz::MAX_REASON_CHARS {
-                return Err(bad_request(
+            if text.is_empty()
+                || text.chars().count() > super::authz::MAX_REASON_CHARS
+                || text.chars().any(char::is_control)
+            {
+                return Err(
                     "X-Access-Reason must be 1 to 500 characters of text without control characters.",
-                ));
+                );
             }
             Some(st.hasher.keyed_hash(text.as_bytes()))
         }
@@ -221,7 +220,7 @@ pub async fn export(
     };
     let (purpose, reason) = match review_purpose(&st, &headers) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(detail) => return bad_request(detail),
     };
     // `audit::export` writes to a `&mut dyn Write`, which is not `Send`, so it runs on a
     // blocking thread of its own rather than in this (Send) handler future.
@@ -291,7 +290,7 @@ pub async fn disclosures(
     };
     let (purpose, reason) = match review_purpose(&st, &headers) {
         Ok(p) => p,
-        Err(r) => return r,
+        Err(detail) => return bad_request(detail),
     };
     let refs = st.hasher.keyed_hashes_all_keys(id.expose().as_bytes());
     let records = match audit::disclosures(&st.audit, refs).await {
