@@ -1124,3 +1124,51 @@ async fn an_auditor_export_verifies_offline_and_is_itself_audited_as_a_complianc
         "patients only as keyed hashes"
     );
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_step_up_codes_count_toward_the_lockout_and_another_admin_can_unlock() {
+    use reqwest::Method;
+    let gw = start();
+    let access = gw.access().await;
+    let mut admins = Admins::new(access.clone());
+    let (token, secret) = admins.create("mallory").await;
+    let client = gw.client();
+    let keys = |code: String| {
+        client
+            .get(format!("{}/admin/keys", gw.public))
+            .bearer_auth(&token)
+            .header("x-totp-code", code)
+            .send()
+    };
+    for _ in 0..5 {
+        let resp = keys("000000".into()).await.unwrap();
+        assert_eq!(resp.status(), 401);
+        assert_eq!(
+            problem(resp).await["type"],
+            "urn:phigate:problem:insufficient_user_authentication"
+        );
+    }
+    let good = access::totp::totp(&secret, now(), 6, access::totp::TotpAlgorithm::Sha1);
+    let locked = keys(good.clone()).await.unwrap();
+    assert_eq!(locked.status(), 429, "locked after five bad codes");
+    let unlock = admin_call(
+        &gw,
+        &mut admins,
+        Method::POST,
+        "/admin/users/mallory/unlock",
+        None,
+    )
+    .await;
+    assert_eq!(unlock.status(), 200);
+    assert_eq!(keys(good).await.unwrap().status(), 200, "unlocked");
+    let failures = gw
+        .audit_events("authentication")
+        .await
+        .into_iter()
+        .filter(|e| e["principal"] == "admin:mallory" && e["outcome"] == "failure")
+        .count();
+    assert!(
+        failures >= 6,
+        "every refused step-up is audited ({failures})"
+    );
+}
