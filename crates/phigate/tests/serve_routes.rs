@@ -514,6 +514,30 @@ async fn every_route_by_every_principal_in_and_out_of_scope_answers_as_the_table
     tokens[7] = Some(admin_token);
     let policies = access.policies().await.unwrap().text;
 
+    // The census holds in-scope patients only (before break-glass widens the scope below).
+    let census = |w: usize| {
+        client
+            .get(format!("{}/api/v1/census", gw.public))
+            .bearer_auth(tokens[w].clone().unwrap())
+            .header("x-purpose-of-use", "TREAT")
+            .header("x-access-reason", "bed board")
+            .send()
+    };
+    let rows: serde_json::Value = census(1).await.unwrap().json().await.unwrap();
+    assert!(
+        rows.as_array()
+            .unwrap()
+            .iter()
+            .all(|r| r["casefile_id"] != out_of_scope.as_str() && r.get("ssn").is_none()),
+        "{rows}"
+    );
+    let rows: serde_json::Value = census(2).await.unwrap().json().await.unwrap();
+    assert_eq!(
+        rows,
+        serde_json::json!([]),
+        "nobody in scope, nobody listed"
+    );
+
     // 3. Every cell.
     let mut failures = Vec::new();
     let mut cells = 0;
