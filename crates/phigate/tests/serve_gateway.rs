@@ -1276,9 +1276,23 @@ async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins
         .unwrap();
     assert_eq!(login.status(), 200);
     let admin_token: serde_json::Value = login.json().await.unwrap();
+    // Every admin request needs a fresh TOTP code (step-up): without one, 401.
+    let no_code = client
+        .get(format!("{}/admin/break-glass", gw.public))
+        .bearer_auth(admin_token["access_token"].as_str().unwrap())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(no_code.status(), 401);
+    assert_eq!(
+        problem(no_code).await["type"],
+        "urn:phigate:problem:insufficient_user_authentication"
+    );
+    let next_code = access::totp::totp(&secret, now() + 30, 6, access::totp::TotpAlgorithm::Sha1);
     let review = client
         .get(format!("{}/admin/break-glass", gw.public))
         .bearer_auth(admin_token["access_token"].as_str().unwrap())
+        .header("x-totp-code", &next_code)
         .send()
         .await
         .unwrap();

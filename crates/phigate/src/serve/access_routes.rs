@@ -113,6 +113,7 @@ pub async fn token(
     Extension(slot): Extension<Arc<RequestAudit>>,
     conn: Option<Extension<ConnInfo>>,
     identity: Option<Extension<Identity>>,
+    via_token: Option<Extension<super::auth::ViaBearerToken>>,
     body: Bytes,
 ) -> Response {
     let conn = conn.map(|Extension(c)| c);
@@ -122,7 +123,9 @@ pub async fn token(
     let (principal, requested) = match identity {
         Identity::Failed { .. } => return unauthenticated(),
         Identity::Authenticated(p) => {
-            if p.method == AuthMethod::Jwt {
+            // The token's `amr` names how it was first obtained (API key, mTLS, password +
+            // TOTP), so the method alone does not tell a bearer token apart.
+            if p.method == AuthMethod::Jwt || via_token.is_some() {
                 return bad_request(
                     "A token cannot be exchanged for another token; present an API key, a client certificate or admin credentials.",
                 );

@@ -69,6 +69,12 @@ pub fn presented(headers: &HeaderMap) -> Option<Presented> {
     })
 }
 
+/// Request extension: the principal was established from a bearer JWT (whatever the token
+/// says about how it was first obtained). `POST /auth/token` refuses such requests, so a token
+/// can never be exchanged for a fresh one and a stolen token cannot outlive its 15 minutes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ViaBearerToken;
+
 /// The principal of an mTLS connection's service.
 pub fn mtls_identity(service: Option<&str>) -> Identity {
     match service.and_then(|name| {
@@ -170,7 +176,10 @@ pub async fn authenticate(
                 }
                 Some(Presented::Bearer(token)) => {
                     match st.access.validate_token(&token, &meta).await {
-                        Ok(p) => Identity::Authenticated(p),
+                        Ok(p) => {
+                            req.extensions_mut().insert(ViaBearerToken);
+                            Identity::Authenticated(p)
+                        }
                         Err(AccessError::Token(e)) => Identity::Failed {
                             method: AuthMethod::Jwt,
                             reason: e.audit_reason(),

@@ -10,6 +10,16 @@
 //!   PurposeOfUse code, or the token's `pou` claim) and a reason (`X-Access-Reason`, 1 to 500
 //!   printable characters): otherwise 400 saying which is missing or invalid (never echoing
 //!   its value).
+//! * Routes are classified by method and route template from one table, [`ROUTES`]. A path
+//!   served with another method answers 405 after authentication and before any policy or
+//!   TOTP check; a served route missing from the table is `Unclassified` and refused (403)
+//!   for everyone, so a new route is closed until someone classifies it.
+//! * Admin routes (`/admin/...`) need, after the policy permitted the action, a TOTP step-up:
+//!   a fresh code of the admin's authenticator in `X-TOTP-Code`, accepted once per 30-second
+//!   step, a bad one counting toward the lockout, every attempt audited. Missing or refused:
+//!   401 with problem type `insufficient_user_authentication`; locked: 429.
+//! * Audit routes (`/audit/...`) are decided on the audit log resource (`read_audit`,
+//!   `export_audit`: auditors only by default).
 //! * Then the policy decides ([`access::Access::authorize`]): for one patient the resource
 //!   carries the patient's care team as synced from the EHR into the store (see
 //!   [`care_team`]), explicit grants and break-glass grants are read from the access database.
@@ -36,28 +46,18 @@ use audit::{
     PurposeOfUse,
 };
 use axum::extract::{MatchedPath, Path, Request, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use std::collections::HashMap;
 
 use super::patients::PATIENT_KIND;
 use super::problem::Problem;
-use super::reqctx::{ConnInfo, Identity, RequestAudit, role_names};
+use super::reqctx::{ConnInfo, Identity, Principal, RequestAudit, role_names};
 use super::state::AppState;
 
-/// Routes that need no identity.
-pub const PUBLIC_ROUTES: &[&str] = &[
-    "/health",
-    "/ready",
-    "/metrics",
-    "/openapi.json",
-    "/docs",
-    "/.well-known/jwks.json",
-];
-
-/// Routes that authenticate what they are given themselves.
-pub const EXCHANGE_ROUTES: &[&str] = &["/auth/token", "/auth/enroll"];
+/// The header carrying the admin step-up code.
+pub const TOTP_HEADER: &str = "x-totp-code";
 
 /// How a route is protected.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -69,11 +69,9 @@ pub enum RouteClass {
     /// One patient's PHI: identity, purpose and reason, then the policy with the patient's
     /// scope.
     Patient,
-    /// The patient list: identity, purpose and reason, `list_patients`; rows are filtered by
-    /// the handler.
+    /// A patient list (the list, the census): identity, purpose and reason, `list_patients`;
+    /// rows are filtered by the handler.
     PatientList,
-    /// Identity, then the policy for a gateway-level action.
-    Gateway(Action),
     /// One patient's data through a clinical model (care gaps, readmission, summaries, gap
     /// closures): like [`RouteClass::Patient`], decided for `run_model`; a malformed patient id
     /// answers 400.
@@ -84,25 +82,155 @@ pub enum RouteClass {
     PatientBody,
     /// Identity needed, no PHI and no policy decision (clinical catalogues and metrics).
     Authenticated,
+    /// Administration: identity, the policy for the action (resource `Gateway`), then the
+    /// TOTP step-up (`X-TOTP-Code`, single use, failures count toward the lockout).
+    Admin(Action),
+    /// Audit review: identity, then the policy for the action on the audit log.
+    Audit(Action),
     /// Identity needed; the handler asks the policy (break-glass).
     Handler,
     /// No route matched: identity needed, then 404.
     Unmatched,
+    /// The path is served but not with this method: identity needed, then 405 (before any
+    /// policy or TOTP check, so a wrong method never consumes a one-time code).
+    MethodNotAllowed,
+    /// A served route missing from [`ROUTES`]: refused (403) for everyone, whatever the
+    /// policies say, so a route added without a classification is never open.
+    Unclassified,
 }
 
-/// Classifies a route template (`None` when no route matched).
-pub fn classify(route: Option<&str>) -> RouteClass {
-    match route {
-        None => RouteClass::Unmatched,
-        Some(r) if PUBLIC_ROUTES.contains(&r) => RouteClass::Public,
-        Some(r) if EXCHANGE_ROUTES.contains(&r) => RouteClass::Exchange,
-        Some("/api/v1/patients") => RouteClass::PatientList,
-        Some(r) if r.starts_with("/api/v1/patients/{id}") => RouteClass::Patient,
-        Some(r) if super::clinical::is_clinical_route(r) => super::clinical::route_class(r),
-        Some("/admin/break-glass") => RouteClass::Gateway(Action::ReviewBreakGlass),
-        Some("/auth/break-glass") => RouteClass::Handler,
-        // Any other route is refused by default until a policy action is assigned to it.
-        Some(_) => RouteClass::Gateway(Action::ManagePolicies),
+/// Every served (method, route template) and how it is protected. `tests/serve_routes.rs`
+/// checks this list's routes against the router and the OpenAPI document.
+pub const ROUTES: &[(&str, &str, RouteClass)] = &[
+    ("GET", "/health", RouteClass::Public),
+    ("GET", "/ready", RouteClass::Public),
+    ("GET", "/metrics", RouteClass::Public),
+    ("GET", "/openapi.json", RouteClass::Public),
+    ("GET", "/docs", RouteClass::Public),
+    ("GET", "/.well-known/jwks.json", RouteClass::Public),
+    ("POST", "/auth/token", RouteClass::Exchange),
+    ("POST", "/auth/enroll", RouteClass::Exchange),
+    ("POST", "/auth/break-glass", RouteClass::Handler),
+    ("GET", "/api/v1/patients", RouteClass::PatientList),
+    ("GET", "/api/v1/census", RouteClass::PatientList),
+    ("GET", "/api/v1/patients/{id}", RouteClass::Patient),
+    (
+        "GET",
+        "/api/v1/patients/{id}/{resource}",
+        RouteClass::Patient,
+    ),
+    (
+        "GET",
+        "/admin/break-glass",
+        RouteClass::Admin(Action::ReviewBreakGlass),
+    ),
+    ("GET", "/admin/keys", RouteClass::Admin(Action::ManageKeys)),
+    ("POST", "/admin/keys", RouteClass::Admin(Action::ManageKeys)),
+    (
+        "DELETE",
+        "/admin/keys/{key_id}",
+        RouteClass::Admin(Action::ManageKeys),
+    ),
+    (
+        "POST",
+        "/admin/keys/{key_id}/rotate",
+        RouteClass::Admin(Action::ManageKeys),
+    ),
+    (
+        "GET",
+        "/admin/users",
+        RouteClass::Admin(Action::ManageUsers),
+    ),
+    (
+        "POST",
+        "/admin/users",
+        RouteClass::Admin(Action::ManageUsers),
+    ),
+    (
+        "POST",
+        "/admin/users/{username}/disable",
+        RouteClass::Admin(Action::ManageUsers),
+    ),
+    (
+        "POST",
+        "/admin/users/{username}/enable",
+        RouteClass::Admin(Action::ManageUsers),
+    ),
+    (
+        "POST",
+        "/admin/users/{username}/unlock",
+        RouteClass::Admin(Action::ManageUsers),
+    ),
+    (
+        "GET",
+        "/admin/policies",
+        RouteClass::Admin(Action::ManagePolicies),
+    ),
+    (
+        "PUT",
+        "/admin/policies",
+        RouteClass::Admin(Action::ManagePolicies),
+    ),
+    ("GET", "/audit/verify", RouteClass::Audit(Action::ReadAudit)),
+    (
+        "GET",
+        "/audit/export",
+        RouteClass::Audit(Action::ExportAudit),
+    ),
+    (
+        "GET",
+        "/audit/patients/{id}/disclosures",
+        RouteClass::Audit(Action::ExportAudit),
+    ),
+    // Clinical (serve/clinical.rs): one patient in the path ...
+    ("GET", "/api/v1/care-gaps/patient/{id}", RouteClass::PatientModel),
+    ("POST", "/api/v1/care-gaps/patient/{id}/close/{gap_id}", RouteClass::PatientModel),
+    ("GET", "/api/v1/readmission/predict/{id}", RouteClass::PatientModel),
+    ("GET", "/api/v1/summarize/patient/{id}", RouteClass::PatientModel),
+    ("GET", "/api/v1/summarize/problem/{id}/{problem_code}", RouteClass::PatientModel),
+    ("GET", "/api/v1/summarize/care-transition/{id}/{encounter_id}", RouteClass::PatientModel),
+    // ... patients named in the body, decided one by one by the handler ...
+    ("POST", "/api/v1/care-gaps/cohort", RouteClass::PatientBody),
+    ("POST", "/api/v1/readmission/predict/batch", RouteClass::PatientBody),
+    ("POST", "/api/v1/summarize/custom", RouteClass::PatientBody),
+    // ... and catalogues and metrics without PHI.
+    ("GET", "/api/v1/care-gaps/guidelines", RouteClass::Authenticated),
+    ("GET", "/api/v1/care-gaps/metrics", RouteClass::Authenticated),
+    ("GET", "/api/v1/readmission/model/info", RouteClass::Authenticated),
+    ("GET", "/api/v1/readmission/model/features", RouteClass::Authenticated),
+    ("GET", "/api/v1/readmission/interventions", RouteClass::Authenticated),
+    ("GET", "/api/v1/readmission/metrics", RouteClass::Authenticated),
+    ("GET", "/api/v1/summarize/rag/info", RouteClass::Authenticated),
+    ("GET", "/api/v1/summarize/llm-controls", RouteClass::Authenticated),
+    ("GET", "/api/v1/summarize/metrics", RouteClass::Authenticated),
+];
+
+/// Classifies a request by method and matched route template (`None` when no route matched).
+/// `HEAD` is classified as `GET` (axum answers it with the `GET` handler).
+pub fn classify(method: &Method, route: Option<&str>) -> RouteClass {
+    let Some(route) = route else {
+        return RouteClass::Unmatched;
+    };
+    let method = if *method == Method::HEAD {
+        "GET"
+    } else {
+        method.as_str()
+    };
+    let mut path_known = None;
+    for (m, r, class) in ROUTES {
+        if *r != route {
+            continue;
+        }
+        if *m == method {
+            return *class;
+        }
+        path_known = Some(*class);
+    }
+    match path_known {
+        // Public and exchange paths answer 405 themselves, without asking who is calling.
+        Some(c @ (RouteClass::Public | RouteClass::Exchange)) => c,
+        Some(_) => RouteClass::MethodNotAllowed,
+        None => RouteClass::Unclassified,
     }
 }
 
@@ -280,7 +408,7 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
         .extensions()
         .get::<MatchedPath>()
         .map(|m| m.as_str().to_string());
-    let class = classify(route.as_deref());
+    let class = classify(req.method(), route.as_deref());
     if matches!(class, RouteClass::Public | RouteClass::Exchange) {
         return next.run(req).await;
     }
@@ -318,7 +446,13 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
     };
     req.extensions_mut().insert(principal.clone());
     let route = match (class, route) {
-        (RouteClass::Unmatched | RouteClass::Handler | RouteClass::Authenticated, _)
+        (
+            RouteClass::Unmatched
+            | RouteClass::MethodNotAllowed
+            | RouteClass::Handler
+            | RouteClass::Authenticated,
+            _,
+        )
         | (_, None) => {
             return next.run(req).await;
         }
@@ -387,17 +521,25 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
                 })
                 .await
         }
-        RouteClass::Gateway(action) => {
+        RouteClass::Admin(action) | RouteClass::Audit(action) => {
+            let resource = if matches!(class, RouteClass::Audit(_)) {
+                Resource::AuditLog
+            } else {
+                Resource::Gateway
+            };
             st.access
                 .authorize(&AuthzRequest {
                     principal: &principal,
                     action,
-                    resource: Resource::Gateway,
+                    resource,
                     purpose: None,
                     reason: None,
                 })
                 .await
         }
+        RouteClass::Unclassified => Ok(Decision::Forbidden {
+            policies: vec!["unclassified-route".into()],
+        }),
         _ => return next.run(req).await,
     };
     let decision = match decision {
@@ -405,6 +547,26 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
         Err(e) => return decision_error(&e, &request_id),
     };
     if decision.is_allowed() {
+        if matches!(class, RouteClass::Admin(_)) {
+            // Only owned values cross the await: a borrowed request is not `Send`.
+            let code = req
+                .headers()
+                .get(TOTP_HEADER)
+                .and_then(|v| v.to_str().ok())
+                .map(str::trim)
+                .filter(|c| !c.is_empty())
+                .map(str::to_owned);
+            let source_address = req
+                .extensions()
+                .get::<ConnInfo>()
+                .map(|c| c.peer.ip().to_string())
+                .unwrap_or_default();
+            if let Err(refusal) =
+                step_up(&st, code, source_address, &principal, slot.as_deref()).await
+            {
+                return refusal;
+            }
+        }
         return next.run(req).await;
     }
     let patient_ref = patient.map(|p| st.hasher.patient_ref(&p));
@@ -430,6 +592,75 @@ pub async fn authorize(State(st): State<Arc<AppState>>, mut req: Request, next: 
     }
 }
 
+fn insufficient_authentication(detail: &'static str) -> Response {
+    let mut r = Problem::new(
+        StatusCode::UNAUTHORIZED,
+        "insufficient_user_authentication",
+        detail,
+    )
+    .into_response();
+    r.headers_mut().insert(
+        header::WWW_AUTHENTICATE,
+        HeaderValue::from_static(
+            "Bearer realm=\"phigate\", error=\"insufficient_user_authentication\"",
+        ),
+    );
+    r
+}
+
+/// The TOTP step-up of an admin request: a fresh code in `X-TOTP-Code`, verified by the
+/// access crate (single use per time step; a bad code counts toward the lockout; every attempt
+/// audited). A missing code, or a principal that is not an admin, is refused and audited here.
+async fn step_up(
+    st: &AppState,
+    code: Option<String>,
+    source_address: String,
+    principal: &Principal,
+    slot: Option<&RequestAudit>,
+) -> Result<(), Response> {
+    let request_id = slot.map(|s| s.request_id.clone()).unwrap_or_default();
+    let record_missing = || {
+        if let Some(slot) = slot {
+            slot.record(Event::Authentication(AuthenticationAttempt {
+                method: AuthMethod::PasswordTotp,
+                principal: Some(principal.id.clone()),
+                source_address: source_address.clone(),
+                outcome: Outcome::Failure,
+                failure_reason: Some(AuthFailureReason::MfaRequired),
+                request_id: Some(request_id.clone()),
+            }));
+        }
+    };
+    let Some(code) = code else {
+        record_missing();
+        return Err(insufficient_authentication(
+            "Admin requests need a fresh one-time code from the admin's authenticator in the X-TOTP-Code header.",
+        ));
+    };
+    if !principal.has_role(access::Role::Admin) || !principal.id.starts_with("admin:") {
+        record_missing();
+        return Err(insufficient_authentication(
+            "Admin requests need an admin signed in with password and TOTP.",
+        ));
+    }
+    let meta = access::RequestMeta::new(source_address.clone(), Some(request_id.clone()));
+    match st.access.verify_admin_totp(principal, &code, &meta).await {
+        Ok(_) => Ok(()),
+        Err(AccessError::Credential(access::CredentialError::Locked)) => Err(Problem::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "locked",
+            "Too many failed attempts; the account is locked for a while.",
+        )
+        .into_response()),
+        Err(AccessError::Credential(_) | AccessError::InvalidArgument(_)) => {
+            Err(insufficient_authentication(
+                "The one-time code in X-TOTP-Code was not accepted; wait for the next code and try again.",
+            ))
+        }
+        Err(e) => Err(super::auth::access_failure(&e, &request_id)),
+    }
+}
+
 fn resource_kind(route: &str) -> &'static str {
     if route.starts_with("/api/v1/patients")
         || route.starts_with("/api/v1/care-gaps")
@@ -441,6 +672,8 @@ fn resource_kind(route: &str) -> &'static str {
         "admin"
     } else if route.starts_with("/auth") {
         "auth"
+    } else if route.starts_with("/audit") {
+        "audit"
     } else {
         "other"
     }
@@ -459,21 +692,64 @@ mod tests {
     }
 
     #[test]
-    fn routes_are_public_only_by_name_and_everything_else_is_protected() {
-        assert_eq!(classify(Some("/health")), RouteClass::Public);
-        assert_eq!(classify(Some("/api/v1/patients/{id}")), RouteClass::Patient);
-        assert_eq!(classify(Some("/.well-known/jwks.json")), RouteClass::Public);
-        assert_eq!(classify(Some("/auth/token")), RouteClass::Exchange);
-        assert_eq!(classify(Some("/api/v1/patients")), RouteClass::PatientList);
+    fn routes_are_classified_by_method_and_template_and_unknown_ones_are_denied() {
+        let get = Method::GET;
+        assert_eq!(classify(&get, Some("/health")), RouteClass::Public);
+        assert_eq!(classify(&Method::POST, Some("/health")), RouteClass::Public);
         assert_eq!(
-            classify(Some("/api/v1/patients/{id}/{resource}")),
+            classify(&get, Some("/api/v1/patients/{id}")),
             RouteClass::Patient
         );
         assert_eq!(
-            classify(Some("/admin/break-glass")),
-            RouteClass::Gateway(Action::ReviewBreakGlass)
+            classify(&get, Some("/.well-known/jwks.json")),
+            RouteClass::Public
         );
-        assert_eq!(classify(None), RouteClass::Unmatched);
+        assert_eq!(
+            classify(&Method::POST, Some("/auth/token")),
+            RouteClass::Exchange
+        );
+        assert_eq!(
+            classify(&get, Some("/api/v1/patients")),
+            RouteClass::PatientList
+        );
+        assert_eq!(
+            classify(&Method::HEAD, Some("/api/v1/census")),
+            RouteClass::PatientList
+        );
+        assert_eq!(
+            classify(&get, Some("/api/v1/patients/{id}/{resource}")),
+            RouteClass::Patient
+        );
+        assert_eq!(
+            classify(&get, Some("/admin/break-glass")),
+            RouteClass::Admin(Action::ReviewBreakGlass)
+        );
+        assert_eq!(
+            classify(&Method::DELETE, Some("/admin/keys/{key_id}")),
+            RouteClass::Admin(Action::ManageKeys)
+        );
+        assert_eq!(
+            classify(&Method::PUT, Some("/admin/keys/{key_id}")),
+            RouteClass::MethodNotAllowed
+        );
+        assert_eq!(
+            classify(&get, Some("/audit/export")),
+            RouteClass::Audit(Action::ExportAudit)
+        );
+        assert_eq!(
+            classify(&get, Some("/admin/new-thing")),
+            RouteClass::Unclassified
+        );
+        assert_eq!(classify(&get, None), RouteClass::Unmatched);
+    }
+
+    #[test]
+    fn every_route_template_is_listed_once_per_method() {
+        let mut seen = std::collections::HashSet::new();
+        for (m, r, _) in ROUTES {
+            assert!(seen.insert((*m, *r)), "{m} {r} is listed twice");
+            assert!(r.starts_with('/'));
+        }
     }
 
     #[test]

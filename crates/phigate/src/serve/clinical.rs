@@ -80,58 +80,10 @@ use super::reqctx::{Principal, RequestAudit, role_names};
 use super::state::AppState;
 
 // ---------------------------------------------------------------- routes and classification
-
-const PATIENT_ROUTES: &[&str] = &[
-    "/api/v1/care-gaps/patient/{id}",
-    "/api/v1/care-gaps/patient/{id}/close/{gap_id}",
-    "/api/v1/readmission/predict/{id}",
-    "/api/v1/summarize/patient/{id}",
-    "/api/v1/summarize/problem/{id}/{problem_code}",
-    "/api/v1/summarize/care-transition/{id}/{encounter_id}",
-];
-
-const BODY_ROUTES: &[&str] = &[
-    "/api/v1/care-gaps/cohort",
-    "/api/v1/readmission/predict/batch",
-    "/api/v1/summarize/custom",
-];
-
-const INFO_ROUTES: &[&str] = &[
-    "/api/v1/care-gaps/guidelines",
-    "/api/v1/care-gaps/metrics",
-    "/api/v1/readmission/model/info",
-    "/api/v1/readmission/model/features",
-    "/api/v1/readmission/interventions",
-    "/api/v1/readmission/metrics",
-    "/api/v1/summarize/rag/info",
-    "/api/v1/summarize/llm-controls",
-    "/api/v1/summarize/metrics",
-];
-
-/// Whether a route template belongs to this module.
-pub fn is_clinical_route(route: &str) -> bool {
-    [
-        "/api/v1/care-gaps",
-        "/api/v1/readmission",
-        "/api/v1/summarize",
-    ]
-    .iter()
-    .any(|p| route == *p || route.starts_with(&format!("{p}/")))
-}
-
-/// How a clinical route is protected (see the module docs). A clinical path not listed is
-/// refused by default.
-pub fn route_class(route: &str) -> RouteClass {
-    if PATIENT_ROUTES.contains(&route) {
-        RouteClass::PatientModel
-    } else if BODY_ROUTES.contains(&route) {
-        RouteClass::PatientBody
-    } else if INFO_ROUTES.contains(&route) {
-        RouteClass::Authenticated
-    } else {
-        RouteClass::Gateway(access::Action::ManagePolicies)
-    }
-}
+//
+// How each clinical route is protected is declared with every other route in
+// `authz::ROUTES` (one patient in the path: `PatientModel`; patients in the body:
+// `PatientBody`; catalogues and metrics: `Authenticated`).
 
 /// Largest patient id accepted.
 pub const MAX_PATIENT_ID: usize = 128;
@@ -2667,24 +2619,28 @@ mod tests {
 
     #[test]
     fn clinical_routes_are_classified_and_unknown_clinical_paths_are_refused() {
+        use super::super::authz::classify;
+        use axum::http::Method;
         assert_eq!(
-            route_class("/api/v1/care-gaps/patient/{id}"),
+            classify(&Method::GET, Some("/api/v1/care-gaps/patient/{id}")),
             RouteClass::PatientModel
         );
         assert_eq!(
-            route_class("/api/v1/readmission/predict/batch"),
+            classify(&Method::POST, Some("/api/v1/readmission/predict/batch")),
             RouteClass::PatientBody
         );
         assert_eq!(
-            route_class("/api/v1/summarize/rag/info"),
+            classify(&Method::GET, Some("/api/v1/summarize/rag/info")),
             RouteClass::Authenticated
         );
         assert_eq!(
-            route_class("/api/v1/summarize/other"),
-            RouteClass::Gateway(access::Action::ManagePolicies)
+            classify(&Method::DELETE, Some("/api/v1/summarize/custom")),
+            RouteClass::MethodNotAllowed
         );
-        assert!(is_clinical_route("/api/v1/readmission/metrics"));
-        assert!(!is_clinical_route("/api/v1/readmissions"));
+        assert_eq!(
+            classify(&Method::GET, Some("/api/v1/summarize/other")),
+            RouteClass::Unclassified
+        );
     }
 
     #[test]

@@ -22,7 +22,10 @@
 //! * Deny by default: only `/health`, `/ready`, `/metrics`, `/openapi.json`, `/docs` and
 //!   `/.well-known/jwks.json` are served without a principal, and `POST /auth/token` checks
 //!   the credential it exchanges; everything else needs a principal and a permitting Cedar
-//!   policy (the `access` crate decides).
+//!   policy (the `access` crate decides). Routes are classified in one table
+//!   ([`authz::ROUTES`]); a route left out of it is refused to everyone. Admin routes also
+//!   need a TOTP step-up code (`X-TOTP-Code`) on every request. The routes, their roles,
+//!   headers and errors are listed in `docs/gateway-api.md`.
 //! * Every request that presents a credential, asks for a protected route or is denied writes
 //!   its audit events before its response is released; if the log cannot write, the client
 //!   gets 503 instead.
@@ -41,8 +44,11 @@
 //! the audit log.
 
 pub mod access_routes;
+pub mod admin;
+pub mod auditor;
 pub mod auth;
 pub mod authz;
+pub mod census;
 pub mod clinical;
 pub mod config;
 pub mod devca;
@@ -65,7 +71,7 @@ use std::time::Duration;
 use axum::Router;
 use axum::http::{HeaderName, HeaderValue, Method, header};
 use axum::middleware::{from_fn, from_fn_with_state};
-use axum::routing::{get, post};
+use axum::routing::{delete, get, post};
 use tower::ServiceBuilder;
 use tower_http::cors::{AllowOrigin, CorsLayer};
 use tower_http::limit::RequestBodyLimitLayer;
@@ -85,12 +91,13 @@ fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     Some(
         CorsLayer::new()
             .allow_origin(AllowOrigin::list(origins))
-            .allow_methods([Method::GET, Method::POST, Method::DELETE])
+            .allow_methods([Method::GET, Method::POST, Method::PUT, Method::DELETE])
             .allow_headers([
                 header::AUTHORIZATION,
                 header::CONTENT_TYPE,
                 HeaderName::from_static("x-purpose-of-use"),
                 HeaderName::from_static("x-access-reason"),
+                HeaderName::from_static("x-totp-code"),
             ])
             .expose_headers([
                 HeaderName::from_static("x-request-id"),
@@ -131,6 +138,27 @@ pub fn app(st: Arc<AppState>) -> Router {
         .route("/auth/enroll", post(access_routes::enroll))
         .route("/auth/break-glass", post(access_routes::break_glass))
         .route("/admin/break-glass", get(access_routes::review_break_glass))
+        .route("/admin/keys", get(admin::list_keys).post(admin::create_key))
+        .route("/admin/keys/{key_id}", delete(admin::revoke_key))
+        .route("/admin/keys/{key_id}/rotate", post(admin::rotate_key))
+        .route(
+            "/admin/users",
+            get(admin::list_users).post(admin::create_user),
+        )
+        .route("/admin/users/{username}/disable", post(admin::disable_user))
+        .route("/admin/users/{username}/enable", post(admin::enable_user))
+        .route("/admin/users/{username}/unlock", post(admin::unlock_user))
+        .route(
+            "/admin/policies",
+            get(admin::get_policies).put(admin::put_policies),
+        )
+        .route("/audit/verify", get(auditor::verify))
+        .route("/audit/export", get(auditor::export))
+        .route(
+            "/audit/patients/{id}/disclosures",
+            get(auditor::disclosures),
+        )
+        .route("/api/v1/census", get(census::census))
         .route("/api/v1/patients", get(patients::list_patients))
         .route("/api/v1/patients/{id}", get(patients::get_patient))
         .route(
