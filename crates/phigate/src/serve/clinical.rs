@@ -73,7 +73,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use super::authz::{AccessPurpose, RouteClass};
+use super::authz::AccessPurpose;
 use super::patients::PATIENT_KIND;
 use super::problem::Problem;
 use super::reqctx::{Principal, RequestAudit, role_names};
@@ -2619,7 +2619,7 @@ mod tests {
 
     #[test]
     fn clinical_routes_are_classified_and_unknown_clinical_paths_are_refused() {
-        use super::super::authz::classify;
+        use super::super::authz::{classify, RouteClass};
         use axum::http::Method;
         assert_eq!(
             classify(&Method::GET, Some("/api/v1/care-gaps/patient/{id}")),
