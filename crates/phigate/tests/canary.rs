@@ -12,9 +12,10 @@
 //!
 //! # Adding a gateway route (one place)
 //!
-//! Add a [`GatewayRequest`] line to [`gateway_requests`]: who asks, the path (placeholders
-//! `{patient}`, `{other}`, `{mrn}`, `{sent}`), the statuses it may answer and, only when the
-//! caller may read the record's PHI, `.record_phi()`. The test runs them all against one real
+//! Add a `GatewayRequest` (`R`) line to [`gateway_requests`]: who asks, the path (placeholders
+//! `{patient}`, `{other}`, `{mrn}`, `{gap}`, `{sent}`), the statuses it may answer and, only
+//! when the caller may read the record's PHI, `.record_phi()` (`.echoes_sent()` when the
+//! response echoes the caller's own input by design). The test runs them all against one real
 //! `phigate serve` (TLS, simulator data synced into its store, trace logs) and checks every
 //! response, the gateway's stdout and stderr and its data directory.
 
@@ -354,7 +355,7 @@ const SENT: &str =
 /// one line each). Order matters where state changes: metrics come last.
 #[rustfmt::skip]
 fn gateway_requests() -> Vec<R> {
-    use Who::{Analyst, Anonymous, Auditor, Clinician, Service};
+    use Who::{Analyst, Anonymous, Auditor, Clinician, Mtls, Service};
     let cohort = r#"{"patient_ids": ["{patient}"]}"#;
     let cohort_other = r#"{"patient_ids": ["{patient}", "{other}"]}"#;
     let cohort_sent = r#"{"patient_ids": ["{patient}", "{sent}"], "gap_types": ["{sent}"]}"#;
@@ -396,11 +397,17 @@ fn gateway_requests() -> Vec<R> {
         R::get(Analyst, "/api/v1/patients", &[403]),
         R::get(Analyst, "/api/v1/patients/{patient}", &[403, 404]),
         R::get(Auditor, "/api/v1/patients/{patient}/diagnoses", &[403, 404]),
+        R::get(Mtls, "/api/v1/patients/{patient}", &[404]),
+        R::get(Mtls, "/api/v1/patients/{sent}", &[400, 404]).header("x-access-reason", "{sent}"),
+        R::get(Mtls, "/{sent}", &[404]),
         // Care gaps.
         R::get(Clinician, "/api/v1/care-gaps/patient/{patient}?include_closed=true", &[200]).record_phi(),
         R::get(Service, "/api/v1/care-gaps/patient/{patient}", &[200]),
         R::post(Clinician, "/api/v1/care-gaps/cohort", cohort, &[200]),
         R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/gap-00000000?closure_reason={sent}", "{}", &[404]),
+        R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/{gap}?closure_reason={sent}", "{}", &[200]).echoes_sent(),
+        R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/{gap}?closure_reason={sent}", "{}", &[409]),
+        R::get(Service, "/api/v1/care-gaps/patient/{patient}?include_closed=true", &[200]),
         R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/{sent}?closure_reason={sent}", "{}", &[400]),
         R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/gap-00000000?closure_reason=x&closure_date={sent}", "{}", &[422]),
         R::post(Clinician, "/api/v1/care-gaps/cohort", cohort_other, &[404]),
@@ -410,6 +417,7 @@ fn gateway_requests() -> Vec<R> {
         R::get(Clinician, "/api/v1/care-gaps/patient/{other}", &[404]),
         R::get(Analyst, "/api/v1/care-gaps/patient/{patient}", &[403, 404]),
         R::get(Auditor, "/api/v1/care-gaps/patient/{patient}", &[403, 404]),
+        R::get(Mtls, "/api/v1/care-gaps/patient/{patient}", &[404]),
         R::get(Clinician, "/api/v1/care-gaps/guidelines", &[200]),
         R::get(Clinician, "/api/v1/care-gaps/metrics", &[200]),
         // Readmission.
@@ -448,6 +456,7 @@ fn gateway_requests() -> Vec<R> {
         R::get(Analyst, "/admin/break-glass", &[403]),
         // Metrics last: after every path above ran.
         R::get(Anonymous, "/metrics", &[200]),
+        R::get(Mtls, "/metrics", &[200]),
     ]
 }
 
@@ -459,6 +468,10 @@ async fn no_canary_escapes_the_gateway_on_any_route() {
     let record = Gateway::record_canaries(PATIENTS, SEED);
     let (user, patient, other) = gw.care_team_fixture().await;
     let tokens = gw.tokens(&user).await;
+    let gap = gw
+        .first_gap(&tokens[&Who::Clinician], &patient)
+        .await
+        .expect("the care-team patient has a care gap to close");
     let mrn = record
         .iter()
         .find(|c| c.starts_with("QX"))
@@ -469,6 +482,7 @@ async fn no_canary_escapes_the_gateway_on_any_route() {
         text.replace("{patient}", &enc(&patient))
             .replace("{other}", &enc(&other))
             .replace("{mrn}", &enc(&mrn))
+            .replace("{gap}", &gap)
             .replace("{sent}", &enc(SENT))
     };
     let record: Vec<&str> = record.iter().map(String::as_str).collect();

@@ -30,6 +30,8 @@ pub enum Who {
     Analyst,
     /// An auditor (audit endpoints only).
     Auditor,
+    /// A service authenticated by a client certificate on the mTLS listener (on no care team).
+    Mtls,
 }
 
 /// One request of the gateway section. In `path` and `body`: `{patient}` is a synced patient
@@ -52,6 +54,9 @@ pub struct GatewayRequest {
     pub status: &'static [u16],
     /// The body may carry the record's PHI (a role allowed to read it).
     pub record_phi: bool,
+    /// The body echoes what the caller sent (CoCo's closure echoes its reason): the planted
+    /// canaries may come back in it, and nowhere else.
+    pub echoes_sent: bool,
 }
 
 impl GatewayRequest {
@@ -65,6 +70,7 @@ impl GatewayRequest {
             headers: Vec::new(),
             status,
             record_phi: false,
+            echoes_sent: false,
         }
     }
 
@@ -89,6 +95,12 @@ impl GatewayRequest {
         self
     }
 
+    /// The body echoes the caller's input back to the caller (by design).
+    pub fn echoes_sent(mut self) -> Self {
+        self.echoes_sent = true;
+        self
+    }
+
     fn name(&self) -> String {
         format!("{:?} {} {}", self.who, self.method, self.path)
     }
@@ -99,6 +111,7 @@ pub struct Gateway {
     child: Child,
     dir: tempfile::TempDir,
     public: String,
+    mtls: String,
     stdout: Option<JoinHandle<Vec<u8>>>,
     stderr: Option<JoinHandle<Vec<u8>>>,
 }
@@ -156,6 +169,7 @@ impl Gateway {
         let mut reader = BufReader::new(child.stdout.take().expect("stdout is piped"));
         let mut head = Vec::new();
         let mut public = None;
+        let mut mtls = None;
         loop {
             let mut line = String::new();
             let n = reader
@@ -168,6 +182,8 @@ impl Gateway {
             let line = line.trim_end();
             if let Some(rest) = line.strip_prefix("listening https://") {
                 public = rest.split_whitespace().next().map(str::to_string);
+            } else if let Some(rest) = line.strip_prefix("listening-mtls https://") {
+                mtls = rest.split_whitespace().next().map(str::to_string);
             } else if line == "ready" {
                 break;
             }
@@ -181,12 +197,16 @@ impl Gateway {
             child,
             dir,
             public: String::new(),
+            mtls: String::new(),
             stdout: Some(stdout),
             stderr: Some(stderr),
         };
-        match public {
-            Some(p) => gw.public = format!("https://{p}"),
-            None => {
+        match (public, mtls) {
+            (Some(p), Some(m)) => {
+                gw.public = format!("https://{p}");
+                gw.mtls = format!("https://{m}");
+            }
+            _ => {
                 let _ = gw.child.kill();
                 let _ = gw.child.wait();
                 let err = gw.stderr.take().map(|h| h.join().unwrap_or_default());
@@ -206,6 +226,41 @@ impl Gateway {
             .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("a PEM CA")])
             .build()
             .expect("a client")
+    }
+
+    /// A client presenting the development client certificate (for the mTLS listener).
+    pub fn mtls_client(&self) -> reqwest::Client {
+        let tls = self.dir.path().join("tls");
+        let ca = std::fs::read(tls.join("dev-ca.pem")).expect("dev CA");
+        let mut identity = std::fs::read(tls.join("client.pem")).expect("client certificate");
+        identity.extend(std::fs::read(tls.join("client.key")).expect("client key"));
+        reqwest::Client::builder()
+            .tls_certs_only([reqwest::Certificate::from_pem(&ca).expect("a PEM CA")])
+            .identity(reqwest::Identity::from_pem(&identity).expect("a PEM identity"))
+            .build()
+            .expect("an mTLS client")
+    }
+
+    /// The id of the first care gap of `patient` as `token`'s caller sees it (`None` when the
+    /// rules find none).
+    pub async fn first_gap(&self, token: &str, patient: &str) -> Option<String> {
+        let body: serde_json::Value = self
+            .client()
+            .get(format!(
+                "{}/api/v1/care-gaps/patient/{}",
+                self.public,
+                url_encode(patient)
+            ))
+            .bearer_auth(token)
+            .header("x-purpose-of-use", "TREAT")
+            .header("x-access-reason", "canary suite")
+            .send()
+            .await
+            .expect("care gaps")
+            .json()
+            .await
+            .expect("a care-gap body");
+        body["care_gaps"][0]["gap_id"].as_str().map(str::to_string)
     }
 
     /// The canaries of the simulator the gateway synced (the same configuration).
@@ -339,12 +394,16 @@ impl Gateway {
         record: &[&str],
         sent: &[&str],
     ) -> (Vec<Finding>, usize) {
-        let client = self.client();
+        let (client, mtls) = (self.client(), self.mtls_client());
         let mut findings = Vec::new();
         let mut phi_served = 0;
         for r in requests {
             let name = r.name();
-            let url = format!("{}{}", self.public, fill(&r.path, true));
+            let (base, client) = match r.who {
+                Who::Mtls => (&self.mtls, &mtls),
+                _ => (&self.public, &client),
+            };
+            let url = format!("{base}{}", fill(&r.path, true));
             let mut req = match r.method {
                 "POST" => client.post(&url),
                 _ => client.get(&url),
@@ -383,7 +442,8 @@ impl Gateway {
                 phi_served += 1;
             }
             for c in record.iter().chain(sent) {
-                let body_ok = r.record_phi && record.contains(c);
+                let body_ok =
+                    (r.record_phi && record.contains(c)) || (r.echoes_sent && sent.contains(c));
                 for (place, bytes, allowed) in [
                     ("response headers", &head, false),
                     ("response body", &body, body_ok),
