@@ -1232,7 +1232,14 @@ async fn the_llm_provider_output_is_used_only_when_every_sentence_is_cited_and_d
     *llm.reply.lock().unwrap() =
         "Alcohol dependence with withdrawal is active [SRC-1]. Heart failure is active. [SRC-2]"
             .into();
-    let s = api.ok(path).await;
+    let r = api.get(path).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-cost-usd"],
+        "0.0375",
+        "the extractive summary ($0.0340) plus the LLM call settled to its usage ($0.0035)"
+    );
+    let s: Value = r.json().await.unwrap();
     assert_eq!(s["model_info"]["method"], "llm", "{}", s["model_info"]);
     assert_eq!(s["model_info"]["model"], "stand-in-1");
     let text = s["summary"].as_str().unwrap();
