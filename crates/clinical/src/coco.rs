@@ -16,11 +16,20 @@
 //!   the cited record); `rag_metrics` counts records (`documents_retrieved` = records in the
 //!   patient's record, `documents_used` = records cited) and reports 0 tokens because no model
 //!   ran; `model_info` says `extractive`.
+//!
+//! # Dates by role
+//!
+//! The record's own dates are Safe Harbor identifiers. Structured date fields built here
+//! (`care_gaps[].due_date`, `citations[].source_date`) follow the caller's [`OutputRedaction`]:
+//! [`OutputRedaction::Keep`] serves the date as recorded, every redacting mode serves only its
+//! year, as a four-digit string (`"2026"`), which is what Safe Harbor de-identification keeps
+//! (the same reduction as `phi::deid::date_to_year`). Free text (the summary, findings,
+//! snippets) is redacted by the `phi` crate's mode instead (`[DATE]`). See [`RoleDate`].
 
 use std::collections::BTreeMap;
 
-use chrono::{NaiveDate, NaiveDateTime};
-use serde::{Deserialize, Serialize};
+use chrono::{Datelike, NaiveDate, NaiveDateTime};
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
 use crate::PatientRecord;
 use crate::gaps::{self, Gap, GapType, MEASURES, Priority};
@@ -53,6 +62,56 @@ pub struct AuditTrail {
     pub hash: String,
 }
 
+/// A year on its own, serialized as a four-digit string (`"2026"`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Year(pub i32);
+
+impl Serialize for Year {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(&format_args!("{:04}", self.0))
+    }
+}
+
+impl<'de> Deserialize<'de> for Year {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        if text.len() == 4 && text.bytes().all(|b| b.is_ascii_digit()) {
+            text.parse().map(Year).map_err(serde::de::Error::custom)
+        } else {
+            Err(serde::de::Error::custom("a year must be four digits"))
+        }
+    }
+}
+
+/// A date of the record as the caller's role may see it: in full, or only its year (see the
+/// module docs, *Dates by role*). Serialized untagged: the date as CoCo writes it, or `"2026"`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum RoleDate<T> {
+    /// As recorded ([`OutputRedaction::Keep`]).
+    Full(T),
+    /// The year only (every redacting mode).
+    Year(Year),
+}
+
+impl<T: Datelike> RoleDate<T> {
+    /// `date` as a role with `redaction` may see it.
+    pub fn for_role(date: T, redaction: OutputRedaction<'_>) -> Self {
+        match redaction {
+            OutputRedaction::Keep => Self::Full(date),
+            OutputRedaction::Redact(_) => Self::Year(Year(date.year())),
+        }
+    }
+
+    /// The year, whichever form the date has.
+    pub fn year(&self) -> i32 {
+        match self {
+            Self::Full(d) => d.year(),
+            Self::Year(y) => y.0,
+        }
+    }
+}
+
 /// `CareGap`.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CareGap {
@@ -67,8 +126,8 @@ pub struct CareGap {
     pub description: String,
     /// Source and version.
     pub guideline_source: String,
-    /// `YYYY-MM-DD`.
-    pub due_date: NaiveDate,
+    /// `YYYY-MM-DD`, or the year only for a redacting role ([`RoleDate`]).
+    pub due_date: RoleDate<NaiveDate>,
     /// Priority.
     pub priority: Priority,
     /// ICD-10 codes.
@@ -80,14 +139,24 @@ pub struct CareGap {
 }
 
 impl From<&Gap> for CareGap {
+    /// The gap as recorded (full due date): for a role that sees the record as is, and for
+    /// hashing; a response to another role uses [`CareGap::for_role`].
     fn from(g: &Gap) -> Self {
+        Self::for_role(g, OutputRedaction::Keep)
+    }
+}
+
+impl CareGap {
+    /// The gap as a role with `redaction` may see it (the due date is derived from the
+    /// record's dates: the year only for a redacting role).
+    pub fn for_role(g: &Gap, redaction: OutputRedaction<'_>) -> Self {
         Self {
             gap_id: g.gap_id(),
             gap_type: g.info.gap_type,
             name: g.info.name.to_string(),
             description: g.info.description.to_string(),
             guideline_source: g.info.source.to_string(),
-            due_date: g.due,
+            due_date: RoleDate::for_role(g.due, redaction),
             priority: g.info.priority,
             icd10_codes: g.info.icd10.iter().map(|s| s.to_string()).collect(),
             cpt_codes: g.info.cpt.iter().map(|s| s.to_string()).collect(),
@@ -116,11 +185,12 @@ pub struct CareGapResponse {
 }
 
 impl CareGapResponse {
-    /// Builds the response from detected gaps.
+    /// Builds the response from detected gaps, for a caller whose role gets `redaction`.
     pub fn build(
         patient_id: &str,
         analysis_timestamp: NaiveDateTime,
         gaps: &[Gap],
+        redaction: OutputRedaction<'_>,
         audit_trail: AuditTrail,
     ) -> Self {
         Self {
@@ -128,7 +198,10 @@ impl CareGapResponse {
             analysis_timestamp,
             total_gaps: gaps.len(),
             risk_score: gaps::risk_score(gaps),
-            care_gaps: gaps.iter().map(CareGap::from).collect(),
+            care_gaps: gaps
+                .iter()
+                .map(|g| CareGap::for_role(g, redaction))
+                .collect(),
             recommendations: gaps::recommendations(gaps),
             audit_trail,
         }
@@ -685,8 +758,8 @@ pub struct Citation {
     pub source_id: String,
     /// Record type.
     pub source_type: String,
-    /// Record date (midnight).
-    pub source_date: NaiveDateTime,
+    /// Record date (midnight); the year only for a redacting role ([`RoleDate`]).
+    pub source_date: RoleDate<NaiveDateTime>,
     /// 1.0 (direct extraction).
     pub relevance_score: f64,
     /// The (redacted) statement that cites it.
@@ -885,7 +958,10 @@ impl ClinicalSummaryResponse {
                     citations.push(Citation {
                         source_id: c.to_string(),
                         source_type: item.source_type().into(),
-                        source_date: item.date().and_hms_opt(0, 0, 0).unwrap_or_default(),
+                        source_date: RoleDate::for_role(
+                            item.date().and_hms_opt(0, 0, 0).unwrap_or_default(),
+                            ctx.redaction,
+                        ),
                         relevance_score: 1.0,
                         snippet: t.clone(),
                         author: None,

@@ -27,6 +27,8 @@
 //! example a treating clinician) gets the text unchanged with the findings reported; other roles
 //! get masked, tagged or pseudonymised text. **Unknown roles get [`phi::Mode::Tag`]** (secure
 //! default). Dates in a summary are Safe Harbor identifiers, so a redacting role sees `[DATE]`.
+//! The structured dates of CoCo's shapes (citation dates, care-gap due dates) are reduced to
+//! their year for a redacting role instead ([`crate::coco::RoleDate`]).
 
 use chrono::NaiveDate;
 use serde::Serialize;

@@ -32,7 +32,13 @@ fn ts() -> NaiveDateTime {
 fn care_gap_response_has_cocos_fields_and_spellings() {
     let p = P::aged(60, "2025-06-30", Sex::Female).dx("E11.9", "2015-01-01");
     let g = gaps::gaps(&p.r, d("2025-06-30")).unwrap();
-    let resp = CareGapResponse::build("TEST-001", ts(), &g, AuditTrail::default());
+    let resp = CareGapResponse::build(
+        "TEST-001",
+        ts(),
+        &g,
+        OutputRedaction::Keep,
+        AuditTrail::default(),
+    );
     let v = serde_json::to_value(&resp).unwrap();
     assert_eq!(
         keys(&v),
@@ -443,6 +449,13 @@ fn summary_response_has_cocos_fields_and_cites_real_records() {
         "the dates are tagged for this role"
     );
     assert!(!v["summary"].as_str().unwrap().contains("2025-01-17"));
+    for c in v["citations"].as_array().unwrap() {
+        let date = c["source_date"].as_str().unwrap();
+        assert!(
+            date.len() == 4 && date.bytes().all(|b| b.is_ascii_digit()),
+            "a redacted role gets the record's year only: {date}"
+        );
+    }
     let req: SummarizationRequest =
         serde_json::from_value(json!({"patient_id": "TEST-001"})).unwrap();
     assert_eq!(
@@ -458,5 +471,91 @@ fn summary_response_has_cocos_fields_and_cites_real_records() {
             500,
             true
         )
+    );
+}
+
+#[test]
+fn a_redacting_role_gets_only_the_year_of_due_dates_and_citation_dates_and_keep_gets_them_in_full()
+{
+    let p = P::aged(60, "2025-06-30", Sex::Female).dx("E11.9", "2015-01-01");
+    let g = gaps::gaps(&p.r, d("2025-06-30")).unwrap();
+    assert!(!g.is_empty());
+    let full = serde_json::to_value(CareGapResponse::build(
+        "TEST-001",
+        ts(),
+        &g,
+        OutputRedaction::Keep,
+        AuditTrail::default(),
+    ))
+    .unwrap();
+    for mode in [phi::Mode::Tag, phi::Mode::Mask] {
+        let resp = CareGapResponse::build(
+            "TEST-001",
+            ts(),
+            &g,
+            OutputRedaction::Redact(mode),
+            AuditTrail::default(),
+        );
+        let v = serde_json::to_value(&resp).unwrap();
+        for (gap, seen) in g.iter().zip(v["care_gaps"].as_array().unwrap()) {
+            assert_eq!(seen["due_date"], json!(gap.due.format("%Y").to_string()));
+        }
+        assert_eq!(
+            full["care_gaps"][0]["due_date"],
+            json!(g[0].due.to_string())
+        );
+        assert_eq!(v["care_gaps"][0]["gap_id"], full["care_gaps"][0]["gap_id"]);
+        let back: CareGapResponse = serde_json::from_value(v).unwrap();
+        assert_eq!(back, resp, "a year-only date reads back as a year");
+    }
+
+    let p = inpatient().lab(K::HbA1c, 7.2, "%", "2025-01-12");
+    let s = summary::summarize(
+        &p.r,
+        &SummaryOptions {
+            as_of: d("2025-02-01"),
+            since: None,
+            max_per_section: 5,
+        },
+    );
+    let ctx = |redaction| SummaryContext {
+        patient_id: "TEST-001",
+        summary_type: SummaryType::Comprehensive,
+        time_range: TimeRange::Last6Months.as_str(),
+        generated_at: ts(),
+        exclude: &[],
+        focus: &[],
+        max_length: 500,
+        redaction,
+        audit_id: "6f1c7c3e-1a2b-4c3d-8e9f-0a1b2c3d4e5f".into(),
+        latency_ms: 3.0,
+        audit_trail: AuditTrail::default(),
+    };
+    let kept = ClinicalSummaryResponse::build(&p.r, &s, ctx(OutputRedaction::Keep));
+    let tagged =
+        ClinicalSummaryResponse::build(&p.r, &s, ctx(OutputRedaction::Redact(phi::Mode::Tag)));
+    assert!(!kept.citations.is_empty());
+    assert_eq!(kept.citations.len(), tagged.citations.len());
+    let lab = kept
+        .citations
+        .iter()
+        .position(|c| {
+            c.source_date == RoleDate::Full(d("2025-01-12").and_hms_opt(0, 0, 0).unwrap())
+        })
+        .expect("the lab is cited with its date in full");
+    assert_eq!(
+        tagged.citations[lab].source_date,
+        RoleDate::Year(Year(2025))
+    );
+    for (k, t) in kept.citations.iter().zip(&tagged.citations) {
+        assert_eq!(t.source_date, RoleDate::Year(Year(k.source_date.year())));
+        assert!(matches!(k.source_date, RoleDate::Full(_)));
+    }
+    let v = serde_json::to_value(&tagged).unwrap();
+    assert_eq!(v["citations"][lab]["source_date"], json!("2025"));
+    let v = serde_json::to_value(&kept).unwrap();
+    assert_eq!(
+        v["citations"][lab]["source_date"],
+        json!("2025-01-12T00:00:00")
     );
 }

@@ -9,10 +9,20 @@
 //! patients carry them, a request body, an input file) so that the path really handles them.
 //! Paths that talk to the Kipu API get a [`harness::Simulator`]: a `phigate sim` process whose
 //! patients carry canaries (listed by `phigate sim --list-canaries`); its own logs are checked too.
+//!
+//! # Adding a gateway route (one place)
+//!
+//! Add a `GatewayRequest` (`R`) line to [`gateway_requests`]: who asks, the path (placeholders
+//! `{patient}`, `{other}`, `{mrn}`, `{gap}`, `{sent}`), the statuses it may answer and, only
+//! when the caller may read the record's PHI, `.record_phi()` (`.echoes_sent()` when the
+//! response echoes the caller's own input by design). The test runs them all against one real
+//! `phigate serve` (TLS, simulator data synced into its store, trace logs) and checks every
+//! response, the gateway's stdout and stderr and its data directory.
 
 #[path = "canary/mod.rs"]
 mod harness;
 
+use harness::gateway::{Gateway, GatewayRequest as R, Who, url_encode};
 use harness::{Invocation, Simulator, assert_no_canaries, assert_none, run_and_check};
 
 /// Values planted in inputs. They are shaped like the identifiers they stand for, so that both
@@ -334,6 +344,159 @@ fn command_line_invocations() -> Vec<Invocation> {
         )
         .exits(Some(2)),
     ]
+}
+
+/// Planted in the gateway's requests (`{sent}`). Digit-only canaries such as a ZIP code are left
+/// out here: hex request ids and hashes in the gateway's files could contain them by chance.
+const SENT: &str =
+    "Zebulon Quixote 123-45-6789 415-555-0142 zebulon.q@example.org ZQ7731942 1937-04-18";
+
+/// Every gateway route, in one list: one line per request (kept unformatted so that it stays
+/// one line each). Order matters where state changes: metrics come last.
+#[rustfmt::skip]
+fn gateway_requests() -> Vec<R> {
+    use Who::{Analyst, Anonymous, Auditor, Clinician, Mtls, Service};
+    let cohort = r#"{"patient_ids": ["{patient}"]}"#;
+    let cohort_other = r#"{"patient_ids": ["{patient}", "{other}"]}"#;
+    let cohort_sent = r#"{"patient_ids": ["{patient}", "{sent}"], "gap_types": ["{sent}"]}"#;
+    let custom = r#"{"patient_id": "{patient}", "focus_areas": ["{sent}"], "max_length": 300}"#;
+    let custom_sent = r#"{"patient_id": "{sent}"}"#;
+    let broken = r#"{"patient_ids": ["{sent}""#;
+    let glass = r#"{"patient_id": "{patient}", "reason": "{sent}"}"#;
+    vec![
+        // Public probes and documents: no PHI for anyone.
+        R::get(Anonymous, "/health", &[200]),
+        R::get(Anonymous, "/ready", &[200]),
+        R::get(Anonymous, "/openapi.json", &[200]),
+        R::get(Anonymous, "/.well-known/jwks.json", &[200]),
+        // Authentication errors.
+        R::get(Anonymous, "/api/v1/patients/{mrn}?q={sent}", &[401]),
+        R::get(Anonymous, "/api/v1/care-gaps/patient/{patient}", &[401]),
+        R::get(Anonymous, "/api/v1/patients", &[401]).header("authorization", "Bearer {sent}"),
+        R::post(Anonymous, "/auth/token", r#"{"patient": "{sent}""#, &[400, 401]),
+        R::post(Anonymous, "/auth/break-glass", glass, &[401]),
+        R::get(Anonymous, "/{sent}", &[401, 404]),
+        // Patients: the clinician and the service on the care team read the record.
+        R::get(Clinician, "/api/v1/patients", &[200]).record_phi(),
+        R::get(Clinician, "/api/v1/patients/{patient}", &[200]).record_phi(),
+        R::get(Clinician, "/api/v1/patients/{patient}/diagnoses", &[200]).record_phi(),
+        R::get(Clinician, "/api/v1/patients/{patient}/vitals", &[200]).record_phi(),
+        R::get(Clinician, "/api/v1/patients/{patient}/appointments", &[200]).record_phi(),
+        R::get(Clinician, "/api/v1/patients/{patient}/evaluations", &[200]).record_phi(),
+        R::get(Clinician, "/api/v1/patients/{patient}/care-team", &[200]).record_phi(),
+        R::get(Clinician, "/api/v1/patients/{patient}/admissions", &[200]).record_phi(),
+        R::get(Service, "/api/v1/patients/{patient}", &[200]).record_phi(),
+        R::get(Clinician, "/api/v1/patients/{patient}", &[200]).header("x-access-reason", "{sent}").record_phi(),
+        // Patients: refusals and bad input.
+        R::get(Clinician, "/api/v1/patients/{other}", &[404]),
+        R::get(Clinician, "/api/v1/patients/{mrn}", &[404]),
+        R::get(Clinician, "/api/v1/patients/{sent}?q={sent}", &[400, 404]),
+        R::get(Clinician, "/api/v1/patients/{patient}/{sent}", &[404]),
+        R::get(Clinician, "/api/v1/patients/{patient}", &[400]).header("x-access-reason", ""),
+        R::get(Clinician, "/api/v1/patients/{patient}", &[400]).header("x-purpose-of-use", "{sent}"),
+        R::get(Analyst, "/api/v1/patients", &[403]),
+        R::get(Analyst, "/api/v1/patients/{patient}", &[403, 404]),
+        R::get(Auditor, "/api/v1/patients/{patient}/diagnoses", &[403, 404]),
+        R::get(Mtls, "/api/v1/patients/{patient}", &[404]),
+        R::get(Mtls, "/api/v1/patients/{sent}", &[400, 404]).header("x-access-reason", "{sent}"),
+        R::get(Mtls, "/{sent}", &[404]),
+        // Care gaps.
+        R::get(Clinician, "/api/v1/care-gaps/patient/{patient}?include_closed=true", &[200]).record_phi(),
+        R::get(Service, "/api/v1/care-gaps/patient/{patient}", &[200]),
+        R::post(Clinician, "/api/v1/care-gaps/cohort", cohort, &[200]),
+        R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/gap-00000000?closure_reason={sent}", "{}", &[404]),
+        R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/{gap}?closure_reason={sent}", "{}", &[200]).echoes_sent(),
+        R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/{gap}?closure_reason={sent}", "{}", &[409]),
+        R::get(Service, "/api/v1/care-gaps/patient/{patient}?include_closed=true", &[200]),
+        R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/{sent}?closure_reason={sent}", "{}", &[400]),
+        R::post(Clinician, "/api/v1/care-gaps/patient/{patient}/close/gap-00000000?closure_reason=x&closure_date={sent}", "{}", &[422]),
+        R::post(Clinician, "/api/v1/care-gaps/cohort", cohort_other, &[404]),
+        R::post(Clinician, "/api/v1/care-gaps/cohort", cohort_sent, &[400, 404, 422]),
+        R::post(Clinician, "/api/v1/care-gaps/cohort", broken, &[400, 422]),
+        R::get(Clinician, "/api/v1/care-gaps/patient/{patient}?lookback_months={sent}", &[422]),
+        R::get(Clinician, "/api/v1/care-gaps/patient/{other}", &[404]),
+        R::get(Analyst, "/api/v1/care-gaps/patient/{patient}", &[403, 404]),
+        R::get(Auditor, "/api/v1/care-gaps/patient/{patient}", &[403, 404]),
+        R::get(Mtls, "/api/v1/care-gaps/patient/{patient}", &[404]),
+        R::get(Clinician, "/api/v1/care-gaps/guidelines", &[200]),
+        R::get(Clinician, "/api/v1/care-gaps/metrics", &[200]),
+        // Readmission.
+        R::get(Clinician, "/api/v1/readmission/predict/{patient}?include_shap=true", &[200, 422]).record_phi(),
+        R::get(Service, "/api/v1/readmission/predict/{patient}", &[200, 422]),
+        R::post(Clinician, "/api/v1/readmission/predict/batch", cohort, &[200]).record_phi(),
+        R::post(Clinician, "/api/v1/readmission/predict/batch", cohort_other, &[404]),
+        R::post(Clinician, "/api/v1/readmission/predict/batch", cohort_sent, &[400, 404, 422]),
+        R::get(Clinician, "/api/v1/readmission/predict/{patient}?encounter_id={sent}", &[400, 422]),
+        R::get(Clinician, "/api/v1/readmission/predict/{other}", &[404]),
+        R::get(Analyst, "/api/v1/readmission/predict/{patient}", &[403, 404]),
+        R::get(Clinician, "/api/v1/readmission/model/info", &[200]),
+        R::get(Clinician, "/api/v1/readmission/model/features", &[200]),
+        R::get(Clinician, "/api/v1/readmission/interventions", &[200]),
+        R::get(Clinician, "/api/v1/readmission/metrics", &[200]),
+        // Summaries: the service gets them redacted, so no record PHI in its bodies.
+        R::get(Clinician, "/api/v1/summarize/patient/{patient}?time_range=all_time", &[200]).record_phi(),
+        R::get(Service, "/api/v1/summarize/patient/{patient}?time_range=all_time", &[200]),
+        R::post(Clinician, "/api/v1/summarize/custom", custom, &[200]).record_phi(),
+        R::post(Service, "/api/v1/summarize/custom", custom, &[200]),
+        R::post(Clinician, "/api/v1/summarize/custom", custom_sent, &[400, 404]),
+        R::get(Clinician, "/api/v1/summarize/problem/{patient}/F10.239", &[200, 422]).record_phi(),
+        R::get(Clinician, "/api/v1/summarize/problem/{patient}/{sent}", &[400]),
+        R::get(Clinician, "/api/v1/summarize/care-transition/{patient}/{sent}", &[400, 422]),
+        R::get(Clinician, "/api/v1/summarize/care-transition/{patient}/x?recipient_type={sent}", &[422]),
+        R::get(Clinician, "/api/v1/summarize/patient/{patient}?time_range={sent}", &[422]),
+        R::get(Clinician, "/api/v1/summarize/patient/{other}", &[404]),
+        R::get(Analyst, "/api/v1/summarize/patient/{patient}", &[403, 404]),
+        R::get(Clinician, "/api/v1/summarize/rag/info", &[200]),
+        R::get(Clinician, "/api/v1/summarize/llm-controls", &[200]),
+        R::get(Clinician, "/api/v1/summarize/metrics", &[200]),
+        R::get(Clinician, "/api/v1/summarize/{sent}", &[403, 404]),
+        // Break-glass (a reason full of canaries) and the administration refused to the wrong roles.
+        R::post(Clinician, "/auth/break-glass", glass, &[200, 201, 400, 404, 422]),
+        R::get(Clinician, "/admin/break-glass", &[403]),
+        R::get(Analyst, "/admin/break-glass", &[403]),
+        // Metrics last: after every path above ran.
+        R::get(Anonymous, "/metrics", &[200]),
+        R::get(Mtls, "/metrics", &[200]),
+    ]
+}
+
+#[tokio::test]
+async fn no_canary_escapes_the_gateway_on_any_route() {
+    const PATIENTS: u64 = 12;
+    const SEED: u64 = 7;
+    let gw = Gateway::start(PATIENTS, SEED);
+    let record = Gateway::record_canaries(PATIENTS, SEED);
+    let (user, patient, other) = gw.care_team_fixture().await;
+    let tokens = gw.tokens(&user).await;
+    let gap = gw
+        .first_gap(&tokens[&Who::Clinician], &patient)
+        .await
+        .expect("the care-team patient has a care gap to close");
+    let mrn = record
+        .iter()
+        .find(|c| c.starts_with("QX"))
+        .expect("an MRN-shaped canary")
+        .clone();
+    let fill = |text: &str, in_url: bool| {
+        let enc = |v: &str| if in_url { url_encode(v) } else { v.to_string() };
+        text.replace("{patient}", &enc(&patient))
+            .replace("{other}", &enc(&other))
+            .replace("{mrn}", &enc(&mrn))
+            .replace("{gap}", &gap)
+            .replace("{sent}", &enc(SENT))
+    };
+    let record: Vec<&str> = record.iter().map(String::as_str).collect();
+    let sent: Vec<&str> = SENT.split(' ').collect();
+    let (mut findings, phi_served) = gw
+        .run(&gateway_requests(), &fill, &tokens, &record, &sent)
+        .await;
+    let all: Vec<&str> = record.iter().chain(&sent).copied().collect();
+    findings.extend(gw.stop(&all));
+    assert_none(&findings);
+    assert!(
+        phi_served > 0,
+        "no response allowed the record's PHI carried a canary: the paths were not exercised"
+    );
 }
 
 #[test]

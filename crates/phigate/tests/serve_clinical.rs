@@ -709,6 +709,57 @@ async fn a_coco_client_calls_every_clinical_endpoint_and_gets_cocos_shapes() {
     for canary in ["T-CLIN-1", "Zebulon", "Quarrington", "F10.239", "128/80"] {
         assert!(!logs.contains(canary), "{canary} in the logs");
     }
+
+    // CoCo's `X-Cost-USD` on every clinical response (errors too): what the request charged
+    // to the cost guard, CoCo's per-operation figures with four decimals.
+    let cost = |r: &reqwest::Response| {
+        r.headers()
+            .get("x-cost-usd")
+            .map(|v| v.to_str().unwrap().to_string())
+    };
+    for (path, status, expected) in [
+        ("/api/v1/care-gaps/patient/T-CLIN-1", 200, "0.0018"),
+        ("/api/v1/readmission/predict/T-CLIN-1", 200, "0.0031"),
+        ("/api/v1/summarize/patient/T-CLIN-1", 200, "0.0340"),
+        ("/api/v1/care-gaps/guidelines", 200, "0.0000"),
+        ("/api/v1/readmission/metrics", 200, "0.0000"),
+        ("/api/v1/care-gaps/patient/NO-SUCH-1", 404, "0.0000"),
+        (
+            "/api/v1/summarize/patient/T-CLIN-1?time_range=forever",
+            422,
+            "0.0000",
+        ),
+    ] {
+        let r = api.get(path).await;
+        assert_eq!(r.status(), status, "GET {path}");
+        assert_eq!(cost(&r).as_deref(), Some(expected), "GET {path}");
+    }
+    let r = api
+        .post(
+            "/api/v1/care-gaps/cohort",
+            Some(json!({"patient_ids": ["T-CLIN-1", "T-CLIN-1", "T-CLIN-1"]})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(cost(&r).as_deref(), Some("0.0054"), "three ids at $0.0018");
+    let r = api
+        .post(
+            "/api/v1/readmission/predict/batch",
+            Some(json!({"patient_ids": ["T-CLIN-1", "T-CLIN-1"]})),
+        )
+        .await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(cost(&r).as_deref(), Some("0.0050"), "two ids at $0.0025");
+    let anonymous = gw
+        .client()
+        .get(format!("{}/api/v1/care-gaps/patient/T-CLIN-1", gw.public))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(anonymous.status(), 401);
+    assert_eq!(cost(&anonymous).as_deref(), Some("0.0000"));
+    let patients = api.get("/api/v1/patients").await;
+    assert_eq!(cost(&patients), None, "only clinical paths carry it");
 }
 
 #[tokio::test]
@@ -1181,7 +1232,14 @@ async fn the_llm_provider_output_is_used_only_when_every_sentence_is_cited_and_d
     *llm.reply.lock().unwrap() =
         "Alcohol dependence with withdrawal is active [SRC-1]. Heart failure is active. [SRC-2]"
             .into();
-    let s = api.ok(path).await;
+    let r = api.get(path).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(
+        r.headers()["x-cost-usd"],
+        "0.0375",
+        "the extractive summary ($0.0340) plus the LLM call settled to its usage ($0.0035)"
+    );
+    let s: Value = r.json().await.unwrap();
     assert_eq!(s["model_info"]["method"], "llm", "{}", s["model_info"]);
     assert_eq!(s["model_info"]["model"], "stand-in-1");
     let text = s["summary"].as_str().unwrap();
@@ -1360,7 +1418,8 @@ async fn on_postgresql_gaps_closures_and_their_audit_events_work_as_on_sqlite() 
 }
 
 #[tokio::test]
-async fn a_service_on_the_care_team_gets_summaries_with_dates_redacted_and_a_clinician_does_not() {
+async fn a_service_on_the_care_team_gets_summary_and_care_gap_dates_reduced_to_the_year_and_a_clinician_does_not()
+ {
     let gw = start("", &[]);
     seed_patient(&gw, "T-CLIN-1", "1950-03-02", 128).await;
     let clinician = clinician(&gw).await;
@@ -1398,4 +1457,73 @@ async fn a_service_on_the_care_team_gets_summaries_with_dates_redacted_and_a_cli
         seen["citations"].as_array().unwrap().len(),
         "redaction keeps every citation"
     );
+    let year = &vitals_day[..4];
+    for (s, r) in seen["citations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(redacted["citations"].as_array().unwrap())
+    {
+        assert!(is_datetime(&s["source_date"]), "{s}");
+        assert_eq!(
+            r["source_date"].as_str(),
+            Some(&s["source_date"].as_str().unwrap()[..4]),
+            "the year only: {r}"
+        );
+    }
+    assert!(
+        redacted["citations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["source_date"] == year)
+    );
+
+    // Care gaps: the due dates (derived from the record's dates) follow the same rule, and a
+    // closed gap's closure date too.
+    let path = "/api/v1/care-gaps/patient/T-CLIN-1?include_closed=true";
+    let seen = clinician.ok(path).await;
+    let gap_id = seen["care_gaps"][0]["gap_id"].as_str().unwrap().to_string();
+    let closed = clinician
+        .post(
+            &format!(
+                "/api/v1/care-gaps/patient/T-CLIN-1/close/{gap_id}?closure_reason=done&closure_date={}",
+                day(-1)
+            ),
+            None,
+        )
+        .await;
+    assert_eq!(closed.status(), 200);
+    let seen = clinician.ok(path).await;
+    let redacted = service.ok(path).await;
+    let gaps = seen["care_gaps"].as_array().unwrap();
+    let rgaps = redacted["care_gaps"].as_array().unwrap();
+    assert!(!gaps.is_empty());
+    assert_eq!(gaps.len(), rgaps.len(), "the same gaps for both roles");
+    for (s, r) in gaps.iter().zip(rgaps) {
+        assert_eq!(s["gap_id"], r["gap_id"]);
+        assert!(is_date(&s["due_date"]), "{s}");
+        assert_eq!(
+            r["due_date"].as_str(),
+            Some(&s["due_date"].as_str().unwrap()[..4]),
+            "the year only: {r}"
+        );
+    }
+    let closed_seen = gaps
+        .iter()
+        .find(|g| g["gap_id"] == gap_id.as_str())
+        .unwrap();
+    let closed_redacted = rgaps
+        .iter()
+        .find(|g| g["gap_id"] == gap_id.as_str())
+        .unwrap();
+    assert_eq!(closed_seen["closure_date"], day(-1).as_str());
+    assert_eq!(closed_redacted["closure_date"], &day(-1)[..4]);
+    for g in rgaps {
+        for field in ["due_date", "closure_date"] {
+            if let Some(d) = g[field].as_str() {
+                assert!(d.len() == 4 && d.bytes().all(|b| b.is_ascii_digit()), "{g}");
+            }
+        }
+    }
 }

@@ -36,6 +36,20 @@
 //! ceiling and UTC-daily budget (`[clinical]` `max_cost_per_request_usd`, `daily_budget_usd`).
 //! A refusal answers 429 with CoCo's sentence in `detail`.
 //!
+//! Every response on a clinical path (`/api/v1/care-gaps`, `/api/v1/readmission`,
+//! `/api/v1/summarize`, errors included) carries CoCo's `X-Cost-USD` header: what this request
+//! charged to the cost guard (LLM calls settled to the provider's usage), `0.0000` when it
+//! computed nothing (a refusal, a catalogue, a 404). Written by [`cost_header`], which the
+//! gateway's layer stack runs outside authentication and authorization, so an out-of-scope 404
+//! and a missing-patient 404 carry the same header.
+//!
+//! # Dates by role
+//!
+//! Clinicians see the record's dates as recorded; every other permitted role (care
+//! coordinators, services) gets `[TAG]` redaction of free text and only the year of the
+//! structured dates derived from the record (`care_gaps[].due_date`, a closed gap's
+//! `closure_date`, `citations[].source_date`), as the `clinical` crate's `RoleDate` does.
+//!
 //! # Bad input
 //!
 //! Malformed ids: 400. Parameter values out of range, an impossible date, a stored record the
@@ -52,12 +66,15 @@ use std::fmt::Write as _;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
+use std::cell::Cell;
+
 use audit::{
     AccessAction, ContentHash, Event, ModelInference, Outcome, PatientHasher as _, PhiAccess,
     PolicyDenied,
 };
-use axum::extract::{Path, Query, State};
+use axum::extract::{Path, Query, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse as _, Response};
 use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
@@ -84,6 +101,57 @@ use super::state::AppState;
 // How each clinical route is protected is declared with every other route in
 // `authz::ROUTES` (one patient in the path: `PatientModel`; patients in the body:
 // `PatientBody`; catalogues and metrics: `Authenticated`).
+
+/// Whether a path (or route template) belongs to this module.
+pub fn is_clinical_route(route: &str) -> bool {
+    [
+        "/api/v1/care-gaps",
+        "/api/v1/readmission",
+        "/api/v1/summarize",
+    ]
+    .iter()
+    .any(|p| route == *p || route.starts_with(&format!("{p}/")))
+}
+
+tokio::task_local! {
+    /// Micro-dollars the current request charged to the cost guard (set by [`cost_header`]).
+    static REQUEST_COST: Cell<u64>;
+}
+
+/// Adds `delta` (may be negative after settling) to the current request's cost, if a
+/// [`cost_header`] scope is running.
+fn add_request_cost(reserved: u64, actual: u64) {
+    let _ =
+        REQUEST_COST.try_with(|c| c.set(c.get().saturating_sub(reserved).saturating_add(actual)));
+}
+
+/// `X-Cost-USD` text: CoCo's four decimals (`0.0340`), six when the cost has a finer part.
+pub fn cost_header_value(micros: u64) -> String {
+    let (whole, frac) = (micros / 1_000_000, micros % 1_000_000);
+    if frac % 100 == 0 {
+        format!("{whole}.{:04}", frac / 100)
+    } else {
+        format!("{whole}.{frac:06}")
+    }
+}
+
+/// Layer: on a clinical path, runs the request inside a cost scope and answers with
+/// `X-Cost-USD` (what the request charged to the cost guard). Other paths pass untouched.
+pub async fn cost_header(req: Request, next: Next) -> Response {
+    if !is_clinical_route(req.uri().path()) {
+        return next.run(req).await;
+    }
+    REQUEST_COST
+        .scope(Cell::new(0), async move {
+            let mut resp = next.run(req).await;
+            let micros = REQUEST_COST.with(Cell::get);
+            if let Ok(v) = HeaderValue::from_str(&cost_header_value(micros)) {
+                resp.headers_mut().insert("x-cost-usd", v);
+            }
+            resp
+        })
+        .await
+}
 
 /// Largest patient id accepted.
 pub const MAX_PATIENT_ID: usize = 128;
@@ -726,6 +794,7 @@ impl Clinical {
                     .metrics
                     .clinical
                     .cost(model, estimated, g.spent_today(today));
+                add_request_cost(0, estimated.micros());
                 Ok(())
             }
             Err(e) => {
@@ -760,6 +829,7 @@ impl Clinical {
             Err(p) => p.into_inner(),
         };
         g.settle(reserved, actual, today);
+        add_request_cost(reserved.micros(), actual.micros());
         let delta = Usd::from_micros(actual.micros().saturating_sub(reserved.micros()));
         self.st
             .metrics
@@ -1228,7 +1298,14 @@ pub async fn care_gaps_patient(
         Err(r) => return r,
     };
     let (open, shut) = split_gaps(gaps, &closed);
-    let resp = coco::CareGapResponse::build(id.expose(), now_naive(), &open, AuditTrail::default());
+    let redaction = redaction_for(&x.principal);
+    let resp = coco::CareGapResponse::build(
+        id.expose(),
+        now_naive(),
+        &open,
+        redaction,
+        AuditTrail::default(),
+    );
     let mut body = serde_json::to_value(&resp).unwrap_or(Value::Null);
     if let Some(list) = body.get_mut("care_gaps").and_then(Value::as_array_mut) {
         for g in list.iter_mut() {
@@ -1236,15 +1313,24 @@ pub async fn care_gaps_patient(
         }
         if include_closed {
             for (g, v) in &shut {
-                let mut gv = serde_json::to_value(coco::CareGap::from(g)).unwrap_or(Value::Null);
+                let mut gv = serde_json::to_value(coco::CareGap::for_role(g, redaction))
+                    .unwrap_or(Value::Null);
                 gv["status"] = json!("closed");
-                gv["closure_date"] = v.get("closure_date").cloned().unwrap_or(Value::Null);
+                gv["closure_date"] = match v
+                    .get("closure_date")
+                    .and_then(Value::as_str)
+                    .and_then(|d| NaiveDate::parse_from_str(d, "%Y-%m-%d").ok())
+                {
+                    Some(d) => json!(coco::RoleDate::for_role(d, redaction)),
+                    None => Value::Null,
+                };
                 list.push(gv);
             }
         }
     }
     let latency = started.elapsed();
-    let params = json!({"model": CARE_GAPS.id, "as_of": today, "lookback_months": lookback, "include_closed": include_closed});
+    let params = json!({"model": CARE_GAPS.id, "as_of": today, "lookback_months": lookback, "include_closed": include_closed,
+                        "redaction": matches!(redaction, OutputRedaction::Keep)});
     let input = input_hash(&loaded, &params);
     let output = output_hash(&body);
     let t = trail(
@@ -2048,16 +2134,8 @@ async fn summarize_loaded(
             }
         }
     }
+    // `citations[].source_date` is redacted by the crate for the role (the year only).
     let mut body = serde_json::to_value(&resp).unwrap_or(Value::Null);
-    // `citations[].source_date` is the record's own date (a datetime field the crate does not
-    // redact): for a redacted role it is withheld (null) rather than shown or made up.
-    if matches!(redaction, OutputRedaction::Redact(_))
-        && let Some(cs) = body.get_mut("citations").and_then(Value::as_array_mut)
-    {
-        for c in cs {
-            c["source_date"] = Value::Null;
-        }
-    }
     let output = output_hash(&body);
     let mut details = ask.details;
     details["phi_detected"] = json!(resp.phi_audit.phi_detected);
@@ -2698,6 +2776,16 @@ mod tests {
             check_llm_output("Metformin 1000 mg twice daily [SRC-1].", 1),
             Ok(())
         );
+    }
+
+    #[test]
+    fn the_cost_header_has_cocos_four_decimals_and_six_when_the_cost_is_finer() {
+        assert_eq!(cost_header_value(0), "0.0000");
+        assert_eq!(cost_header_value(1_800), "0.0018");
+        assert_eq!(cost_header_value(34_000), "0.0340");
+        assert_eq!(cost_header_value(1_234_500), "1.2345");
+        assert_eq!(cost_header_value(7_010), "0.007010");
+        assert_eq!(cost_header_value(12), "0.000012");
     }
 
     #[test]

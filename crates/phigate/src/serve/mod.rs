@@ -196,6 +196,7 @@ pub fn app(st: Arc<AppState>) -> Router {
             HeaderValue::from_static("no-referrer"),
         ))
         .option_layer(cors_layer(&st.config.cors.allowed_origins))
+        .layer(from_fn(clinical::cost_header))
         // 6. audit: writes the request's events before the response leaves (503 if it cannot)
         .layer(from_fn_with_state(st.clone(), record::audit))
         // 5. response scrub: every error becomes a problem document, PHI-scrubbed

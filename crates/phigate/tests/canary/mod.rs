@@ -12,6 +12,8 @@
 
 #![allow(dead_code)]
 
+pub mod gateway;
+
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
