@@ -113,6 +113,7 @@ pub async fn token(
     Extension(slot): Extension<Arc<RequestAudit>>,
     conn: Option<Extension<ConnInfo>>,
     identity: Option<Extension<Identity>>,
+    bearer_jwt: Option<Extension<super::auth::BearerJwt>>,
     body: Bytes,
 ) -> Response {
     let conn = conn.map(|Extension(c)| c);
@@ -122,7 +123,9 @@ pub async fn token(
     let (principal, requested) = match identity {
         Identity::Failed { .. } => return unauthenticated(),
         Identity::Authenticated(p) => {
-            if p.method == AuthMethod::Jwt {
+            // A token made from an API key carries `amr: apikey`: the marker, not the
+            // principal's method, says a bearer JWT was presented.
+            if p.method == AuthMethod::Jwt || bearer_jwt.is_some() {
                 return bad_request(
                     "A token cannot be exchanged for another token; present an API key, a client certificate or admin credentials.",
                 );

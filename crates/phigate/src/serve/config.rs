@@ -25,6 +25,24 @@ pub struct Config {
     pub cors: CorsConfig,
     /// The built-in simulator used when no Kipu credentials are configured.
     pub simulator: SimulatorConfig,
+    /// Authorization settings.
+    pub access: AccessSettings,
+}
+
+/// `[access]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSettings {
+    /// How long a break-glass grant lasts, in seconds (1 to 86400; default 3600).
+    pub break_glass_secs: i64,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        Self {
+            break_glass_secs: access::DEFAULT_BREAK_GLASS_SECS,
+        }
+    }
 }
 
 /// `[server]`.
@@ -272,6 +290,9 @@ impl Config {
                     "key `cors.allowed_origins[{i}]`: must be an exact https:// origin without path or wildcard"
                 ));
             }
+        }
+        if !(1..=86_400).contains(&self.access.break_glass_secs) {
+            return Err("key `access.break_glass_secs`: must be between 1 and 86400".into());
         }
         if self.simulator.patients == 0 || self.simulator.patients > kipu_sim::MAX_PATIENTS {
             return Err(format!(
