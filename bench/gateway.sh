@@ -5,7 +5,8 @@
 # Usage: bench/gateway.sh            (env: DURATION=15s CONNECTIONS=32 THREADS=2 PACED_RATE=1000
 #                                          PACED_CONNECTIONS=20 PROFILE=release; PROFILE=dev uses the
 #                                          debug build, whose dependencies are optimised at opt-level 2
-#                                          but phigate is not)
+#                                          but phigate is not; PHIGATE_BIN=path runs another
+#                                          phigate binary, e.g. a baseline build)
 # Needs: cargo, wrk (apt-get install wrk), curl, python3.
 #
 # What is measured:
@@ -50,7 +51,7 @@ PROFILE="${PROFILE:-release}"
 echo "== building phigate and the bare TLS hello ($PROFILE)" >&2
 cargo build --profile "$PROFILE" -p phigate --bin phigate --example bench_tls_hello >&2
 DIR="$ROOT/target/$([[ "$PROFILE" == dev ]] && echo debug || echo "$PROFILE")"
-BIN="$DIR/phigate"
+BIN="${PHIGATE_BIN:-$DIR/phigate}"   # PHIGATE_BIN: another build, e.g. a baseline to compare
 HELLO="$DIR/examples/bench_tls_hello"
 
 mkdir -m 700 "$WORK/data"

@@ -207,7 +207,11 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
         };
         loop {
             tokio::select! {
-                result = syncer.run_once() => match { note_care_team_change(ctx).await; result } {
+                result = async {
+                    let result = syncer.run_once().await;
+                    note_care_team_change(ctx).await;
+                    result
+                } => match result {
                     Ok(report) => {
                         print_report(&report, args.json)?;
                         if !report.is_complete() {

@@ -226,6 +226,9 @@ pub fn care_team_members(records: &[serde_json::Value], today: &str) -> Vec<Stri
     current_members(&member_entries(records), today)
 }
 
+/// Care-team members per patient id.
+type CareTeams = HashMap<String, Arc<Vec<Member>>>;
+
 /// Most patients whose care team is kept in memory (a full cache starts over).
 const CARE_TEAM_CACHE_CAPACITY: usize = 100_000;
 
@@ -236,7 +239,7 @@ const CARE_TEAM_CACHE_CAPACITY: usize = 100_000;
 /// Patient ids are held in memory only; `Debug` shows none.
 #[derive(Default)]
 pub struct CareTeamCache {
-    inner: std::sync::Mutex<(u64, HashMap<String, Arc<Vec<Member>>>)>,
+    inner: std::sync::Mutex<(u64, CareTeams)>,
 }
 
 impl std::fmt::Debug for CareTeamCache {
