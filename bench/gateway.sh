@@ -6,7 +6,8 @@
 #                                          PACED_CONNECTIONS=20 PROFILE=release; PROFILE=dev uses the
 #                                          debug build, whose dependencies are optimised at opt-level 2
 #                                          but phigate is not; PHIGATE_BIN=path runs another
-#                                          phigate binary, e.g. a baseline build)
+#                                          phigate binary, e.g. a baseline build; NO_BUILD=1 uses
+#                                          the binaries as they are)
 # Needs: cargo, wrk (apt-get install wrk), curl, python3.
 #
 # What is measured:
@@ -49,7 +50,7 @@ command -v wrk >/dev/null || { echo "wrk is required (apt-get install wrk)" >&2;
 
 PROFILE="${PROFILE:-release}"
 echo "== building phigate and the bare TLS hello ($PROFILE)" >&2
-cargo build --profile "$PROFILE" -p phigate --bin phigate --example bench_tls_hello >&2
+[[ -n "${NO_BUILD:-}" ]] || cargo build --profile "$PROFILE" -p phigate --bin phigate --example bench_tls_hello >&2
 DIR="$ROOT/target/$([[ "$PROFILE" == dev ]] && echo debug || echo "$PROFILE")"
 BIN="${PHIGATE_BIN:-$DIR/phigate}"   # PHIGATE_BIN: another build, e.g. a baseline to compare
 HELLO="$DIR/examples/bench_tls_hello"
