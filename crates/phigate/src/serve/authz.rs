@@ -12,7 +12,9 @@
 //!   its value).
 //! * Then the policy decides ([`access::Access::authorize`]): for one patient the resource
 //!   carries the patient's care team as synced from the EHR into the store (see
-//!   [`care_team`]), explicit grants and break-glass grants are read from the access database.
+//!   [`care_team`], cached per access epoch), explicit grants and break-glass grants come from
+//!   the access database (cached per epoch; every change moves the generation, so revocations
+//!   are in force at once on every instance; see `docs/gateway-operations.md`).
 //!   A refusal writes a `policy_denied` event with the determining policies (or
 //!   `default-deny`). A patient outside the principal's scope answers 404 exactly like a
 //!   missing patient; other refusals answer 403.
