@@ -6,7 +6,8 @@
 #
 # Usage: bench/export.sh     (env: PATIENTS=10000 BENCH_CONCURRENCY=8 BENCH_PER=100 PROFILE=release)
 # PROFILE=dev runs the dev-profile binary (dependencies at opt-level 2, phigate's own crates
-# unoptimised): slower for phigate and the simulator, so conservative.
+# unoptimised): slower for phigate and the simulator, so conservative. SKIP_BUILD=1 uses the
+# already built binary.
 # Needs: cargo, python3 with venv, GNU time at /usr/bin/time, network access to PyPI once.
 set -euo pipefail
 
@@ -28,7 +29,9 @@ trap cleanup EXIT
 [[ -x /usr/bin/time ]] || { echo "GNU time is required at /usr/bin/time (apt-get install time)" >&2; exit 2; }
 
 echo "== building phigate ($PROFILE profile)" >&2
-if [[ "$PROFILE" == release ]]; then
+if [[ -n "${SKIP_BUILD:-}" ]]; then
+    PHIGATE="$ROOT/target/$([[ "$PROFILE" == release ]] && echo release || echo debug)/phigate"
+elif [[ "$PROFILE" == release ]]; then
     cargo build --release -p phigate --bin phigate >&2
     PHIGATE="$ROOT/target/release/phigate"
 else

@@ -1,6 +1,8 @@
 //! Per-request costs of the access core on SQLite (the embedded default): API key check,
-//! token validation (both with their durable audit record), token issue, and one Cedar
-//! decision for a patient read (grants read from the database). Figures in
+//! token validation (both with their durable audit record), token verification without the
+//! audit append (as the server does it, recording the event with the request's others), token
+//! issue, and one Cedar decision for a patient read. Everything after the first call runs
+//! from the caches (one generation check each; see the `cache` module). Figures in
 //! `docs/benchmarks.md` ("Access core").
 
 use std::sync::Arc;
@@ -74,6 +76,12 @@ fn bench(c: &mut Criterion) {
         b.iter(|| {
             rt.block_on(access.validate_token(&token.token, &meta))
                 .unwrap()
+        })
+    });
+    g.bench_function("verify_token (cached; caller audits)", |b| {
+        b.iter(|| {
+            let v = rt.block_on(access.verify_token(&token.token)).unwrap();
+            assert!(matches!(v, TokenVerdict::Valid(_)));
         })
     });
     g.bench_function("issue_token", |b| {

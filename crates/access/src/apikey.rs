@@ -17,6 +17,7 @@ use secrecy::{ExposeSecret as _, SecretString};
 use zeroize::Zeroizing;
 
 use crate::Access;
+use crate::cache::ApiKeyRow;
 use crate::db::with_pool;
 use crate::error::{AccessError, CredentialError, Result, db};
 use crate::principal::{Principal, RequestMeta, Role, validate_name};
@@ -274,8 +275,10 @@ impl Access {
         self.api_key(id).await?;
         let now = self.now();
         let ctx = "revoking an API key";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             let done = sqlx::query("UPDATE access_api_keys SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(id)
@@ -291,6 +294,7 @@ impl Access {
                 .await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         Ok(())
     }
 
@@ -327,8 +331,10 @@ impl Access {
         let (new_id, whole) = new_key_material()?;
         let mac = mac(&self.inner.api_key_mac, &whole);
         let ctx = "rotating an API key";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             let done = sqlx::query(
                 "UPDATE access_api_keys SET expires_at = $1, replaced_by = $2 WHERE id = $3 AND replaced_by IS NULL AND revoked_at IS NULL",
             )
@@ -359,6 +365,7 @@ impl Access {
                 .await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         Ok(NewApiKey {
             id: new_id,
             secret: SecretString::from(whole.as_str()),
@@ -403,14 +410,46 @@ impl Access {
 
     async fn check_api_key(&self, presented: &str) -> std::result::Result<Principal, Attempt> {
         let id = parse_presented(presented).map_err(|e| Attempt::Refused(None, e))?;
-        let row: Option<AuthRow> = with_pool!(&self.inner.pool, p => {
-            sqlx::query_as(
-                "SELECT service, roles, mac, expires_at, revoked_at, last_used_at FROM access_api_keys WHERE id = $1",
+        // Key rows are cached per epoch (see `crate::cache`): a revocation or rotation on any
+        // instance starts a new epoch, so the row below is never older than the last change.
+        let epoch = self.epoch().await.map_err(Attempt::Failed)?;
+        let row = match self.inner.caches.api_key(epoch, id) {
+            Some(r) => Some(r),
+            None => {
+                let row: Option<AuthRow> = with_pool!(&self.inner.pool, p => {
+                    sqlx::query_as(
+                        "SELECT service, roles, mac, expires_at, revoked_at, last_used_at FROM access_api_keys WHERE id = $1",
+                    )
+                    .bind(id)
+                    .fetch_optional(p)
+                    .await
+                    .map_err(|e| Attempt::Failed(db("checking an API key")(e)))?
+                });
+                row.map(
+                    |(service, roles, mac, expires_at, revoked_at, last_used_at)| {
+                        let row = ApiKeyRow {
+                            service,
+                            roles,
+                            mac,
+                            expires_at,
+                            revoked_at,
+                            last_used_at,
+                        };
+                        self.inner.caches.put_api_key(epoch, id, row.clone());
+                        row
+                    },
+                )
+            }
+        };
+        let row = row.map(|r| {
+            (
+                r.service,
+                r.roles,
+                r.mac,
+                r.expires_at,
+                r.revoked_at,
+                r.last_used_at,
             )
-            .bind(id)
-            .fetch_optional(p)
-            .await
-            .map_err(|e| Attempt::Failed(db("checking an API key")(e)))?
         });
         let presented_mac = mac(&self.inner.api_key_mac, presented);
         let Some((service, roles, stored_mac, expires_at, revoked_at, last_used_at)) = row else {
@@ -439,7 +478,7 @@ impl Access {
                 CredentialError::Expired,
             ));
         }
-        let roles = roles_from_text(&roles).map_err(Attempt::Failed)?;
+        let role_list = roles_from_text(&roles).map_err(Attempt::Failed)?;
         if last_used_at.is_none_or(|t| now - t >= LAST_USED_GRANULARITY) {
             with_pool!(&self.inner.pool, p => {
                 sqlx::query("UPDATE access_api_keys SET last_used_at = $1 WHERE id = $2")
@@ -449,10 +488,23 @@ impl Access {
                     .await
                     .map_err(|e| Attempt::Failed(db("recording API key use")(e)))?;
             });
+            // Not a change the caches depend on: only this instance's copy is updated.
+            self.inner.caches.put_api_key(
+                epoch,
+                id,
+                ApiKeyRow {
+                    service: service.clone(),
+                    roles: roles.clone(),
+                    mac: stored_mac.clone(),
+                    expires_at,
+                    revoked_at,
+                    last_used_at: Some(now),
+                },
+            );
         }
         Ok(Principal {
             id: principal_id,
-            roles,
+            roles: role_list,
             method: AuthMethod::ApiKey,
             purpose: None,
             credential_id: Some(id.to_owned()),

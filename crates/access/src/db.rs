@@ -10,9 +10,12 @@
 //! * `access_api_keys`, `access_jwt_keys`, `access_revoked_jti`, `access_admins`,
 //!   `access_bootstrap`, `access_grants`, `access_policies`: see the modules that own them.
 //!
-//! Nothing is cached across requests where staleness would matter: revocations, expiry,
-//! grants and lockouts are read from the database at use time, so a change made by one
-//! instance is in force on every instance at once.
+//! * `access_generation(id = 1, value)`: incremented by every change that the caches depend on
+//!   (see [`crate::cache`]); on SQLite the file `<database>-gen` plays the same part.
+//!
+//! The hot path (tokens, API keys, grants, policy version) is cached in memory, but every
+//! cached read first checks the generation, so a change made by one instance is in force on
+//! every instance at once (see [`crate::cache`]). Lockouts and admin data are read at use time.
 
 use std::path::{Path, PathBuf};
 use std::str::FromStr as _;
@@ -283,6 +286,15 @@ impl Pool {
                 .await
                 .map_err(db(ctx))?;
             }
+            // The cache generation (see `crate::cache`): created outside the versioned
+            // migrations because it holds no data a newer or older build could misread.
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS access_generation (id INTEGER PRIMARY KEY CHECK (id = 1), value BIGINT NOT NULL);
+                 INSERT INTO access_generation (id, value) VALUES (1, 0) ON CONFLICT (id) DO NOTHING",
+            )
+            .execute(&mut *tx)
+            .await
+            .map_err(db(ctx))?;
             tx.commit().await.map_err(db(ctx))?;
             Ok(())
         })

@@ -24,6 +24,7 @@ use serde_json::{Value, json};
 use zeroize::Zeroizing;
 
 use crate::Access;
+use crate::cache::VerifiedToken;
 use crate::db::with_pool;
 use crate::error::{AccessError, Result, TokenError, db};
 use crate::principal::{Principal, RequestMeta, Role, validate_principal_id};
@@ -277,6 +278,21 @@ impl Access {
         })
     }
 
+    /// Checks a bearer token like [`Access::validate_token`] but writes **no** audit event: the
+    /// caller must record the authentication attempt (the principal on success, the refusal's
+    /// [`TokenError::audit_reason`] otherwise) in the audit log before it acts on or answers the
+    /// request. For servers that write all of one request's events in a single group commit.
+    /// `Err` only when the check itself failed (database).
+    pub async fn verify_token(&self, token: &SecretString) -> Result<TokenVerdict> {
+        match self.check_token(token.expose_secret()).await {
+            Ok(principal) => Ok(TokenVerdict::Valid(principal)),
+            Err(TokenCheck::Refused(subject, error)) => {
+                Ok(TokenVerdict::Refused { subject, error })
+            }
+            Err(TokenCheck::Failed(e)) => Err(e),
+        }
+    }
+
     /// Validates a bearer token and returns its principal. The attempt is audited (method
     /// `jwt`, the reason code on failure); if the audit log cannot record it the result is
     /// [`AccessError::AuditUnavailable`].
@@ -309,11 +325,105 @@ impl Access {
         }
     }
 
+    /// Checks a token without auditing. Verified tokens are cached (see [`crate::cache`]):
+    /// the signature and static claims are checked once, the clock, the signing key's state
+    /// and the `jti` revocation at every call.
     async fn check_token(&self, token: &str) -> std::result::Result<Principal, TokenCheck> {
         use TokenCheck::Refused;
         if token.len() > MAX_TOKEN_LEN {
             return Err(Refused(None, TokenError::Malformed));
         }
+        let epoch = self.epoch().await.map_err(TokenCheck::Failed)?;
+        let hash: [u8; 32] =
+            aws_lc_rs::digest::digest(&aws_lc_rs::digest::SHA256, token.as_bytes())
+                .as_ref()
+                .try_into()
+                .map_err(|_| TokenCheck::Failed(AccessError::Crypto("SHA-256")))?;
+        let now = self.now();
+        let leeway = self.inner.config.leeway_secs;
+        let verified = match self.inner.caches.token(&hash) {
+            Some(v) => {
+                // The key may have been retired since (a new epoch then reloads the key set).
+                if self.verifying_key(epoch, &v.kid).await?.is_none() {
+                    return Err(Refused(None, TokenError::UnknownKey));
+                }
+                check_times(&v, now, leeway).map_err(|e| Refused(Some(v.sub.clone()), e))?;
+                v
+            }
+            None => {
+                let v = self.verify_token_text(token, epoch, now).await?;
+                self.inner.caches.put_token(hash, (*v).clone(), now, leeway);
+                v
+            }
+        };
+        let revoked = self.revoked_jtis(epoch).await.map_err(TokenCheck::Failed)?;
+        if revoked.contains(&verified.jti) {
+            return Err(Refused(Some(verified.sub.clone()), TokenError::Revoked));
+        }
+        Ok(Principal {
+            id: verified.sub.clone(),
+            roles: verified.roles.clone(),
+            method: verified.method,
+            purpose: verified.pou,
+            credential_id: Some(verified.jti.clone()),
+            expires_at: Some(verified.exp),
+        })
+    }
+
+    /// The public key of a signing key that verifies (state `active` or `verify`), from the
+    /// epoch's cache or the database.
+    async fn verifying_key(
+        &self,
+        epoch: u64,
+        kid: &str,
+    ) -> std::result::Result<Option<Arc<Vec<u8>>>, TokenCheck> {
+        if let Some(k) = self.inner.caches.key(epoch, kid) {
+            return Ok(Some(k));
+        }
+        let row: Option<(Vec<u8>, String)> = with_pool!(&self.inner.pool, p => {
+            sqlx::query_as("SELECT public_key, state FROM access_jwt_keys WHERE kid = $1")
+                .bind(kid)
+                .fetch_optional(p)
+                .await
+                .map_err(|e| TokenCheck::Failed(db("reading a signing key")(e)))?
+        });
+        match row {
+            Some((public, state)) if state == "active" || state == "verify" => {
+                let public = Arc::new(public);
+                self.inner
+                    .caches
+                    .put_key(epoch, kid.to_owned(), public.clone());
+                Ok(Some(public))
+            }
+            _ => Ok(None),
+        }
+    }
+
+    /// Every revoked `jti`, from the epoch's cache or the database.
+    async fn revoked_jtis(&self, epoch: u64) -> Result<Arc<std::collections::HashSet<String>>> {
+        if let Some(set) = self.inner.caches.revoked(epoch) {
+            return Ok(set);
+        }
+        let rows: Vec<String> = with_pool!(&self.inner.pool, p => {
+            sqlx::query_scalar("SELECT jti FROM access_revoked_jti")
+                .fetch_all(p)
+                .await
+                .map_err(db("checking token revocation"))?
+        });
+        let set = Arc::new(rows.into_iter().collect::<std::collections::HashSet<_>>());
+        self.inner.caches.put_revoked(epoch, set.clone());
+        Ok(set)
+    }
+
+    /// The full check of a token not seen before: shape, algorithm, key, signature, claims,
+    /// `iss`, `aud`, times, lifetime. Revocation is checked by the caller.
+    async fn verify_token_text(
+        &self,
+        token: &str,
+        epoch: u64,
+        now: i64,
+    ) -> std::result::Result<Arc<VerifiedToken>, TokenCheck> {
+        use TokenCheck::Refused;
         let mut parts = token.split('.');
         let (Some(h), Some(c), Some(s), None) =
             (parts.next(), parts.next(), parts.next(), parts.next())
@@ -347,20 +457,12 @@ impl Access {
         let signature = B64
             .decode(s)
             .map_err(|_| Refused(None, TokenError::Malformed))?;
-        let now = self.now();
-        let row: Option<(Vec<u8>, String)> = with_pool!(&self.inner.pool, p => {
-            sqlx::query_as("SELECT public_key, state FROM access_jwt_keys WHERE kid = $1")
-                .bind(&kid)
-                .fetch_optional(p)
-                .await
-                .map_err(|e| TokenCheck::Failed(db("reading a signing key")(e)))?
-        });
-        let public = match row {
-            Some((public, state)) if state == "active" || state == "verify" => public,
-            _ => return Err(Refused(None, TokenError::UnknownKey)),
-        };
+        let public = self
+            .verifying_key(epoch, &kid)
+            .await?
+            .ok_or(Refused(None, TokenError::UnknownKey))?;
         let signing_input = &token[..h.len() + 1 + c.len()];
-        signature::UnparsedPublicKey::new(&signature::ED25519, &public)
+        signature::UnparsedPublicKey::new(&signature::ED25519, public.as_slice())
             .verify(signing_input.as_bytes(), &signature)
             .map_err(|_| Refused(None, TokenError::BadSignature))?;
         let claims_bytes = B64
@@ -383,12 +485,18 @@ impl Access {
             return Err(refuse(TokenError::WrongAudience));
         }
         let leeway = self.inner.config.leeway_secs;
-        if now >= claims.exp.saturating_add(leeway) {
-            return Err(refuse(TokenError::Expired));
-        }
-        if claims.nbf > now.saturating_add(leeway) || claims.iat > now.saturating_add(leeway) {
-            return Err(refuse(TokenError::NotYetValid));
-        }
+        let times = VerifiedToken {
+            kid,
+            sub: String::new(),
+            roles: Vec::new(),
+            jti: claims.jti,
+            iat: claims.iat,
+            nbf: claims.nbf,
+            exp: claims.exp,
+            method: method_from_amr(&claims.amr),
+            pou: claims.pou,
+        };
+        check_times(&times, now, leeway).map_err(refuse)?;
         if claims.exp.saturating_sub(claims.iat.min(claims.nbf))
             > self.inner.config.token_lifetime_secs
         {
@@ -401,24 +509,11 @@ impl Access {
             .map(|r| Role::parse(r))
             .collect::<Result<Vec<_>>>()
             .map_err(|_| Refused(Some(sub.clone()), TokenError::Malformed))?;
-        let revoked: Option<i64> = with_pool!(&self.inner.pool, p => {
-            sqlx::query_scalar("SELECT revoked_at FROM access_revoked_jti WHERE jti = $1")
-                .bind(&claims.jti)
-                .fetch_optional(p)
-                .await
-                .map_err(|e| TokenCheck::Failed(db("checking token revocation")(e)))?
-        });
-        if revoked.is_some() {
-            return Err(Refused(Some(sub), TokenError::Revoked));
-        }
-        Ok(Principal {
-            id: sub,
+        Ok(Arc::new(VerifiedToken {
+            sub,
             roles,
-            method: method_from_amr(&claims.amr),
-            purpose: claims.pou,
-            credential_id: Some(claims.jti),
-            expires_at: Some(claims.exp),
-        })
+            ..times
+        }))
     }
 
     /// Revokes a token by `jti`; every instance refuses it from now on. `actor` is audited.
@@ -437,8 +532,10 @@ impl Access {
         // Kept until no token with this jti could still be valid.
         let until = now + self.inner.config.token_lifetime_secs + self.inner.config.leeway_secs;
         let ctx = "revoking a token";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             sqlx::query("INSERT INTO access_revoked_jti (jti, expires_at, revoked_at) VALUES ($1, $2, $3) ON CONFLICT (jti) DO NOTHING")
                 .bind(jti)
                 .bind(until)
@@ -457,6 +554,7 @@ impl Access {
                 .await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         Ok(())
     }
 
@@ -503,8 +601,10 @@ impl Access {
         let (kid, sealed, public) = self.generate_signing_key()?;
         let now = self.now();
         let ctx = "rotating the signing key";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             sqlx::query("UPDATE access_jwt_keys SET state = 'verify' WHERE state = 'active'")
                 .execute(&mut *tx)
                 .await
@@ -523,6 +623,7 @@ impl Access {
                 .await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         Ok(kid)
     }
 
@@ -531,8 +632,10 @@ impl Access {
     pub async fn retire_signing_key(&self, actor: &str, kid: &str) -> Result<()> {
         let now = self.now();
         let ctx = "retiring a signing key";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             let done = sqlx::query("UPDATE access_jwt_keys SET state = 'retired', sealed_private = NULL, retired_at = $1 WHERE kid = $2 AND state = 'verify'")
                 .bind(now)
                 .bind(kid)
@@ -548,8 +651,34 @@ impl Access {
                 .await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         Ok(())
     }
+}
+
+/// `exp`, `nbf` and `iat` against the clock, with the leeway.
+fn check_times(t: &VerifiedToken, now: i64, leeway: i64) -> std::result::Result<(), TokenError> {
+    if now >= t.exp.saturating_add(leeway) {
+        return Err(TokenError::Expired);
+    }
+    if t.nbf > now.saturating_add(leeway) || t.iat > now.saturating_add(leeway) {
+        return Err(TokenError::NotYetValid);
+    }
+    Ok(())
+}
+
+/// The outcome of [`Access::verify_token`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenVerdict {
+    /// The token is valid: its principal.
+    Valid(Principal),
+    /// The token was refused.
+    Refused {
+        /// The token's subject, if it could be read and is a valid principal id.
+        subject: Option<String>,
+        /// Why.
+        error: TokenError,
+    },
 }
 
 pub(crate) enum TokenCheck {

@@ -7,7 +7,8 @@
 //!   [`Access::authenticate_api_key`]): `phg_<id>_<secret>`, per service, role-scoped, shown
 //!   once, stored as HMAC-SHA256 under a sealed server key (see [`apikey`] for why not argon2id),
 //!   rotation with an overlap window, expiry, last-used time.
-//! * **JWTs** ([`Access::issue_token`], [`Access::validate_token`], [`Access::jwks`],
+//! * **JWTs** ([`Access::issue_token`], [`Access::validate_token`], [`Access::verify_token`]
+//!   (the caller audits), [`Access::jwks`],
 //!   [`Access::rotate_signing_key`], [`Access::revoke_token`]): compact JWS with EdDSA/Ed25519,
 //!   15-minute lifetime, algorithm pinned, `kid` rotation, revocation by `jti` (see [`jwt`]).
 //! * **Admin users** ([`Access::create_bootstrap_secret`], [`Access::enroll_admin`],
@@ -26,9 +27,11 @@
 //!   Stored verifiers are keyed hashes (API keys, bootstrap secret) or argon2id (passwords);
 //!   TOTP secrets and JWT private keys are sealed under the key ring (`sealed`).
 //! * Comparisons of secrets and codes are constant-time.
-//! * Revocations, expiry, grants, lockouts and the policy version are read from the database
-//!   at use time, so several instances sharing PostgreSQL agree at once; nothing is cached that
-//!   could keep a revoked credential alive.
+//! * Revocations, expiry, grants and the policy version are cached in memory for the hot path,
+//!   but every cached read first checks a generation that each such change moves (a row on
+//!   PostgreSQL, a file next to the SQLite database), so several instances agree at once:
+//!   nothing is cached that could keep a revoked credential alive (staleness bound zero; see
+//!   [`cache`](crate::cache) for the design). Lockouts are read from the database at use time.
 //! * Every authentication attempt (with its reason code), credential lifecycle step, policy
 //!   change (before/after text and hashes), grant and break-glass is written to the audit log
 //!   before the operation takes effect; if the log cannot record it the operation fails with
@@ -83,6 +86,7 @@
 mod admin;
 pub mod apikey;
 mod auditing;
+pub mod cache;
 mod db;
 mod error;
 pub mod jwt;
@@ -94,6 +98,7 @@ use std::sync::{Arc, Mutex};
 
 use audit::{AuditLog, PatientHasher};
 use aws_lc_rs::hmac;
+use db::with_pool;
 use sealed::{KeyProvider, Keyring};
 
 pub use admin::{AdminChange, AdminEnrollment, AdminInfo, LockoutPolicy, MIN_PASSWORD_LEN};
@@ -101,7 +106,7 @@ pub use apikey::{API_KEY_PREFIX, ApiKeyInfo, NewApiKey};
 pub use audit::{AuthMethod, PurposeOfUse};
 pub use db::{Backend, Clock, ManualClock, SCHEMA_VERSION, SystemClock};
 pub use error::{AccessError, CredentialError, Result, TokenError};
-pub use jwt::{IssuedToken, SigningKeyInfo};
+pub use jwt::{IssuedToken, SigningKeyInfo, TokenVerdict};
 pub use policy::{
     Action, AuthzRequest, BreakGlassGrant, BreakGlassRecord, DEFAULT_POLICIES, Decision,
     PatientScope, PolicyInfo, Resource, SCHEMA,
@@ -188,9 +193,9 @@ impl AccessConfig {
                 "lockout needs at least 1 failure and a positive duration".into(),
             ));
         }
-        if !(60..=24 * 3600).contains(&self.break_glass_secs) {
+        if !(1..=24 * 3600).contains(&self.break_glass_secs) {
             return Err(AccessError::Config(
-                "break-glass duration must be 60..=86400 seconds".into(),
+                "break-glass duration must be 1..=86400 seconds".into(),
             ));
         }
         Ok(())
@@ -207,6 +212,7 @@ struct Inner {
     signer: Mutex<Option<jwt::CachedSigner>>,
     policies: std::sync::RwLock<Arc<policy::LoadedPolicies>>,
     schema: cedar_policy::Schema,
+    caches: cache::Caches,
 }
 
 /// The access service. Cheap to clone; all clones share one pool and one policy cache.
@@ -225,6 +231,27 @@ impl std::fmt::Debug for Access {
     }
 }
 
+/// Records a change made outside this crate that access decisions depend on (care-team records
+/// written by a sync), for a process that has no [`Access`] open: every gateway instance on
+/// `backend` starts a new cache epoch at its next request. On SQLite this writes the generation
+/// file next to the database (nothing else is created); on PostgreSQL it increments the
+/// generation row (creating the access tables if missing).
+pub async fn bump_generation(backend: &Backend) -> Result<()> {
+    match backend {
+        Backend::Sqlite { path } => cache::write_generation_file(&cache::generation_file(path)),
+        Backend::Postgres { .. } => {
+            let pool = db::Pool::connect(backend).await?;
+            with_pool!(&pool, p => {
+                sqlx::query("UPDATE access_generation SET value = value + 1 WHERE id = 1")
+                    .execute(p)
+                    .await
+                    .map_err(error::db("recording an access change"))?;
+            });
+            Ok(())
+        }
+    }
+}
+
 impl Access {
     /// Connects, migrates (refusing a newer schema), loads or creates the key ring, the server
     /// secrets, the first signing key and the default policies.
@@ -239,6 +266,10 @@ impl Access {
             .await?;
         let schema = policy::schema()?;
         let policies = policy::load_initial(&pool, &schema, now).await?;
+        let source = match &config.backend {
+            Backend::Sqlite { path } => cache::GenerationSource::File(cache::generation_file(path)),
+            Backend::Postgres { .. } => cache::GenerationSource::Row,
+        };
         let access = Self {
             inner: Arc::new(Inner {
                 auditor: auditing::Auditor {
@@ -253,6 +284,7 @@ impl Access {
                 signer: Mutex::new(None),
                 policies: std::sync::RwLock::new(Arc::new(policies)),
                 schema,
+                caches: cache::Caches::new(source),
             }),
         };
         access.ensure_signing_key().await?;
@@ -273,9 +305,39 @@ impl Access {
         &self.inner.config.audience
     }
 
+    /// The current cache epoch: checks the generation (one primary-key read on PostgreSQL, one
+    /// small file read on SQLite) and returns a number that changes whenever anything the
+    /// caches depend on changed on any instance since the last call. Servers tag their own
+    /// derived caches (care teams) with it; see [`crate::cache`].
+    pub async fn epoch(&self) -> Result<u64> {
+        self.inner.caches.sync(&self.inner.pool).await
+    }
+
+    /// Records a change made outside this crate that decisions depend on (care-team records
+    /// synced from the EHR): every instance starts a new epoch at its next request.
+    pub async fn note_external_change(&self) -> Result<()> {
+        self.touch_generation()?;
+        with_pool!(&self.inner.pool, p => {
+            let mut tx = p.begin().await.map_err(error::db("recording an access change"))?;
+            cache::bump_in_tx!(tx);
+            tx.commit().await.map_err(error::db("recording an access change"))?;
+        });
+        self.touch_generation()
+    }
+
+    /// On SQLite, writes a new generation into the generation file (called before and after
+    /// committing a change; see [`crate::cache`]). Nothing to do on PostgreSQL, where the
+    /// change's transaction increments the generation row.
+    pub(crate) fn touch_generation(&self) -> Result<()> {
+        match self.inner.caches.source() {
+            cache::GenerationSource::File(path) => cache::write_generation_file(path),
+            cache::GenerationSource::Row => Ok(()),
+        }
+    }
+
     /// Whether the database answers (for `/ready`).
     pub async fn ping(&self) -> Result<()> {
-        db::with_pool!(&self.inner.pool, p => {
+        with_pool!(&self.inner.pool, p => {
             sqlx::query("SELECT 1").execute(p).await.map_err(error::db("checking the access database"))?;
         });
         Ok(())

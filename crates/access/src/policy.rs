@@ -384,6 +384,55 @@ fn check_reason(reason: Option<&Sensitive<String>>) -> Result<bool> {
     }
 }
 
+/// The digest of everything a decision depends on besides the policy set's entities model:
+/// the policy text's SHA-256, the principal and its roles, the action, the resource type and,
+/// for a patient, its keyed hash, its care team (in order), the purpose, whether a reason was
+/// given, and the grants in force. Each field is length-prefixed.
+fn decision_key(
+    policy_sha: &str,
+    req: &AuthzRequest<'_>,
+    patient: Option<(&[u8], bool, bool, bool)>,
+) -> [u8; 32] {
+    let mut ctx = aws_lc_rs::digest::Context::new(&aws_lc_rs::digest::SHA256);
+    let mut field = |bytes: &[u8]| {
+        ctx.update(&(bytes.len() as u64).to_be_bytes());
+        ctx.update(bytes);
+    };
+    field(b"phigate/access/decision/v1");
+    field(policy_sha.as_bytes());
+    field(req.principal.id.as_bytes());
+    let mut roles: Vec<&str> = req.principal.roles.iter().map(|r| r.as_str()).collect();
+    roles.sort_unstable();
+    roles.dedup();
+    field(roles.join(",").as_bytes());
+    field(req.action.as_str().as_bytes());
+    field(req.resource.type_name().as_bytes());
+    if let (Resource::Patient(scope), Some((mac, granted, break_glass, has_reason))) =
+        (req.resource, patient)
+    {
+        field(mac);
+        field(&(scope.care_team.len() as u64).to_be_bytes());
+        for m in &scope.care_team {
+            field(m.as_bytes());
+        }
+        let purpose = req
+            .purpose
+            .or((req.action == Action::BreakGlass).then_some(PurposeOfUse::Etreat))
+            .map(purpose_code)
+            .unwrap_or_default();
+        field(purpose.as_bytes());
+        field(&[
+            u8::from(has_reason),
+            u8::from(granted),
+            u8::from(break_glass),
+        ]);
+    }
+    let digest = ctx.finish();
+    let mut key = [0u8; 32];
+    key.copy_from_slice(digest.as_ref());
+    key
+}
+
 /// id, principal, reason_sealed, audit_patient, created_at, expires_at, revoked_at.
 type GrantRow = (
     String,
@@ -408,27 +457,57 @@ impl Access {
             .to_vec()
     }
 
-    async fn grants_in_force(&self, principal: &str, patient_mac: &[u8]) -> Result<GrantsInForce> {
+    async fn grants_in_force(
+        &self,
+        epoch: u64,
+        principal: &str,
+        patient_mac: &[u8],
+    ) -> Result<GrantsInForce> {
         let now = self.now();
-        let kinds: Vec<String> = with_pool!(&self.inner.pool, p => {
-            sqlx::query_scalar(
-                "SELECT kind FROM access_grants WHERE principal = $1 AND patient_mac = $2 AND revoked_at IS NULL AND (expires_at IS NULL OR expires_at > $3)",
-            )
-            .bind(principal)
-            .bind(patient_mac)
-            .bind(now)
-            .fetch_all(p)
-            .await
-            .map_err(db("reading patient grants"))?
-        });
+        // Cached per epoch (see `crate::cache`): every grant, revocation and break-glass starts
+        // a new epoch; expiry is checked against the clock here, at every decision.
+        let list = match self.inner.caches.grants(epoch, principal, patient_mac) {
+            Some(list) => list,
+            None => {
+                let rows: Vec<(String, Option<i64>)> = with_pool!(&self.inner.pool, p => {
+                    sqlx::query_as(
+                        "SELECT kind, expires_at FROM access_grants WHERE principal = $1 AND patient_mac = $2 AND revoked_at IS NULL",
+                    )
+                    .bind(principal)
+                    .bind(patient_mac)
+                    .fetch_all(p)
+                    .await
+                    .map_err(db("reading patient grants"))?
+                });
+                let list = Arc::new(rows);
+                self.inner
+                    .caches
+                    .put_grants(epoch, principal, patient_mac, list.clone());
+                list
+            }
+        };
+        let in_force = |kind: &str| {
+            list.iter()
+                .any(|(k, expires)| k == kind && expires.is_none_or(|e| e > now))
+        };
         Ok(GrantsInForce {
-            granted: kinds.iter().any(|k| k == "grant"),
-            break_glass: kinds.iter().any(|k| k == "break_glass"),
+            granted: in_force("grant"),
+            break_glass: in_force("break_glass"),
         })
     }
 
     /// The policy set in force, refreshed when another instance (or this one) replaced it.
-    async fn current_policies(&self) -> Result<Arc<LoadedPolicies>> {
+    async fn current_policies(&self, epoch: u64) -> Result<Arc<LoadedPolicies>> {
+        // A replacement on any instance starts a new epoch; within one, the version read once
+        // stands.
+        if self.inner.caches.policy_checked(epoch) {
+            return Ok(self
+                .inner
+                .policies
+                .read()
+                .unwrap_or_else(std::sync::PoisonError::into_inner)
+                .clone());
+        }
         let sha: Option<String> = with_pool!(&self.inner.pool, p => {
             sqlx::query_scalar("SELECT sha256 FROM access_policies WHERE id = 1")
                 .fetch_optional(p)
@@ -443,6 +522,7 @@ impl Access {
                 .read()
                 .unwrap_or_else(std::sync::PoisonError::into_inner);
             if cached.sha256 == sha {
+                self.inner.caches.set_policy_checked(epoch);
                 return Ok(cached.clone());
             }
         }
@@ -457,6 +537,7 @@ impl Access {
             .policies
             .write()
             .unwrap_or_else(std::sync::PoisonError::into_inner) = loaded.clone();
+        self.inner.caches.set_policy_checked(epoch);
         Ok(loaded)
     }
 
@@ -498,8 +579,8 @@ impl Access {
             && response.diagnostics().errors().count() == 0)
     }
 
-    /// Decides a request. Reads grants and the policy version from the database; writes no
-    /// audit record (the server records the PHI access or the denial with the decision's
+    /// Decides a request. Grants, the policy version and decisions are cached per epoch (one
+    /// generation check per call; see [`crate::cache`]); writes no audit record (the server records the PHI access or the denial with the decision's
     /// [`Decision::rule`]).
     pub async fn authorize(&self, req: &AuthzRequest<'_>) -> Result<Decision> {
         let action = req.action;
@@ -520,6 +601,32 @@ impl Access {
                 return Err(AccessError::MissingReason);
             }
         }
+        // One generation check for the whole decision (see `crate::cache`).
+        let epoch = self.epoch().await?;
+        let loaded = self.current_policies(epoch).await?;
+        let mut in_scope = true;
+        let mut via_break_glass = false;
+        let mut patient = None;
+        if let Resource::Patient(scope) = req.resource {
+            let mac = self.patient_mac(&scope.patient_id);
+            let grants = self.grants_in_force(epoch, &req.principal.id, &mac).await?;
+            let on_team = scope.care_team.iter().any(|m| m == &req.principal.id);
+            in_scope = on_team || grants.granted || grants.break_glass;
+            via_break_glass = grants.break_glass && !on_team && !grants.granted;
+            patient = Some((mac, grants));
+        }
+        // Decisions are a pure function of these inputs and the policy text: cached per epoch
+        // under a digest of all of them.
+        let key = decision_key(
+            &loaded.sha256,
+            req,
+            patient
+                .as_ref()
+                .map(|(mac, g)| (mac.as_slice(), g.granted, g.break_glass, has_reason)),
+        );
+        if let Some(d) = self.inner.caches.decision(epoch, &key) {
+            return Ok(d);
+        }
         let principal_uid = uid("Principal", &req.principal.id)?;
         let parents: HashSet<EntityUid> = req
             .principal
@@ -534,16 +641,12 @@ impl Access {
                 HashSet::new(),
             ));
         }
-        let mut in_scope = true;
-        let mut via_break_glass = false;
         let (resource_uid, context) = match req.resource {
             Resource::Patient(scope) => {
-                let mac = self.patient_mac(&scope.patient_id);
-                let grants = self.grants_in_force(&req.principal.id, &mac).await?;
-                let on_team = scope.care_team.iter().any(|m| m == &req.principal.id);
-                in_scope = on_team || grants.granted || grants.break_glass;
-                via_break_glass = grants.break_glass && !on_team && !grants.granted;
-                let patient_uid = uid("Patient", &hex::encode(&mac))?;
+                let (mac, grants) = patient
+                    .as_ref()
+                    .ok_or(AccessError::Corrupt("patient scope missing"))?;
+                let patient_uid = uid("Patient", &hex::encode(mac))?;
                 let team = scope
                     .care_team
                     .iter()
@@ -603,7 +706,6 @@ impl Access {
             Some(schema),
         )
         .map_err(cedar_err)?;
-        let loaded = self.current_policies().await?;
         let response = Authorizer::new().is_authorized(&request, &loaded.set, &entities);
         let policies: Vec<String> = response
             .diagnostics()
@@ -617,14 +719,16 @@ impl Access {
             })
             .collect();
         let errors = response.diagnostics().errors().count();
-        Ok(match response.decision() {
+        let decision = match response.decision() {
             cedar_policy::Decision::Allow if errors == 0 => Decision::Allow {
                 policies,
                 break_glass: via_break_glass,
             },
             _ if action.is_patient_action() && !in_scope => Decision::NotFound { policies },
             _ => Decision::Forbidden { policies },
-        })
+        };
+        self.inner.caches.put_decision(epoch, key, decision.clone());
+        Ok(decision)
     }
 
     /// The policy set in force.
@@ -668,8 +772,10 @@ impl Access {
         let sha = sha256_hex(text);
         let now = self.now();
         let ctx = "replacing the policies";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             sqlx::query("UPDATE access_policies SET text = $1, sha256 = $2, updated_at = $3, updated_by = $4 WHERE id = 1")
                 .bind(text)
                 .bind(&sha)
@@ -688,6 +794,7 @@ impl Access {
             self.inner.auditor.append(Event::ConfigChange(change), None).await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         *self
             .inner
             .policies
@@ -740,8 +847,10 @@ impl Access {
         let audit_patient = self.inner.auditor.hasher.patient_ref(patient);
         let mac = self.patient_mac(patient);
         let ctx = "granting a patient";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             sqlx::query(
                 "INSERT INTO access_grants (id, principal, patient_mac, kind, granted_by, reason_sealed, audit_patient, created_at, expires_at) VALUES ($1, $2, $3, 'grant', $4, NULL, $5, $6, $7)",
             )
@@ -765,6 +874,7 @@ impl Access {
             self.inner.auditor.append(Event::ConfigChange(change), None).await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         Ok(id)
     }
 
@@ -777,8 +887,10 @@ impl Access {
         }
         let now = self.now();
         let ctx = "revoking a grant";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             let done = sqlx::query("UPDATE access_grants SET revoked_at = $1 WHERE id = $2 AND revoked_at IS NULL")
                 .bind(now)
                 .bind(id)
@@ -798,6 +910,7 @@ impl Access {
             self.inner.auditor.append(Event::ConfigChange(change), None).await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         Ok(())
     }
 
@@ -854,8 +967,10 @@ impl Access {
         let detail =
             SealedDetail::new(sealed_reason.clone()).map_err(AccessError::AuditUnavailable)?;
         let ctx = "recording a break-glass grant";
+        self.touch_generation()?;
         with_pool!(&self.inner.pool, p => {
             let mut tx = p.begin().await.map_err(db(ctx))?;
+            crate::cache::bump_in_tx!(tx);
             sqlx::query(
                 "INSERT INTO access_grants (id, principal, patient_mac, kind, granted_by, reason_sealed, audit_patient, created_at, expires_at) VALUES ($1, $2, $3, 'break_glass', $2, $4, $5, $6, $7)",
             )
@@ -872,6 +987,7 @@ impl Access {
             self.inner.auditor.append(event, Some(detail)).await?;
             tx.commit().await.map_err(db(ctx))?;
         });
+        self.touch_generation()?;
         Ok(BreakGlassGrant { id, expires_at })
     }
 

@@ -103,6 +103,19 @@ pub fn audit_storage(ctx: &crate::context::Context) -> Storage {
     }
 }
 
+/// Where the access tables live: the data directory's `access.db`, or the PostgreSQL database.
+pub fn access_backend(ctx: &crate::context::Context) -> access::Backend {
+    match &ctx.database_url {
+        Some(url) => access::Backend::Postgres {
+            url: url.clone(),
+            schema: None,
+        },
+        None => access::Backend::Sqlite {
+            path: ctx.data_dir.join("access.db"),
+        },
+    }
+}
+
 fn env_set(name: &str) -> bool {
     std::env::var_os(name).is_some_and(|v| !v.is_empty())
 }
@@ -275,30 +288,23 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
 
     // Access: API keys, JWT signing keys, admins, policies, grants (same database as the store
     // and the audit log: the data directory's SQLite files, or PostgreSQL).
-    let access_backend = match &ctx.database_url {
-        Some(url) => access::Backend::Postgres {
-            url: url.clone(),
-            schema: None,
-        },
-        None => access::Backend::Sqlite {
-            path: ctx.data_dir.join("access.db"),
-        },
-    };
-    let access = access::Access::open(access::AccessConfig::new(
-        access_backend,
+    let mut access_config = access::AccessConfig::new(
+        access_backend(ctx),
         keys.provider()?,
         audit.clone(),
         audit_keys.clone(),
         TOKEN_ISSUER,
         TOKEN_AUDIENCE,
-    ))
-    .await
-    .map_err(|e| match e {
-        access::AccessError::Config(_) | access::AccessError::NewerSchema { .. } => {
-            usage(e.to_string())
-        }
-        other => anyhow::Error::new(other).context("cannot open the access database"),
-    })?;
+    );
+    access_config.break_glass_secs = config.access.break_glass_secs;
+    let access = access::Access::open(access_config)
+        .await
+        .map_err(|e| match e {
+            access::AccessError::Config(_) | access::AccessError::NewerSchema { .. } => {
+                usage(e.to_string())
+            }
+            other => anyhow::Error::new(other).context("cannot open the access database"),
+        })?;
     // Zero configuration: until an admin is enrolled, a one-time bootstrap secret is made at
     // start (replacing any unused one) and printed once, to standard output only.
     let bootstrap = access
@@ -369,6 +375,7 @@ async fn serve(parts: ServeParts<'_>) -> anyhow::Result<()> {
         metrics: Default::default(),
         upstream: upstream.clone(),
         started: Instant::now(),
+        care_teams: Default::default(),
     });
     let app = crate::serve::app(st.clone());
 

@@ -144,6 +144,16 @@ fn client_for(
     Ok(kipu::Client::new(config)?)
 }
 
+/// Tells running gateways that care teams may have changed: they start a new access cache
+/// epoch at their next request, so a clinician taken off a care team loses access at once (see
+/// the `access` crate's `cache` module). A failure is logged; gateways then see the change at
+/// the next access change or restart.
+async fn note_care_team_change(ctx: &crate::context::Context) {
+    if let Err(e) = access::bump_generation(&crate::cmd_serve::access_backend(ctx)).await {
+        tracing::warn!(error = %e, "could not tell running gateways that care teams changed");
+    }
+}
+
 /// Runs `phigate sync`.
 pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
     let every = args
@@ -189,13 +199,19 @@ pub fn run(args: Args, ctx: &crate::context::Context) -> anyhow::Result<()> {
         let store = open_store(&args.keys, ctx).await?;
         let syncer = Syncer::new(client, store, options)?;
         let Some(every) = every else {
-            let report = syncer.run_once().await?;
+            let result = syncer.run_once().await;
+            note_care_team_change(ctx).await;
+            let report = result?;
             print_report(&report, args.json)?;
             return finished(&report);
         };
         loop {
             tokio::select! {
-                result = syncer.run_once() => match result {
+                result = async {
+                    let result = syncer.run_once().await;
+                    note_care_team_change(ctx).await;
+                    result
+                } => match result {
                     Ok(report) => {
                         print_report(&report, args.json)?;
                         if !report.is_complete() {

@@ -113,7 +113,7 @@ pub async fn token(
     Extension(slot): Extension<Arc<RequestAudit>>,
     conn: Option<Extension<ConnInfo>>,
     identity: Option<Extension<Identity>>,
-    via_token: Option<Extension<super::auth::ViaBearerToken>>,
+    bearer_jwt: Option<Extension<super::auth::BearerJwt>>,
     body: Bytes,
 ) -> Response {
     let conn = conn.map(|Extension(c)| c);
@@ -123,9 +123,9 @@ pub async fn token(
     let (principal, requested) = match identity {
         Identity::Failed { .. } => return unauthenticated(),
         Identity::Authenticated(p) => {
-            // The token's `amr` names how it was first obtained (API key, mTLS, password +
-            // TOTP), so the method alone does not tell a bearer token apart.
-            if p.method == AuthMethod::Jwt || via_token.is_some() {
+            // A token made from an API key carries `amr: apikey`: the marker, not the
+            // principal's method, says a bearer JWT was presented.
+            if p.method == AuthMethod::Jwt || bearer_jwt.is_some() {
                 return bad_request(
                     "A token cannot be exchanged for another token; present an API key, a client certificate or admin credentials.",
                 );

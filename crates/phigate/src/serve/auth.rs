@@ -13,13 +13,16 @@
 //!   `access` crate against its database at every request (revocation takes effect at once on
 //!   every instance); the crate audits the attempt.
 //! * **Bearer JWTs** (any other bearer value): validated by the `access` crate (EdDSA only,
-//!   known `kid`, `exp`/`nbf` with the configured leeway, `aud`, `iss`, revoked `jti`); the
-//!   crate audits the attempt.
+//!   known `kid`, `exp`/`nbf` with the configured leeway, `aud`, `iss`, revoked `jti`; verified
+//!   tokens are cached, revocation is checked at every request); this layer records the
+//!   attempt in the request's audit events, written with the request's other events in one
+//!   group commit before the response leaves. Such requests carry the [`BearerJwt`] marker:
+//!   a JWT is never exchangeable for another one at `POST /auth/token`, whatever its `amr`.
 //! * Any other `Authorization` scheme is a malformed credential, audited here.
 
 use std::sync::Arc;
 
-use access::{AccessError, RequestMeta, Role};
+use access::{AccessError, RequestMeta, Role, TokenVerdict};
 use audit::{AuthFailureReason, AuthMethod, AuthenticationAttempt, Event, Outcome};
 use axum::extract::{Request, State};
 use axum::http::HeaderMap;
@@ -69,11 +72,11 @@ pub fn presented(headers: &HeaderMap) -> Option<Presented> {
     })
 }
 
-/// Request extension: the principal was established from a bearer JWT (whatever the token
-/// says about how it was first obtained). `POST /auth/token` refuses such requests, so a token
-/// can never be exchanged for a fresh one and a stolen token cannot outlive its 15 minutes.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct ViaBearerToken;
+/// Marks a request whose credential was a bearer JWT (whatever the token's `amr` says about
+/// how it was first obtained): `POST /auth/token` refuses to exchange it for a fresh token, so
+/// a stolen token cannot outlive its 15 minutes.
+#[derive(Debug, Clone, Copy)]
+pub struct BearerJwt;
 
 /// The principal of an mTLS connection's service.
 pub fn mtls_identity(service: Option<&str>) -> Identity {
@@ -146,6 +149,7 @@ pub async fn authenticate(
         slot.record(Event::Authentication(attempt));
     };
 
+    let mut bearer_jwt = false;
     let identity = match conn.as_ref() {
         Some(c) if c.listener == ListenerKind::Mtls => {
             let identity = mtls_identity(c.service.as_deref());
@@ -175,21 +179,47 @@ pub async fn authenticate(
                     }
                 }
                 Some(Presented::Bearer(token)) => {
-                    match st.access.validate_token(&token, &meta).await {
-                        Ok(p) => {
-                            req.extensions_mut().insert(ViaBearerToken);
-                            Identity::Authenticated(p)
+                    bearer_jwt = true;
+                    // Checked without the crate's own audit append: the attempt goes into this
+                    // request's events, written with the rest in one group commit before the
+                    // response leaves (503 if it cannot be).
+                    let (identity, principal, reason) = match st.access.verify_token(&token).await {
+                        Ok(TokenVerdict::Valid(p)) => {
+                            let id = p.id.clone();
+                            (Identity::Authenticated(p), Some(id), None)
                         }
-                        Err(AccessError::Token(e)) => Identity::Failed {
-                            method: AuthMethod::Jwt,
-                            reason: e.audit_reason(),
-                        },
+                        Ok(TokenVerdict::Refused { subject, error }) => (
+                            Identity::Failed {
+                                method: AuthMethod::Jwt,
+                                reason: error.audit_reason(),
+                            },
+                            subject,
+                            Some(error.audit_reason()),
+                        ),
                         Err(e) => return access_failure(&e, &request_id),
+                    };
+                    if let Some(slot) = &slot {
+                        slot.record(Event::Authentication(AuthenticationAttempt {
+                            method: AuthMethod::Jwt,
+                            principal,
+                            source_address: source_address.clone(),
+                            outcome: if reason.is_none() {
+                                Outcome::Success
+                            } else {
+                                Outcome::Failure
+                            },
+                            failure_reason: reason,
+                            request_id: Some(slot.request_id.clone()),
+                        }));
                     }
+                    identity
                 }
             }
         }
     };
+    if bearer_jwt {
+        req.extensions_mut().insert(BearerJwt);
+    }
     req.extensions_mut().insert(identity);
     next.run(req).await
 }

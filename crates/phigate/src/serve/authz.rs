@@ -22,7 +22,9 @@
 //!   `export_audit`: auditors only by default).
 //! * Then the policy decides ([`access::Access::authorize`]): for one patient the resource
 //!   carries the patient's care team as synced from the EHR into the store (see
-//!   [`care_team`]), explicit grants and break-glass grants are read from the access database.
+//!   [`care_team`], cached per access epoch), explicit grants and break-glass grants come from
+//!   the access database (cached per epoch; every change moves the generation, so revocations
+//!   are in force at once on every instance; see `docs/gateway-operations.md`).
 //!   A refusal writes a `policy_denied` event with the determining policies (or
 //!   `default-deny`). A patient outside the principal's scope answers 404 exactly like a
 //!   missing patient; other refusals answer 403.
@@ -323,22 +325,20 @@ pub fn care_team_principal(user_id: &serde_json::Value) -> Option<String> {
     ok.then(|| format!("service:kipu-user-{}", id.to_ascii_lowercase()))
 }
 
-/// Care-team principals in the EHR's care-team records (each either `{"care_team": [..]}` or
-/// one member), leaving out members whose `end_date` (`YYYY-MM-DD`) is before `today`.
-pub fn care_team_members(records: &[serde_json::Value], today: &str) -> Vec<String> {
+/// One care-team member: its gateway principal and its `end_date` (`YYYY-MM-DD`), if any.
+type Member = (String, Option<String>);
+
+/// The members named in the EHR's care-team records (each either `{"care_team": [..]}` or one
+/// member), in order, with their end dates.
+fn member_entries(records: &[serde_json::Value]) -> Vec<Member> {
     let mut out = Vec::new();
     let mut add = |m: &serde_json::Value| {
-        let ended = m
-            .get("end_date")
-            .and_then(|d| d.as_str())
-            .is_some_and(|d| d.get(..10).unwrap_or(d) < today);
-        if ended {
-            return;
-        }
-        if let Some(p) = m.get("user_id").and_then(care_team_principal)
-            && !out.contains(&p)
-        {
-            out.push(p);
+        if let Some(p) = m.get("user_id").and_then(care_team_principal) {
+            let end = m
+                .get("end_date")
+                .and_then(|d| d.as_str())
+                .map(|d| d.get(..10).unwrap_or(d).to_string());
+            out.push((p, end));
         }
     };
     for r in records {
@@ -350,23 +350,112 @@ pub fn care_team_members(records: &[serde_json::Value], today: &str) -> Vec<Stri
     out
 }
 
-/// The scope of one patient: its id and its current care team from the store.
+/// The members whose `end_date` is not before `today`, without duplicates.
+fn current_members(entries: &[Member], today: &str) -> Vec<String> {
+    let mut out: Vec<String> = Vec::new();
+    for (p, end) in entries {
+        if end.as_deref().is_some_and(|d| d < today) {
+            continue;
+        }
+        if !out.contains(p) {
+            out.push(p.clone());
+        }
+    }
+    out
+}
+
+/// Care-team principals in the EHR's care-team records (each either `{"care_team": [..]}` or
+/// one member), leaving out members whose `end_date` (`YYYY-MM-DD`) is before `today`. (The
+/// request path keeps [`member_entries`] cached and filters with [`current_members`].)
+#[cfg(test)]
+pub fn care_team_members(records: &[serde_json::Value], today: &str) -> Vec<String> {
+    current_members(&member_entries(records), today)
+}
+
+/// Care-team members per patient id.
+type CareTeams = HashMap<String, Arc<Vec<Member>>>;
+
+/// Most patients whose care team is kept in memory (a full cache starts over).
+const CARE_TEAM_CACHE_CAPACITY: usize = 100_000;
+
+/// Care teams read from the store, per patient, for the current access epoch (see the
+/// `access` crate's `cache` module): `phigate sync` moves the generation after writing, and
+/// every instance starts a new epoch at its next request, so a member taken off a team in the
+/// store loses access at once. End dates are compared with today's date at every request.
+/// Patient ids are held in memory only; `Debug` shows none.
+#[derive(Default)]
+pub struct CareTeamCache {
+    inner: std::sync::Mutex<(u64, CareTeams)>,
+}
+
+impl std::fmt::Debug for CareTeamCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("CareTeamCache").finish_non_exhaustive()
+    }
+}
+
+impl CareTeamCache {
+    fn get(&self, epoch: u64, patient: &str) -> Option<Arc<Vec<Member>>> {
+        let inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.0 != epoch {
+            return None;
+        }
+        inner.1.get(patient).cloned()
+    }
+
+    fn put(&self, epoch: u64, patient: &str, members: Arc<Vec<Member>>) {
+        let mut inner = self
+            .inner
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        if inner.0 != epoch {
+            if epoch < inner.0 {
+                // Loaded in an epoch that has since ended: may predate the change.
+                return;
+            }
+            *inner = (epoch, HashMap::new());
+        }
+        if inner.1.len() >= CARE_TEAM_CACHE_CAPACITY {
+            inner.1.clear();
+        }
+        inner.1.insert(patient.to_string(), members);
+    }
+}
+
+/// The scope of one patient: its id and its current care team from the store (cached per
+/// access epoch; see [`CareTeamCache`]).
 pub async fn care_team(
     st: &AppState,
     patient: &phi::Sensitive<String>,
 ) -> Result<PatientScope, store::StoreError> {
-    let records = st
-        .store
-        .list_patient(patient.expose(), CARE_TEAM_KIND)
-        .await?;
-    let values: Vec<serde_json::Value> = records
-        .iter()
-        .filter_map(|r| serde_json::from_slice(r.value.expose()).ok())
-        .collect();
+    // Without a readable generation nothing is cached (the decision then fails on its own).
+    let epoch = st.access.epoch().await.ok();
+    let cached = epoch.and_then(|e| st.care_teams.get(e, patient.expose()));
+    let entries = match cached {
+        Some(entries) => entries,
+        None => {
+            let records = st
+                .store
+                .list_patient(patient.expose(), CARE_TEAM_KIND)
+                .await?;
+            let values: Vec<serde_json::Value> = records
+                .iter()
+                .filter_map(|r| serde_json::from_slice(r.value.expose()).ok())
+                .collect();
+            let entries = Arc::new(member_entries(&values));
+            if let Some(e) = epoch {
+                st.care_teams.put(e, patient.expose(), entries.clone());
+            }
+            entries
+        }
+    };
     let today = chrono::Utc::now().date_naive().to_string();
     Ok(PatientScope {
         patient_id: patient.clone(),
-        care_team: care_team_members(&values, &today),
+        care_team: current_members(&entries, &today),
     })
 }
 

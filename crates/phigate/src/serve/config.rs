@@ -27,6 +27,24 @@ pub struct Config {
     pub simulator: SimulatorConfig,
     /// Clinical endpoints: cost guard and the optional LLM provider.
     pub clinical: super::clinical::ClinicalConfig,
+    /// Authorization settings.
+    pub access: AccessSettings,
+}
+
+/// `[access]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct AccessSettings {
+    /// How long a break-glass grant lasts, in seconds (1 to 86400; default 3600).
+    pub break_glass_secs: i64,
+}
+
+impl Default for AccessSettings {
+    fn default() -> Self {
+        Self {
+            break_glass_secs: access::DEFAULT_BREAK_GLASS_SECS,
+        }
+    }
 }
 
 /// `[server]`.
@@ -274,6 +292,9 @@ impl Config {
                     "key `cors.allowed_origins[{i}]`: must be an exact https:// origin without path or wildcard"
                 ));
             }
+        }
+        if !(1..=86_400).contains(&self.access.break_glass_secs) {
+            return Err("key `access.break_glass_secs`: must be between 1 and 86400".into());
         }
         if self.simulator.patients == 0 || self.simulator.patients > kipu_sim::MAX_PATIENTS {
             return Err(format!(

@@ -13,7 +13,7 @@
 //! denial-of-service guard, not an entitlement: the bound stays finite and known. Size them as
 //! `wanted_rate / N` per instance (or use source-address affinity at the load balancer, which
 //! makes the per-address buckets exact). Revocation and audit, which must be exact, are shared
-//! through PostgreSQL instead.
+//! through PostgreSQL instead. The full reasoning and sizing rules: `docs/gateway-operations.md`.
 
 use std::net::IpAddr;
 use std::num::NonZeroU32;

@@ -57,4 +57,6 @@ pub struct AppState {
     pub upstream: Upstream,
     /// When the gateway started.
     pub started: Instant,
+    /// Care teams read from the store, per access epoch.
+    pub care_teams: super::authz::CareTeamCache,
 }
