@@ -5,8 +5,8 @@
 //! expected status per principal (anonymous, each role, a clinician outside the patient's
 //! care team) and, for routes naming a patient, per scope (the patient on the caller's care
 //! team, and one that is not). The test fails when the table, the OpenAPI document and the
-//! `.route("…")` literals in `src/serve/mod.rs` disagree, so a route cannot be added without
-//! a row here.
+//! `.route("…")` literals of the router sources (every file under `src/`) disagree, so a
+//! route cannot be added without a row here.
 
 use std::collections::BTreeSet;
 use std::io::{BufRead as _, BufReader};
@@ -335,12 +335,25 @@ const PATIENT_READ: [[u16; 2]; 8] = [
     [404, 404],
     [404, 404],
 ];
+/// [`PATIENT_READ`] for a model the in-scope fixture patient has too little data for: the
+/// permitted principals get 422 `insufficient-data`, everyone else the same as before.
+const INSUFFICIENT_DATA: [[u16; 2]; 8] = [
+    [401, 401],
+    [422, 404],
+    [404, 404],
+    [422, 404],
+    [422, 404],
+    [404, 404],
+    [404, 404],
+    [404, 404],
+];
 const PUBLIC: [[u16; 2]; 8] = same([200; 8]);
 //                    anon clin wrong coord svc  anal  audit admin
 const LIST: [[u16; 2]; 8] = same([401, 200, 200, 200, 200, 403, 403, 403]);
 const ADMIN_OK: [[u16; 2]; 8] = same([401, 403, 403, 403, 403, 403, 403, 200]);
 const ADMIN_CREATED: [[u16; 2]; 8] = same([401, 403, 403, 403, 403, 403, 403, 201]);
 const AUDITOR_OK: [[u16; 2]; 8] = same([401, 403, 403, 403, 403, 403, 200, 403]);
+const SIGNED_IN: [[u16; 2]; 8] = same([401, 200, 200, 200, 200, 200, 200, 200]);
 
 /// The specification. Rows run in this order (state-changing admin rows after the reads,
 /// break-glass last because it widens the clinicians' scope).
@@ -383,6 +396,51 @@ fn table() -> Vec<Row> {
         r("POST", "/admin/users/{username}/unlock", ADMIN_OK),
         r("GET", "/admin/policies", ADMIN_OK),
         r("PUT", "/admin/policies", ADMIN_OK),
+        // Clinical routes (src/serve/clinical.rs). One patient in the path is decided for
+        // `run_model` like a PHI read: out of scope, and every role without PHI (analyst,
+        // auditor, admin), answers exactly like a missing patient. The in-scope fixture
+        // patient is an admitted simulator patient: every model but readmission has the data
+        // it needs, so those in-scope answers are 200.
+        r("GET", "/api/v1/care-gaps/patient/{id}", PATIENT_READ),
+        // The in-scope cells close a real open gap of the patient (a different one per
+        // principal, see `gap_for`); out of scope, the layer answers 404 before the gap id
+        // is looked at.
+        r(
+            "POST",
+            "/api/v1/care-gaps/patient/{id}/close/{gap_id}",
+            PATIENT_READ,
+        ),
+        // The in-scope fixture patient is still admitted (chosen so for the census), and its
+        // record has no discharged inpatient stay: the documented 422 `insufficient-data`
+        // (its type is checked below), never a defaulted score. `serve_clinical.rs` checks a
+        // 200 prediction on a patient with a complete stay.
+        r("GET", "/api/v1/readmission/predict/{id}", INSUFFICIENT_DATA),
+        r("GET", "/api/v1/summarize/patient/{id}", PATIENT_READ),
+        r(
+            "GET",
+            "/api/v1/summarize/problem/{id}/{problem_code}",
+            PATIENT_READ,
+        ),
+        r(
+            "GET",
+            "/api/v1/summarize/care-transition/{id}/{encounter_id}",
+            PATIENT_READ,
+        ),
+        // Patients in the body (a valid body naming the in-scope or the out-of-scope
+        // patient): the handler decides `run_model` per patient, with the same 404.
+        r("POST", "/api/v1/care-gaps/cohort", PATIENT_READ),
+        r("POST", "/api/v1/readmission/predict/batch", PATIENT_READ),
+        r("POST", "/api/v1/summarize/custom", PATIENT_READ),
+        // Catalogues and metrics: any principal, no PHI, no policy decision.
+        r("GET", "/api/v1/care-gaps/guidelines", SIGNED_IN),
+        r("GET", "/api/v1/care-gaps/metrics", SIGNED_IN),
+        r("GET", "/api/v1/readmission/model/info", SIGNED_IN),
+        r("GET", "/api/v1/readmission/model/features", SIGNED_IN),
+        r("GET", "/api/v1/readmission/interventions", SIGNED_IN),
+        r("GET", "/api/v1/readmission/metrics", SIGNED_IN),
+        r("GET", "/api/v1/summarize/rag/info", SIGNED_IN),
+        r("GET", "/api/v1/summarize/llm-controls", SIGNED_IN),
+        r("GET", "/api/v1/summarize/metrics", SIGNED_IN),
         // Only clinicians may break the glass, for any patient; the others are refused.
         r(
             "POST",
@@ -392,21 +450,82 @@ fn table() -> Vec<Row> {
     ]
 }
 
-/// `.route("…")` literals in `src/serve/mod.rs`.
+/// Routes that name their patient in the request body (so they have an out-of-scope cell).
+const BODY_NAMES_PATIENT: [&str; 4] = [
+    "/auth/break-glass",
+    "/api/v1/care-gaps/cohort",
+    "/api/v1/readmission/predict/batch",
+    "/api/v1/summarize/custom",
+];
+
+/// A valid request body for the rows that need one, naming `patient` where the route takes
+/// patients in the body (so the cell tests authorization, not validation).
+fn body_for(row: &Row, patient: &str, policies: &str) -> Option<serde_json::Value> {
+    use serde_json::json;
+    match (row.method, row.route) {
+        ("POST", "/admin/keys") => Some(json!({"service": "table-made", "roles": ["service"]})),
+        ("POST", "/admin/users") => Some(json!({"username": "carol", "password": PASSWORD})),
+        ("PUT", "/admin/policies") => Some(json!({"text": policies})),
+        ("POST", "/auth/break-glass") => {
+            Some(json!({"patient_id": patient, "reason": "route table check"}))
+        }
+        ("POST", "/api/v1/care-gaps/cohort") => {
+            Some(json!({"patient_ids": [patient], "min_priority": "low"}))
+        }
+        ("POST", "/api/v1/readmission/predict/batch") => Some(json!({"patient_ids": [patient]})),
+        ("POST", "/api/v1/summarize/custom") => {
+            Some(json!({"patient_id": patient, "summary_type": "comprehensive"}))
+        }
+        _ => None,
+    }
+}
+
+/// `.route("…")` literals of every router source: all `.rs` files under `src/`, so a router
+/// added in another file (as `serve/clinical.rs` is, merged into the gateway's) is read too.
+/// A nested router (`.nest`) would prefix its literals, which this reading cannot follow, so
+/// it is refused.
 fn router_routes() -> BTreeSet<String> {
-    let text =
-        std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join("src/serve/mod.rs"))
-            .unwrap();
+    fn sources(dir: &Path, out: &mut Vec<std::path::PathBuf>) {
+        for entry in std::fs::read_dir(dir).unwrap() {
+            let path = entry.unwrap().path();
+            if path.is_dir() {
+                sources(&path, out);
+            } else if path.extension().is_some_and(|e| e == "rs") {
+                out.push(path);
+            }
+        }
+    }
+    let mut files = Vec::new();
+    sources(
+        &Path::new(env!("CARGO_MANIFEST_DIR")).join("src"),
+        &mut files,
+    );
     let mut out = BTreeSet::new();
-    let mut rest = text.as_str();
-    while let Some(at) = rest.find(".route(") {
-        rest = rest[at + ".route(".len()..].trim_start();
-        let literal = rest
-            .strip_prefix('"')
-            .and_then(|r| r.split_once('"'))
-            .map(|(path, _)| path.to_string())
-            .expect(".route( is followed by a string literal");
-        out.insert(literal);
+    let mut routers = BTreeSet::new();
+    for file in &files {
+        let text = std::fs::read_to_string(file).unwrap();
+        assert!(
+            !text.contains(".nest("),
+            "{}: nested routers are not read by this check",
+            file.display()
+        );
+        let mut rest = text.as_str();
+        while let Some(at) = rest.find(".route(") {
+            rest = rest[at + ".route(".len()..].trim_start();
+            let literal = rest
+                .strip_prefix('"')
+                .and_then(|r| r.split_once('"'))
+                .map(|(path, _)| path.to_string())
+                .expect(".route( is followed by a string literal");
+            out.insert(literal);
+            routers.insert(file.file_name().unwrap().to_string_lossy().into_owned());
+        }
+    }
+    for expected in ["mod.rs", "clinical.rs"] {
+        assert!(
+            routers.contains(expected),
+            "no .route(\"…\") literal read from {expected}: {routers:?}"
+        );
     }
     out
 }
@@ -429,7 +548,7 @@ async fn every_route_by_every_principal_in_and_out_of_scope_answers_as_the_table
     assert_eq!(
         router_routes(),
         table_paths,
-        "the .route(\"…\") literals of src/serve/mod.rs and this table differ"
+        "the .route(\"…\") literals of the router sources and this table differ"
     );
     let doc: serde_json::Value = client
         .get(format!("{}/openapi.json", gw.public))
@@ -451,6 +570,18 @@ async fn every_route_by_every_principal_in_and_out_of_scope_answers_as_the_table
         documented, table_routes,
         "the OpenAPI document and this table differ"
     );
+    // Every route the table sends a body to describes its request body.
+    for row in &table {
+        if body_for(row, "P0A1B2C3D", "").is_some() {
+            let op = &doc["paths"][row.route][row.method.to_ascii_lowercase()];
+            assert!(
+                op["requestBody"]["content"]["application/json"].is_object(),
+                "{} {} has no JSON requestBody in the OpenAPI document",
+                row.method,
+                row.route
+            );
+        }
+    }
 
     // 2. The principals.
     let (user, in_scope, out_of_scope) = gw.care_team_fixture().await;
@@ -538,11 +669,44 @@ async fn every_route_by_every_principal_in_and_out_of_scope_answers_as_the_table
         "nobody in scope, nobody listed"
     );
 
+    // Open care gaps of the in-scope patient, one per principal allowed to close one (a
+    // closed gap cannot be closed twice: 409).
+    let gaps: serde_json::Value = client
+        .get(format!("{}/api/v1/care-gaps/patient/{in_scope}", gw.public))
+        .bearer_auth(tokens[1].clone().unwrap())
+        .header("x-purpose-of-use", "TREAT")
+        .header("x-access-reason", "route table set-up")
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let gaps: Vec<String> = gaps["care_gaps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["gap_id"].as_str().unwrap().to_string())
+        .collect();
+    assert!(
+        gaps.len() >= 3,
+        "the in-scope fixture patient has {} open gaps, the table closes 3",
+        gaps.len()
+    );
+    let gap_for = |who: Who| -> &str {
+        match who {
+            Who::CareCoordinator => &gaps[1],
+            Who::Service => &gaps[2],
+            // The clinician closes the first; the others are refused before the gap is read.
+            _ => &gaps[0],
+        }
+    };
+
     // 3. Every cell.
     let mut failures = Vec::new();
     let mut cells = 0;
     for row in &table {
-        let names_patient = row.route.contains("{id}") || row.route == "/auth/break-glass";
+        let names_patient = row.route.contains("{id}") || BODY_NAMES_PATIENT.contains(&row.route);
         let scopes: &[usize] = if names_patient { &[0, 1] } else { &[0] };
         for (w, who) in WHO.iter().enumerate() {
             for &scope in scopes {
@@ -559,25 +723,23 @@ async fn every_route_by_every_principal_in_and_out_of_scope_answers_as_the_table
                             &to_revoke
                         },
                     )
-                    .replace("{username}", "bob");
+                    .replace("{username}", "bob")
+                    .replace("{gap_id}", gap_for(*who))
+                    // A valid ICD-10-CM code: a problem summary names the code asked for.
+                    .replace("{problem_code}", "I10")
+                    // Axum decodes the path parameter: the encounter id holds a '/'.
+                    .replace("{encounter_id}", "kipu:admission%2Fcurrent");
+                let path = if row.route.contains("/close/") {
+                    format!("{path}?closure_reason=route%20table%20check")
+                } else {
+                    path
+                };
                 let method = reqwest::Method::from_bytes(row.method.as_bytes()).unwrap();
                 let mut req = client
                     .request(method, format!("{}{path}", gw.public))
                     .header("x-purpose-of-use", "TREAT")
                     .header("x-access-reason", "route table check");
-                let body = match (row.method, row.route) {
-                    ("POST", "/admin/keys") => {
-                        Some(serde_json::json!({"service": "table-made", "roles": ["service"]}))
-                    }
-                    ("POST", "/admin/users") => {
-                        Some(serde_json::json!({"username": "carol", "password": PASSWORD}))
-                    }
-                    ("PUT", "/admin/policies") => Some(serde_json::json!({"text": policies})),
-                    ("POST", "/auth/break-glass") => Some(
-                        serde_json::json!({"patient_id": patient, "reason": "route table check"}),
-                    ),
-                    _ => None,
-                };
+                let body = body_for(row, patient, &policies);
                 if let Some(b) = body {
                     req = req.json(&b);
                 }
@@ -593,25 +755,34 @@ async fn every_route_by_every_principal_in_and_out_of_scope_answers_as_the_table
                 let got = resp.status().as_u16();
                 let expected = row.expect[w][scope];
                 cells += 1;
-                if got != expected {
-                    failures.push(format!(
-                        "{} {} as {who:?} ({}): expected {expected}, got {got}",
-                        row.method,
-                        row.route,
-                        if scope == 0 {
-                            "in scope"
-                        } else {
-                            "out of scope"
-                        }
-                    ));
-                }
-                if got >= 400 {
+                // A refusal is a problem document; its type (a fixed slug) tells which refusal.
+                let kind = if got >= 400 {
                     let ct = resp.headers()["content-type"].to_str().unwrap().to_string();
                     assert_eq!(
                         ct, "application/problem+json",
                         "{} {}",
                         row.method, row.route
                     );
+                    let p: serde_json::Value = resp.json().await.unwrap();
+                    p["type"].as_str().unwrap_or_default().to_string()
+                } else {
+                    String::new()
+                };
+                let scope_name = if scope == 0 {
+                    "in scope"
+                } else {
+                    "out of scope"
+                };
+                if got != expected {
+                    failures.push(format!(
+                        "{} {} as {who:?} ({scope_name}): expected {expected}, got {got} {kind}",
+                        row.method, row.route,
+                    ));
+                } else if got == 422 && kind != "urn:phigate:problem:insufficient-data" {
+                    failures.push(format!(
+                        "{} {} as {who:?} ({scope_name}): 422 {kind}, not insufficient-data",
+                        row.method, row.route,
+                    ));
                 }
             }
         }

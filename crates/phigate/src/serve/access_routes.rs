@@ -224,6 +224,8 @@ fn rfc3339(t: i64) -> String {
 
 /// `POST /auth/break-glass`.
 #[utoipa::path(post, path = "/auth/break-glass", tag = "auth",
+    request_body(content = Object, content_type = "application/json",
+        description = "`patient_id` and `reason` (why emergency access is needed)"),
     responses((status = 201, description = "Emergency access granted", body = BreakGlassAnswer),
               (status = 400, description = "Malformed request or no reason", body = Problem),
               (status = 401, description = "Not authenticated", body = Problem),

@@ -185,26 +185,90 @@ pub const ROUTES: &[(&str, &str, RouteClass)] = &[
         RouteClass::Audit(Action::ExportAudit),
     ),
     // Clinical (serve/clinical.rs): one patient in the path ...
-    ("GET", "/api/v1/care-gaps/patient/{id}", RouteClass::PatientModel),
-    ("POST", "/api/v1/care-gaps/patient/{id}/close/{gap_id}", RouteClass::PatientModel),
-    ("GET", "/api/v1/readmission/predict/{id}", RouteClass::PatientModel),
-    ("GET", "/api/v1/summarize/patient/{id}", RouteClass::PatientModel),
-    ("GET", "/api/v1/summarize/problem/{id}/{problem_code}", RouteClass::PatientModel),
-    ("GET", "/api/v1/summarize/care-transition/{id}/{encounter_id}", RouteClass::PatientModel),
+    (
+        "GET",
+        "/api/v1/care-gaps/patient/{id}",
+        RouteClass::PatientModel,
+    ),
+    (
+        "POST",
+        "/api/v1/care-gaps/patient/{id}/close/{gap_id}",
+        RouteClass::PatientModel,
+    ),
+    (
+        "GET",
+        "/api/v1/readmission/predict/{id}",
+        RouteClass::PatientModel,
+    ),
+    (
+        "GET",
+        "/api/v1/summarize/patient/{id}",
+        RouteClass::PatientModel,
+    ),
+    (
+        "GET",
+        "/api/v1/summarize/problem/{id}/{problem_code}",
+        RouteClass::PatientModel,
+    ),
+    (
+        "GET",
+        "/api/v1/summarize/care-transition/{id}/{encounter_id}",
+        RouteClass::PatientModel,
+    ),
     // ... patients named in the body, decided one by one by the handler ...
     ("POST", "/api/v1/care-gaps/cohort", RouteClass::PatientBody),
-    ("POST", "/api/v1/readmission/predict/batch", RouteClass::PatientBody),
+    (
+        "POST",
+        "/api/v1/readmission/predict/batch",
+        RouteClass::PatientBody,
+    ),
     ("POST", "/api/v1/summarize/custom", RouteClass::PatientBody),
     // ... and catalogues and metrics without PHI.
-    ("GET", "/api/v1/care-gaps/guidelines", RouteClass::Authenticated),
-    ("GET", "/api/v1/care-gaps/metrics", RouteClass::Authenticated),
-    ("GET", "/api/v1/readmission/model/info", RouteClass::Authenticated),
-    ("GET", "/api/v1/readmission/model/features", RouteClass::Authenticated),
-    ("GET", "/api/v1/readmission/interventions", RouteClass::Authenticated),
-    ("GET", "/api/v1/readmission/metrics", RouteClass::Authenticated),
-    ("GET", "/api/v1/summarize/rag/info", RouteClass::Authenticated),
-    ("GET", "/api/v1/summarize/llm-controls", RouteClass::Authenticated),
-    ("GET", "/api/v1/summarize/metrics", RouteClass::Authenticated),
+    (
+        "GET",
+        "/api/v1/care-gaps/guidelines",
+        RouteClass::Authenticated,
+    ),
+    (
+        "GET",
+        "/api/v1/care-gaps/metrics",
+        RouteClass::Authenticated,
+    ),
+    (
+        "GET",
+        "/api/v1/readmission/model/info",
+        RouteClass::Authenticated,
+    ),
+    (
+        "GET",
+        "/api/v1/readmission/model/features",
+        RouteClass::Authenticated,
+    ),
+    (
+        "GET",
+        "/api/v1/readmission/interventions",
+        RouteClass::Authenticated,
+    ),
+    (
+        "GET",
+        "/api/v1/readmission/metrics",
+        RouteClass::Authenticated,
+    ),
+    (
+        "GET",
+        "/api/v1/summarize/rag/info",
+        RouteClass::Authenticated,
+    ),
+    (
+        "GET",
+        "/api/v1/summarize/llm-controls",
+        RouteClass::Authenticated,
+    ),
+    (
+        "GET",
+        "/api/v1/summarize/metrics",
+        RouteClass::Authenticated,
+    ),
 ];
 
 /// Classifies a request by method and matched route template (`None` when no route matched).

@@ -1358,6 +1358,9 @@ pub async fn care_gaps_patient(
 
 /// CoCo `CareGapSummary` over 1-1000 patients (body `PatientCohort`).
 #[utoipa::path(post, path = "/api/v1/care-gaps/cohort", tag = "care-gaps",
+    request_body(content = Object, content_type = "application/json",
+        description = "CoCo `PatientCohort`: `patient_ids` (1 to 1000 ids), optional `gap_types`, `min_priority` (critical|high|medium|low), `include_closed_gaps`",
+        example = json!({"patient_ids": ["P0A1B2C3D"], "min_priority": "low"})),
     params(("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "CoCo `CareGapSummary` over 1-1000 patients (body `PatientCohort`)"),
@@ -1798,6 +1801,9 @@ pub async fn predict(
 
 /// CoCo `BatchPredictionResponse` for 1-500 patients.
 #[utoipa::path(post, path = "/api/v1/readmission/predict/batch", tag = "readmission",
+    request_body(content = Object, content_type = "application/json",
+        description = "CoCo `BatchPredictionRequest`: `patient_ids` (1 to 500 ids), optional `encounter_type`, `include_interventions` (default true)",
+        example = json!({"patient_ids": ["P0A1B2C3D"]})),
     params(("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "CoCo `BatchPredictionResponse` for 1-500 patients"),
@@ -2196,6 +2202,9 @@ pub async fn summarize_patient(
 
 /// Summary for a `SummarizationRequest` body.
 #[utoipa::path(post, path = "/api/v1/summarize/custom", tag = "summarize",
+    request_body(content = Object, content_type = "application/json",
+        description = "CoCo `SummarizationRequest`: `patient_id`, optional `summary_type`, `time_range`, `custom_date_range` ([from, to], YYYY-MM-DD), `focus_areas` (at most 20), `include_medications`, `include_labs`, `include_vitals`, `max_length` (100 to 2000)",
+        example = json!({"patient_id": "P0A1B2C3D", "summary_type": "comprehensive"})),
     params(("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "Summary for a `SummarizationRequest` body"),
@@ -2697,7 +2706,7 @@ mod tests {
 
     #[test]
     fn clinical_routes_are_classified_and_unknown_clinical_paths_are_refused() {
-        use super::super::authz::{classify, RouteClass};
+        use super::super::authz::{RouteClass, classify};
         use axum::http::Method;
         assert_eq!(
             classify(&Method::GET, Some("/api/v1/care-gaps/patient/{id}")),
