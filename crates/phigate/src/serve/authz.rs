@@ -535,6 +535,34 @@ pub async fn patient_exists(
         .is_some())
 }
 
+/// The policy's decision on `action` over one patient's data for this request's purpose, with
+/// the patient's care team and grants as its scope. Patient lists, the census and the clinical
+/// body routes share it. `Err` is the response to send instead: 500 when the care team cannot be
+/// read (logged without the id), or the decision error.
+pub async fn decide_for_patient(
+    st: &AppState,
+    principal: &Principal,
+    purpose: &AccessPurpose,
+    action: Action,
+    patient: &phi::Sensitive<String>,
+    request_id: &str,
+) -> Result<Decision, Response> {
+    let scope = care_team(st, patient).await.map_err(|e| {
+        tracing::error!(error = %e, "store read failed");
+        Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+    })?;
+    st.access
+        .authorize(&AuthzRequest {
+            principal,
+            action,
+            resource: Resource::Patient(&scope),
+            purpose: Some(purpose.purpose),
+            reason: Some(&purpose.reason),
+        })
+        .await
+        .map_err(|e| decision_error(&e, request_id))
+}
+
 /// The answer for an error of the access service during a decision.
 pub fn decision_error(e: &AccessError, request_id: &str) -> Response {
     match e {

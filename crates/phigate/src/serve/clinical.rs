@@ -845,21 +845,15 @@ impl Clinical {
         route: &str,
         patient: &Sensitive<String>,
     ) -> Result<bool, Response> {
-        let scope = super::authz::care_team(&self.st, patient)
-            .await
-            .map_err(|e| internal("reading the care team", &e))?;
-        let decision = self
-            .st
-            .access
-            .authorize(&access::AuthzRequest {
-                principal: &x.principal,
-                action: access::Action::RunModel,
-                resource: access::Resource::Patient(&scope),
-                purpose: Some(x.purpose.purpose),
-                reason: Some(&x.purpose.reason),
-            })
-            .await
-            .map_err(|e| super::authz::decision_error(&e, &x.slot.request_id))?;
+        let decision = super::authz::decide_for_patient(
+            &self.st,
+            &x.principal,
+            &x.purpose,
+            access::Action::RunModel,
+            patient,
+            &x.slot.request_id,
+        )
+        .await?;
         if decision.is_allowed() {
             return Ok(true);
         }

@@ -217,27 +217,19 @@ pub async fn list_patients(
     let mut body = vec![b'['];
     let mut first = true;
     for record in records {
-        let scope = match super::authz::care_team(&st, &record.id).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::error!(error = %e, "store read failed");
-                return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
-            }
-        };
-        let decision = st
-            .access
-            .authorize(&access::AuthzRequest {
-                principal: &principal,
-                action: access::Action::ReadPhi,
-                resource: access::Resource::Patient(&scope),
-                purpose: Some(purpose.purpose),
-                reason: Some(&purpose.reason),
-            })
-            .await;
-        match decision {
+        match super::authz::decide_for_patient(
+            &st,
+            &principal,
+            &purpose,
+            access::Action::ReadPhi,
+            &record.id,
+            &slot.request_id,
+        )
+        .await
+        {
             Ok(d) if d.is_allowed() => {}
             Ok(_) => continue,
-            Err(e) => return super::authz::decision_error(&e, &slot.request_id),
+            Err(response) => return response,
         }
         record_access(
             &st,
