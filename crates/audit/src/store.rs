@@ -270,6 +270,9 @@ pub(crate) async fn connect(
                 .busy_timeout(Duration::from_secs(30));
             let pool = SqlitePoolOptions::new()
                 .max_connections(4)
+                // A local file has no connection to lose: the pool's default ping before every
+                // acquire would only add a round trip to the connection's worker thread per query.
+                .test_before_acquire(false)
                 .connect_with(opts)
                 .await
                 .map_err(storage("opening the SQLite audit database"))?;

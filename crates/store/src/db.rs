@@ -185,6 +185,9 @@ async fn connect_sqlite(path: &Path) -> Result<SqlitePool> {
         .foreign_keys(true);
     let pool = SqlitePoolOptions::new()
         .max_connections(4)
+        // A local file has no connection to lose: the pool's default ping before every
+        // acquire would only add a round trip to the connection's worker thread per query.
+        .test_before_acquire(false)
         .acquire_timeout(Duration::from_secs(30))
         .connect_with(options)
         .await
