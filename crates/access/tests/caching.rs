@@ -239,3 +239,27 @@ async fn verify_token_writes_no_audit_event_and_validate_token_writes_one(pg: bo
     a.validate_token(&t.token, &meta()).await.unwrap();
     assert_eq!(auth_event_count(&w.audit_entries().await), before + 1);
 }
+
+/// The generation file is kept open between reads; a file deleted (and recreated by the next
+/// change) must still be followed, or revocations would silently stop reaching this instance.
+#[tokio::test]
+async fn a_deleted_generation_file_is_reopened_and_changes_still_start_a_new_epoch() {
+    let w = World::new(false).await;
+    let a = w.open().await;
+    let b = w.second_instance().await;
+    let first = b.epoch().await.unwrap();
+    let db = w.sqlite_path().expect("an SQLite world");
+    let mut gen_file = db.into_os_string();
+    gen_file.push("-gen");
+    std::fs::remove_file(&gen_file).unwrap();
+    a.note_external_change().await.unwrap();
+    let second = b.epoch().await.unwrap();
+    assert_ne!(second, first, "the recreated file's generation is seen");
+    assert_eq!(b.epoch().await.unwrap(), second, "and read again without change");
+    a.note_external_change().await.unwrap();
+    assert_ne!(
+        b.epoch().await.unwrap(),
+        second,
+        "later changes to the recreated file are seen too"
+    );
+}
