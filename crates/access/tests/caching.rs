@@ -255,7 +255,11 @@ async fn a_deleted_generation_file_is_reopened_and_changes_still_start_a_new_epo
     a.note_external_change().await.unwrap();
     let second = b.epoch().await.unwrap();
     assert_ne!(second, first, "the recreated file's generation is seen");
-    assert_eq!(b.epoch().await.unwrap(), second, "and read again without change");
+    assert_eq!(
+        b.epoch().await.unwrap(),
+        second,
+        "and read again without change"
+    );
     a.note_external_change().await.unwrap();
     assert_ne!(
         b.epoch().await.unwrap(),

@@ -354,6 +354,21 @@ pub struct Enrollment {
     pub otpauth_uri: String,
 }
 
+impl Enrollment {
+    /// The `201 Created` answer that shows a new admin's TOTP secret, once.
+    pub fn created(e: access::AdminEnrollment) -> Response {
+        (
+            StatusCode::CREATED,
+            axum::Json(Self {
+                principal: e.principal_id,
+                totp_secret: e.totp_secret.expose_secret().to_string(),
+                otpauth_uri: e.otpauth_uri.expose_secret().to_string(),
+            }),
+        )
+            .into_response()
+    }
+}
+
 /// `POST /auth/enroll`: the first admin, with the one-time bootstrap secret printed at start.
 #[utoipa::path(post, path = "/auth/enroll", tag = "auth",
     responses((status = 201, description = "The first admin; its TOTP secret, shown once", body = Enrollment),
@@ -381,15 +396,7 @@ pub async fn enroll(
         )
         .await
     {
-        Ok(e) => (
-            StatusCode::CREATED,
-            axum::Json(Enrollment {
-                principal: e.principal_id,
-                totp_secret: e.totp_secret.expose_secret().to_string(),
-                otpauth_uri: e.otpauth_uri.expose_secret().to_string(),
-            }),
-        )
-            .into_response(),
+        Ok(e) => Enrollment::created(e),
         Err(AccessError::Credential(e)) => credential_refused(e),
         Err(e @ AccessError::InvalidArgument(_)) => {
             let mut p = Problem::new(StatusCode::BAD_REQUEST, "bad-request", "");

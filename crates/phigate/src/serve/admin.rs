@@ -387,15 +387,7 @@ pub async fn create_user(
         .create_admin(&admin, &b.username, &b.password)
         .await
     {
-        Ok(e) => (
-            StatusCode::CREATED,
-            axum::Json(Enrollment {
-                principal: e.principal_id,
-                totp_secret: e.totp_secret.expose_secret().to_string(),
-                otpauth_uri: e.otpauth_uri.expose_secret().to_string(),
-            }),
-        )
-            .into_response(),
+        Ok(e) => Enrollment::created(e),
         Err(e) => failure(e, &slot.request_id),
     }
 }

@@ -563,6 +563,20 @@ pub async fn decide_for_patient(
         .map_err(|e| decision_error(&e, request_id))
 }
 
+/// Whether the policy lets this request read one patient's data: a row of a patient list is
+/// decided exactly as a read of that patient would be.
+pub async fn may_read_patient(
+    st: &AppState,
+    principal: &Principal,
+    purpose: &AccessPurpose,
+    patient: &phi::Sensitive<String>,
+    request_id: &str,
+) -> Result<bool, Response> {
+    decide_for_patient(st, principal, purpose, Action::ReadPhi, patient, request_id)
+        .await
+        .map(|d| d.is_allowed())
+}
+
 /// The answer for an error of the access service during a decision.
 pub fn decision_error(e: &AccessError, request_id: &str) -> Response {
     match e {

@@ -12,7 +12,7 @@
 
 use std::sync::Arc;
 
-use audit::{AccessAction, Event, Outcome, PatientHasher as _, PhiAccess};
+use audit::Outcome;
 use axum::Extension;
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -22,7 +22,7 @@ use serde::Serialize;
 use super::authz::AccessPurpose;
 use super::patients::PATIENT_KIND;
 use super::problem::Problem;
-use super::reqctx::{Principal, RequestAudit, role_names};
+use super::reqctx::{Principal, RequestAudit};
 use super::state::AppState;
 
 /// One census row.
@@ -105,32 +105,28 @@ pub async fn census(
         let Some(row) = census_row(record.id.expose(), &value, &today) else {
             continue;
         };
-        match super::authz::decide_for_patient(
+        match super::authz::may_read_patient(
             &st,
             &principal,
             &purpose,
-            access::Action::ReadPhi,
             &record.id,
             &slot.request_id,
         )
         .await
         {
-            Ok(d) if d.is_allowed() => {}
-            Ok(_) => continue,
+            Ok(true) => {}
+            Ok(false) => continue,
             Err(response) => return response,
         }
-        slot.record(Event::PhiAccess(PhiAccess {
-            principal: principal.id.clone(),
-            roles: role_names(&principal),
-            patient: Some(st.hasher.patient_ref(&record.id)),
-            resource_kind: "census".to_string(),
-            resource_id: None,
-            action: AccessAction::Read,
-            purpose: purpose.purpose,
-            reason: Some(st.hasher.keyed_hash(purpose.reason.expose().as_bytes())),
-            outcome: Outcome::Success,
-            request_id: slot.request_id.clone(),
-        }));
+        super::patients::record_access(
+            &st,
+            &slot,
+            &principal,
+            &purpose,
+            &record.id,
+            "census",
+            Outcome::Success,
+        );
         rows.push(row);
     }
     axum::Json(rows).into_response()

@@ -22,7 +22,9 @@ use super::state::AppState;
 /// Store kind of patient demographics (one record per casefile id), as sync writes them.
 pub const PATIENT_KIND: &str = "ehr.patient";
 
-fn record_access(
+/// Records this request's `phi_access` event for one patient (patient and reason as keyed
+/// hashes), written by the audit layer before the response leaves.
+pub(super) fn record_access(
     st: &AppState,
     slot: &RequestAudit,
     principal: &Principal,
@@ -217,18 +219,17 @@ pub async fn list_patients(
     let mut body = vec![b'['];
     let mut first = true;
     for record in records {
-        match super::authz::decide_for_patient(
+        match super::authz::may_read_patient(
             &st,
             &principal,
             &purpose,
-            access::Action::ReadPhi,
             &record.id,
             &slot.request_id,
         )
         .await
         {
-            Ok(d) if d.is_allowed() => {}
-            Ok(_) => continue,
+            Ok(true) => {}
+            Ok(false) => continue,
             Err(response) => return response,
         }
         record_access(
