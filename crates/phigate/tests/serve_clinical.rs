@@ -3,110 +3,26 @@
 //! written into the same store, and an in-test stand-in for the LLM provider (a real provider
 //! cannot be reached from here).
 
-use std::io::{BufRead as _, BufReader};
-use std::process::{Child, Command, Stdio};
+mod gateway;
+
 use std::sync::{Arc, Mutex};
 
+use gateway::Gateway;
+
 use serde_json::{Value, json};
-
-const BIN: &str = env!("CARGO_BIN_EXE_phigate");
-
-struct Gateway {
-    child: Child,
-    dir: tempfile::TempDir,
-    public: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-    /// The PostgreSQL URL the gateway was given (`PHIGATE_DATABASE_URL`), if any.
-    pg: Option<String>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
 
 const BASE_CONFIG: &str = "[server]\nlisten = \"127.0.0.1:0\"\nmtls_listen = \"127.0.0.1:0\"\n[rate_limit]\nauth_per_minute = 600\nauth_burst = 100\nper_principal_burst = 1000\nper_address_burst = 1000\n";
 
 fn start(extra_config: &str, env: &[(&str, &str)]) -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("phigate.toml"),
-        format!("{BASE_CONFIG}{extra_config}"),
+    Gateway::start_in(
+        tempfile::tempdir().unwrap(),
+        &format!("{BASE_CONFIG}{extra_config}"),
+        env,
     )
-    .unwrap();
-    let mut cmd = Command::new(BIN);
-    cmd.arg("serve")
-        .env("PHIGATE_DATA_DIR", dir.path())
-        .env("PHIGATE_LOG", "info")
-        .env_remove("PHIGATE_LOG_FORMAT")
-        .env_remove("PHIGATE_KEK")
-        .env_remove("PHIGATE_KEK_FILE")
-        .env_remove("PHIGATE_PKCS11_MODULE")
-        .env_remove("PHIGATE_DATABASE_URL")
-        .env_remove("PHIGATE_CONFIG")
-        .env_remove("KIPU_ACCESS_ID")
-        .env_remove("KIPU_SECRET_KEY")
-        .env_remove("KIPU_APP_ID")
-        .env_remove("KIPU_BASE_URL");
-    for (k, v) in env {
-        cmd.env(k, v);
-    }
-    let mut child = cmd
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start phigate serve");
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    {
-        let sink = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-    }
-    let mut public = None;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("listening https://") {
-            public = Some(rest.split_whitespace().next().unwrap().to_string());
-        } else if line == "ready" {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let Some(public) = public else {
-        let _ = child.kill();
-        panic!(
-            "gateway did not start: {}",
-            stderr.lock().unwrap().join("\n")
-        );
-    };
-    Gateway {
-        child,
-        dir,
-        public: format!("https://{public}"),
-        stderr,
-        pg: env
-            .iter()
-            .find(|(k, _)| *k == "PHIGATE_DATABASE_URL")
-            .map(|(_, v)| v.to_string()),
-    }
 }
 
+/// What the clinical tests need beyond the shared harness.
 impl Gateway {
-    fn client(&self) -> reqwest::Client {
-        let ca = std::fs::read(self.dir.path().join("tls").join("dev-ca.pem")).unwrap();
-        reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
-            .build()
-            .unwrap()
-    }
-
     async fn events(&self, kind: &str) -> Vec<Value> {
         let log = audit::AuditLog::open_read_only(&self.audit_storage())
             .await
@@ -123,22 +39,22 @@ impl Gateway {
     }
 
     fn audit_storage(&self) -> audit::Storage {
-        match &self.pg {
+        match &self.database_url() {
             Some(url) => audit::Storage::Postgres {
                 url: url.clone().into(),
                 schema: None,
             },
             None => audit::Storage::Sqlite {
-                path: self.dir.path().join("audit.db"),
+                path: self.dir.as_path().join("audit.db"),
             },
         }
     }
 
     async fn store(&self) -> store::Store {
-        let dir = self.dir.path();
+        let dir = self.dir.as_path();
         let provider =
             sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
-        let backend = match &self.pg {
+        let backend = match &self.database_url() {
             Some(url) => store::BackendConfig::Postgres {
                 url: url.clone().into(),
                 schema: None,
@@ -154,7 +70,7 @@ impl Gateway {
     }
 
     async fn access(&self) -> access::Access {
-        let dir = self.dir.path();
+        let dir = self.dir.as_path();
         let keys = Arc::new(
             audit::FileKeys::open_or_create(
                 &dir.join("audit-keys"),
@@ -168,7 +84,7 @@ impl Gateway {
         let log = audit::AuditLog::open(audit::LogConfig::new(self.audit_storage()), keys.clone())
             .await
             .unwrap();
-        let backend = match &self.pg {
+        let backend = match &self.database_url() {
             Some(url) => access::Backend::Postgres {
                 url: url.clone().into(),
                 schema: None,
@@ -704,7 +620,7 @@ async fn a_coco_client_calls_every_clinical_endpoint_and_gets_cocos_shapes() {
     assert!(!text.contains("T-CLIN-1"));
 
     // Nothing about the patient reached the gateway's logs.
-    let logs = gw.stderr.lock().unwrap().join("\n");
+    let logs = gw.logs();
     assert!(!logs.is_empty(), "the gateway logs at info level");
     for canary in ["T-CLIN-1", "Zebulon", "Quarrington", "F10.239", "128/80"] {
         assert!(!logs.contains(canary), "{canary} in the logs");
@@ -923,7 +839,7 @@ async fn a_gap_closure_is_stored_audited_and_shows_as_closed() {
             .len(),
         1
     );
-    let raw = std::fs::read(gw.dir.path().join("store.db")).unwrap();
+    let raw = std::fs::read(gw.dir.as_path().join("store.db")).unwrap();
     assert!(!raw.windows(13).any(|w| w == b"done at visit"));
 
     let writes: Vec<Value> = gw

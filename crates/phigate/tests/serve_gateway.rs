@@ -1,152 +1,16 @@
 //! `phigate serve` end to end: the built binary in its own process, real TLS, real HTTP.
 
-use std::io::{BufRead as _, BufReader};
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Arc, Mutex};
+mod gateway;
+
+use std::path::Path;
+use std::process::Command;
+use std::sync::Arc;
 use std::time::Duration;
 
-const BIN: &str = env!("CARGO_BIN_EXE_phigate");
+use gateway::{Gateway, phigate};
 
-/// A running gateway; killed on drop.
-struct Gateway {
-    child: Child,
-    dir: tempfile::TempDir,
-    public: String,
-    mtls: String,
-    stderr: Arc<Mutex<Vec<String>>>,
-    /// The one-time admin bootstrap secret printed at start, if one was.
-    bootstrap: Option<String>,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
+/// Loopback listeners on free ports and nothing else: the rate limits keep their defaults.
 const LOOPBACK_PORTS: &str = "[server]\nlisten = \"127.0.0.1:0\"\nmtls_listen = \"127.0.0.1:0\"\n";
-
-fn command(dir: &Path) -> Command {
-    subcommand(dir, "serve")
-}
-
-/// `phigate <sub>` with the data directory `dir` and no key, database or Kipu settings from the
-/// environment.
-fn subcommand(dir: &Path, sub: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg(sub)
-        .env("PHIGATE_DATA_DIR", dir)
-        .env("PHIGATE_LOG", "info")
-        .env_remove("PHIGATE_LOG_FORMAT")
-        .env_remove("PHIGATE_KEK")
-        .env_remove("PHIGATE_KEK_FILE")
-        .env_remove("PHIGATE_PKCS11_MODULE")
-        .env_remove("PHIGATE_DATABASE_URL")
-        .env_remove("PHIGATE_CONFIG")
-        .env_remove("KIPU_ACCESS_ID")
-        .env_remove("KIPU_SECRET_KEY")
-        .env_remove("KIPU_APP_ID")
-        .env_remove("KIPU_BASE_URL");
-    cmd
-}
-
-/// Starts the gateway with `config` as `<data dir>/phigate.toml` in `dir` (a fresh temporary
-/// directory when `None`).
-fn start_in(dir: tempfile::TempDir, config: &str) -> Gateway {
-    std::fs::write(dir.path().join("phigate.toml"), config).unwrap();
-    let mut child = command(dir.path())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("start phigate serve");
-    let stderr = Arc::new(Mutex::new(Vec::new()));
-    {
-        let sink = stderr.clone();
-        let pipe = child.stderr.take().unwrap();
-        std::thread::spawn(move || {
-            for line in BufReader::new(pipe).lines().map_while(Result::ok) {
-                sink.lock().unwrap().push(line);
-            }
-        });
-    }
-    let mut public = None;
-    let mut mtls = None;
-    let mut bootstrap = None;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("listening https://") {
-            public = Some(rest.split_whitespace().next().unwrap().to_string());
-        } else if let Some(rest) = line.strip_prefix("listening-mtls https://") {
-            mtls = Some(rest.split_whitespace().next().unwrap().to_string());
-        } else if let Some(rest) = line.strip_prefix("bootstrap-secret ") {
-            bootstrap = Some(rest.trim().to_string());
-        } else if line == "ready" {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let (Some(public), Some(mtls)) = (public, mtls) else {
-        let _ = child.kill();
-        panic!(
-            "gateway did not start: {}",
-            stderr.lock().unwrap().join("\n")
-        );
-    };
-    Gateway {
-        child,
-        dir,
-        public: format!("https://{public}"),
-        mtls: format!("https://{mtls}"),
-        stderr,
-        bootstrap,
-    }
-}
-
-fn start(config: &str) -> Gateway {
-    start_in(tempfile::tempdir().unwrap(), config)
-}
-
-impl Gateway {
-    fn tls_dir(&self) -> PathBuf {
-        self.dir.path().join("tls")
-    }
-    fn ca(&self) -> Vec<u8> {
-        std::fs::read(self.tls_dir().join("dev-ca.pem")).unwrap()
-    }
-    fn client(&self) -> reqwest::Client {
-        client_trusting(&self.ca())
-    }
-    fn mtls_client(&self) -> reqwest::Client {
-        let mut identity = std::fs::read(self.tls_dir().join("client.pem")).unwrap();
-        identity.extend(std::fs::read(self.tls_dir().join("client.key")).unwrap());
-        reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&self.ca()).unwrap()])
-            .identity(reqwest::Identity::from_pem(&identity).unwrap())
-            .build()
-            .unwrap()
-    }
-    fn logs(&self) -> String {
-        self.stderr.lock().unwrap().join("\n")
-    }
-    async fn audit_entries(&self, kind: &str) -> Vec<audit::Entry> {
-        let log = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
-            path: self.dir.path().join("audit.db"),
-        })
-        .await
-        .unwrap();
-        let entries = log
-            .query(&audit::QueryFilter {
-                kind: Some(kind.to_string()),
-                ..Default::default()
-            })
-            .await
-            .unwrap();
-        entries.into_iter().map(|(e, _)| e).collect()
-    }
-}
 
 fn client_trusting(ca_pem: &[u8]) -> reqwest::Client {
     reqwest::Client::builder()
@@ -166,7 +30,7 @@ async fn problem(resp: reqwest::Response) -> serde_json::Value {
 
 #[tokio::test]
 async fn tls_1_3_serves_http1_and_http2_and_a_tls_1_2_client_is_refused() {
-    let gw = start(LOOPBACK_PORTS);
+    let gw = Gateway::start(LOOPBACK_PORTS);
     let url = format!("{}/health", gw.public);
 
     let resp = gw.client().get(&url).send().await.unwrap();
@@ -221,7 +85,7 @@ async fn tls_1_3_serves_http1_and_http2_and_a_tls_1_2_client_is_refused() {
 #[tokio::test]
 async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_service_of_those_with_one()
  {
-    let gw = start(LOOPBACK_PORTS);
+    let gw = Gateway::start(LOOPBACK_PORTS);
     let url = format!("{}/health", gw.mtls);
     let err = gw
         .client()
@@ -247,7 +111,7 @@ async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_s
     let body = problem(resp).await;
     assert_eq!(body["type"], "urn:phigate:problem:not-found");
 
-    let auth = gw.audit_entries("authentication").await;
+    let auth = gw.sqlite_audit_entries("authentication").await;
     let json: Vec<serde_json::Value> = auth.iter().map(|e| e.to_json().unwrap()).collect();
     assert!(
         json.iter()
@@ -263,7 +127,7 @@ async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_s
             && e["event"]["failure_reason"] == "untrusted_certificate"),
         "the refused handshake is audited: {json:?}"
     );
-    let denied = gw.audit_entries("policy_denied").await;
+    let denied = gw.sqlite_audit_entries("policy_denied").await;
     assert_eq!(denied.len(), 1);
     assert_eq!(
         denied[0].to_json().unwrap()["event"]["rule"],
@@ -273,7 +137,7 @@ async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_s
 
 #[tokio::test]
 async fn protected_requests_without_a_valid_credential_get_401_problem_details() {
-    let gw = start(LOOPBACK_PORTS);
+    let gw = Gateway::start(LOOPBACK_PORTS);
     let client = gw.client();
     for (path, bearer) in [
         ("/api/v1/patients/P-1", None),
@@ -304,7 +168,7 @@ async fn protected_requests_without_a_valid_credential_get_401_problem_details()
 
 #[tokio::test]
 async fn oversized_bodies_get_413_problem_details_without_echo() {
-    let gw = start(&format!("{LOOPBACK_PORTS}body_limit_bytes = 1024\n"));
+    let gw = Gateway::start(&format!("{LOOPBACK_PORTS}body_limit_bytes = 1024\n"));
     let resp = gw
         .client()
         .post(format!("{}/auth/token", gw.public))
@@ -321,7 +185,7 @@ async fn oversized_bodies_get_413_problem_details_without_echo() {
 
 #[tokio::test]
 async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers_then_recover() {
-    let gw = start(&format!(
+    let gw = Gateway::start(&format!(
         "{LOOPBACK_PORTS}[rate_limit]\nper_address_per_minute = 60\nper_address_burst = 2\nwrite_cost = 1\n"
     ));
     let client = gw.client();
@@ -365,7 +229,7 @@ async fn rate_limits_answer_429_with_retry_after_and_ratelimit_headers_then_reco
 
 #[tokio::test]
 async fn each_protected_request_writes_its_audit_event_and_public_probes_write_none() {
-    let gw = start(LOOPBACK_PORTS);
+    let gw = Gateway::start(LOOPBACK_PORTS);
     let client = gw.client();
     for _ in 0..2 {
         client
@@ -376,7 +240,7 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
     }
     // What the start wrote (the access service's key events, the bootstrap secret).
     let before = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
-        path: gw.dir.path().join("audit.db"),
+        path: gw.dir.as_path().join("audit.db"),
     })
     .await
     .unwrap()
@@ -384,7 +248,7 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
     .await
     .unwrap()
     .0;
-    let at_start = gw.audit_entries("authentication").await.len();
+    let at_start = gw.sqlite_audit_entries("authentication").await.len();
     let mut ids = Vec::new();
     for _ in 0..3 {
         let resp = client
@@ -396,7 +260,7 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
         ids.push(resp.headers()["x-request-id"].to_str().unwrap().to_string());
     }
     let events: Vec<serde_json::Value> = gw
-        .audit_entries("authentication")
+        .sqlite_audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -413,7 +277,7 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
         assert_eq!(event["source_address"], "127.0.0.1");
     }
     let all = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
-        path: gw.dir.path().join("audit.db"),
+        path: gw.dir.as_path().join("audit.db"),
     })
     .await
     .unwrap()
@@ -436,7 +300,7 @@ fn sim_canaries() -> Vec<String> {
 
 #[tokio::test]
 async fn canary_strings_sent_in_requests_never_come_back_in_responses_logs_or_metrics() {
-    let gw = start(&format!(
+    let gw = Gateway::start(&format!(
         "{LOOPBACK_PORTS}[simulator]\npatients = 5\nseed = 1\n"
     ));
     let canaries = sim_canaries();
@@ -511,7 +375,7 @@ async fn canary_strings_sent_in_requests_never_come_back_in_responses_logs_or_me
 
 #[tokio::test]
 async fn the_docs_and_openapi_document_are_served() {
-    let gw = start(LOOPBACK_PORTS);
+    let gw = Gateway::start(LOOPBACK_PORTS);
     let client = gw.client();
     let doc: serde_json::Value = client
         .get(format!("{}/openapi.json", gw.public))
@@ -566,7 +430,7 @@ fn a_bad_config_file_names_the_key_and_refuses_to_start_with_exit_2() {
         ),
     ] {
         std::fs::write(dir.path().join("phigate.toml"), config).unwrap();
-        let out = command(dir.path()).output().unwrap();
+        let out = phigate(dir.path(), "serve", &[]).output().unwrap();
         assert_eq!(out.status.code(), Some(2), "{config}");
         let stderr = String::from_utf8_lossy(&out.stderr);
         assert!(stderr.contains(key), "{key} not named in: {stderr}");
@@ -618,7 +482,7 @@ async fn a_new_certificate_is_served_after_sighup_without_a_restart() {
         "{LOOPBACK_PORTS}[tls]\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\nclient_ca = \"{0}/clients-ca.pem\"\nreload_check_secs = 3600\n",
         certs.display()
     );
-    let gw = start_in(dir, &config);
+    let gw = Gateway::start_in(dir, &config, &[]);
     let url = format!("{}/health", gw.public);
     assert_eq!(
         client_trusting(first.ca_pem.as_bytes())
@@ -634,7 +498,7 @@ async fn a_new_certificate_is_served_after_sighup_without_a_restart() {
     write_0600(&certs.join("server.pem"), &second.cert_pem);
     write_0600(&certs.join("server.key"), &second.key_pem);
     let status = Command::new("kill")
-        .args(["-HUP", &gw.child.id().to_string()])
+        .args(["-HUP", &gw.pid().to_string()])
         .status()
         .unwrap();
     assert!(status.success());
@@ -676,15 +540,15 @@ async fn doctor_fails_a_development_setup_item_by_item_and_passes_what_is_produc
     let port = free_port();
     let config =
         format!("[server]\nlisten = \"127.0.0.1:{port}\"\nmtls_listen = \"127.0.0.1:0\"\n");
-    let gw = start(&config);
+    let gw = Gateway::start(&config);
     // One audited request so the log has something to verify.
     gw.client()
         .get(format!("{}/api/v1/patients/P-1", gw.public))
         .send()
         .await
         .unwrap();
-    let dir = gw.dir.path().to_path_buf();
-    let out = tokio::task::spawn_blocking(move || subcommand(&dir, "doctor").output().unwrap())
+    let dir = gw.dir.as_path().to_path_buf();
+    let out = tokio::task::spawn_blocking(move || phigate(&dir, "doctor", &[]).output().unwrap())
         .await
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
@@ -704,7 +568,7 @@ async fn doctor_fails_a_development_setup_item_by_item_and_passes_what_is_produc
 
 #[tokio::test]
 async fn cors_answers_only_the_configured_origin() {
-    let gw = start(&format!(
+    let gw = Gateway::start(&format!(
         "{LOOPBACK_PORTS}[cors]\nallowed_origins = [\"https://app.example\"]\n"
     ));
     let client = gw.client();
@@ -767,7 +631,7 @@ async fn a_client_certificate_from_the_trusted_ca_without_a_service_san_is_refus
         "{LOOPBACK_PORTS}[tls]\ncert = \"{0}/server.pem\"\nkey = \"{0}/server.key\"\nclient_ca = \"{0}/ca.pem\"\n",
         certs.display()
     );
-    let gw = start_in(dir, &config);
+    let gw = Gateway::start_in(dir, &config, &[]);
     let client_with = |(pem, key): (String, String)| {
         reqwest::Client::builder()
             .tls_certs_only([reqwest::Certificate::from_pem(ca_cert.pem().as_bytes()).unwrap()])
@@ -803,7 +667,7 @@ async fn a_client_certificate_from_the_trusted_ca_without_a_service_san_is_refus
     );
 
     let failures = gw
-        .audit_entries("authentication")
+        .sqlite_audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -820,7 +684,7 @@ async fn a_client_certificate_from_the_trusted_ca_without_a_service_san_is_refus
 /// access tables and the audit log serialize writers across processes). `clock` issues tokens
 /// at another time.
 async fn access_for(gw: &Gateway, audience: &str, clock: Option<i64>) -> access::Access {
-    let dir = gw.dir.path();
+    let dir = gw.dir.as_path();
     let provider = sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
     let keys = Arc::new(
         audit::FileKeys::open_or_create(
@@ -920,7 +784,7 @@ async fn list_status(gw: &Gateway, bearer: &str) -> u16 {
 #[tokio::test]
 async fn forged_expired_alg_none_unknown_kid_and_wrong_aud_tokens_are_refused_and_a_real_one_is_accepted()
  {
-    let gw = start(ACCESS_CONFIG);
+    let gw = Gateway::start(ACCESS_CONFIG);
     let access = access_for(&gw, "phigate-api", None).await;
     let (_, key) = api_key(&access, "lab", access::Role::Service).await;
     let token = token_for(&gw, &key).await;
@@ -1014,7 +878,7 @@ async fn forged_expired_alg_none_unknown_kid_and_wrong_aud_tokens_are_refused_an
     }
     // Every attempt was audited, with its reason.
     let reasons: Vec<String> = gw
-        .audit_entries("authentication")
+        .sqlite_audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -1029,7 +893,7 @@ async fn forged_expired_alg_none_unknown_kid_and_wrong_aud_tokens_are_refused_an
 
 #[tokio::test]
 async fn a_revoked_api_key_fails_at_once() {
-    let gw = start(ACCESS_CONFIG);
+    let gw = Gateway::start(ACCESS_CONFIG);
     let access = access_for(&gw, "phigate-api", None).await;
     let (id, key) = api_key(&access, "billing", access::Role::Service).await;
     assert_eq!(list_status(&gw, &key).await, 200);
@@ -1048,7 +912,7 @@ async fn a_revoked_api_key_fails_at_once() {
         .unwrap();
     assert_eq!(resp.status(), 401, "and cannot be exchanged for a token");
     let revoked = gw
-        .audit_entries("authentication")
+        .sqlite_audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -1060,7 +924,7 @@ async fn a_revoked_api_key_fails_at_once() {
 /// A current care-team member (Kipu user id) of some patient, that patient, and another
 /// patient whose team does not include the member; from the store the gateway synced.
 async fn care_team_fixture(gw: &Gateway) -> (String, String, String, usize) {
-    let dir = gw.dir.path();
+    let dir = gw.dir.as_path();
     let provider = sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
     let db = store::Database::connect(&store::BackendConfig::Sqlite {
         path: dir.join("store.db"),
@@ -1102,7 +966,7 @@ async fn care_team_fixture(gw: &Gateway) -> (String, String, String, usize) {
 #[tokio::test]
 async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read_is_404_like_a_missing_one()
  {
-    let gw = start(ACCESS_CONFIG);
+    let gw = Gateway::start(ACCESS_CONFIG);
     let (user, patient, other, in_scope) = care_team_fixture(&gw).await;
     let access = access_for(&gw, "phigate-api", None).await;
     let (_, key) = api_key(
@@ -1131,7 +995,7 @@ async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read
     let record: serde_json::Value = ok.json().await.unwrap();
     assert!(record.is_object());
     let access_events: Vec<serde_json::Value> = gw
-        .audit_entries("phi_access")
+        .sqlite_audit_entries("phi_access")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -1160,7 +1024,7 @@ async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read
         strip(problem(missing).await),
         "out of scope looks exactly like missing"
     );
-    let denied = gw.audit_entries("policy_denied").await;
+    let denied = gw.sqlite_audit_entries("policy_denied").await;
     assert!(!denied.is_empty(), "the cross-patient read is audited");
 
     let no_reason = get(&patient, false).await.unwrap();
@@ -1188,7 +1052,7 @@ async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read
 
 #[tokio::test]
 async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins_review() {
-    let gw = start(ACCESS_CONFIG);
+    let gw = Gateway::start(ACCESS_CONFIG);
     let (user, _, other, _) = care_team_fixture(&gw).await;
     let access = access_for(&gw, "phigate-api", None).await;
     let (_, key) = api_key(
@@ -1232,7 +1096,7 @@ async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins
         "60 minutes by default"
     );
     assert_eq!(read().await.unwrap().status(), 200, "emergency access");
-    let events = gw.audit_entries("break_glass").await;
+    let events = gw.sqlite_audit_entries("break_glass").await;
     assert_eq!(events.len(), 1);
     let text = events[0].to_json().unwrap().to_string();
     assert!(

@@ -8,15 +8,15 @@
 //! `.route("…")` literals of the router sources (every file under `src/`) disagree, so a
 //! route cannot be added without a row here.
 
+mod gateway;
+
 use std::collections::BTreeSet;
-use std::io::{BufRead as _, BufReader};
 use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 
-use secrecy::ExposeSecret as _;
+use gateway::{Gateway, now, phigate};
 
-const BIN: &str = env!("CARGO_BIN_EXE_phigate");
+use secrecy::ExposeSecret as _;
 
 /// Loopback listeners and rate limits far above what one test sends (the limits themselves
 /// are tested in `serve_gateway.rs`).
@@ -24,80 +24,15 @@ const CONFIG: &str = "[server]\nlisten = \"127.0.0.1:0\"\nmtls_listen = \"127.0.
 
 const PASSWORD: &str = "correct horse battery staple";
 
-/// A running gateway; killed on drop.
-struct Gateway {
-    child: Child,
-    dir: tempfile::TempDir,
-    public: String,
-}
-
-impl Drop for Gateway {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn phigate(dir: &Path, sub: &str) -> Command {
-    let mut cmd = Command::new(BIN);
-    cmd.arg(sub)
-        .env("PHIGATE_DATA_DIR", dir)
-        .env("PHIGATE_LOG", "warn")
-        .env_remove("PHIGATE_LOG_FORMAT")
-        .env_remove("PHIGATE_KEK")
-        .env_remove("PHIGATE_KEK_FILE")
-        .env_remove("PHIGATE_PKCS11_MODULE")
-        .env_remove("PHIGATE_DATABASE_URL")
-        .env_remove("PHIGATE_CONFIG")
-        .env_remove("KIPU_ACCESS_ID")
-        .env_remove("KIPU_SECRET_KEY")
-        .env_remove("KIPU_APP_ID")
-        .env_remove("KIPU_BASE_URL");
-    cmd
-}
-
 fn start() -> Gateway {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("phigate.toml"), CONFIG).unwrap();
-    let mut child = phigate(dir.path(), "serve")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("start phigate serve");
-    let mut public = None;
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    for line in lines.by_ref() {
-        let line = line.unwrap();
-        if let Some(rest) = line.strip_prefix("listening https://") {
-            public = Some(rest.split_whitespace().next().unwrap().to_string());
-        } else if line == "ready" {
-            break;
-        }
-    }
-    std::thread::spawn(move || for _ in lines {});
-    let Some(public) = public else {
-        let _ = child.kill();
-        panic!("gateway did not start");
-    };
-    Gateway {
-        child,
-        dir,
-        public: format!("https://{public}"),
-    }
+    Gateway::start(CONFIG)
 }
 
+/// What the route tests need beyond the shared harness.
 impl Gateway {
-    fn client(&self) -> reqwest::Client {
-        let ca = std::fs::read(self.dir.path().join("tls").join("dev-ca.pem")).unwrap();
-        reqwest::Client::builder()
-            .tls_certs_only([reqwest::Certificate::from_pem(&ca).unwrap()])
-            .build()
-            .unwrap()
-    }
-
     /// The gateway's own access service, opened from the test process on the same files.
     async fn access(&self) -> access::Access {
-        let dir = self.dir.path();
+        let dir = self.dir.as_path();
         let provider =
             sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
         let keys = self.audit_keys();
@@ -124,7 +59,7 @@ impl Gateway {
     }
 
     fn audit_keys(&self) -> Arc<audit::FileKeys> {
-        let dir = self.dir.path();
+        let dir = self.dir.as_path();
         Arc::new(
             audit::FileKeys::open_or_create(
                 &dir.join("audit-keys"),
@@ -139,7 +74,7 @@ impl Gateway {
 
     async fn audit_events(&self, kind: &str) -> Vec<serde_json::Value> {
         let log = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
-            path: self.dir.path().join("audit.db"),
+            path: self.dir.as_path().join("audit.db"),
         })
         .await
         .unwrap();
@@ -156,7 +91,7 @@ impl Gateway {
 
     /// A care-team member (Kipu user id), a patient on their team and one that is not.
     async fn care_team_fixture(&self) -> (String, String, String) {
-        let dir = self.dir.path();
+        let dir = self.dir.as_path();
         let provider =
             sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
         let db = store::Database::connect(&store::BackendConfig::Sqlite {
@@ -206,13 +141,6 @@ impl Gateway {
         }
         panic!("the synced store has no usable care team");
     }
-}
-
-fn now() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs() as i64
 }
 
 /// Admins for the test, made directly in the access database, and their TOTP codes. A code is
@@ -1248,9 +1176,9 @@ async fn an_auditor_export_verifies_offline_and_is_itself_audited_as_a_complianc
         lines.len() > 1,
         "the auditor's own authentications are in it"
     );
-    let file = gw.dir.path().join("export.jsonl");
+    let file = gw.dir.as_path().join("export.jsonl");
     std::fs::write(&file, &body).unwrap();
-    let out = phigate(gw.dir.path(), "audit")
+    let out = phigate(gw.dir.as_path(), "audit", &[])
         .arg("verify-export")
         .arg(&file)
         .output()

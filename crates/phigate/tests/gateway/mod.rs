@@ -67,9 +67,14 @@ impl Drop for Gateway {
 impl Gateway {
     /// A gateway in a fresh data directory with `config` as its `phigate.toml`.
     pub fn start(config: &str) -> Self {
-        let dir = tempfile::tempdir().unwrap();
+        Self::start_in(tempfile::tempdir().unwrap(), config, &[])
+    }
+
+    /// A gateway owning the data directory `dir` (which may already hold certificates the
+    /// configuration points to), with `config` as its `phigate.toml` and extra environment.
+    pub fn start_in(dir: tempfile::TempDir, config: &str, env: &[(&str, &str)]) -> Self {
         std::fs::write(dir.path().join("phigate.toml"), config).unwrap();
-        let mut gw = Self::start_on(dir.path(), &[]);
+        let mut gw = Self::start_on(dir.path(), env);
         gw._owned = Some(dir);
         gw
     }
@@ -127,6 +132,19 @@ impl Gateway {
                 .map(|(k, v)| ((*k).to_string(), (*v).to_string()))
                 .collect(),
         }
+    }
+
+    /// The process id of `phigate serve` (to send it signals).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// The PostgreSQL URL the gateway was given (`PHIGATE_DATABASE_URL`), if any.
+    pub fn database_url(&self) -> Option<String> {
+        self.env
+            .iter()
+            .find(|(k, _)| k == "PHIGATE_DATABASE_URL")
+            .map(|(_, v)| v.clone())
     }
 
     pub fn tls_dir(&self) -> PathBuf {
