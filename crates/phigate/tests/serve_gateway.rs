@@ -921,46 +921,14 @@ async fn a_revoked_api_key_fails_at_once() {
     assert_eq!(revoked, 2);
 }
 
-/// A current care-team member (Kipu user id) of some patient, that patient, and another
-/// patient whose team does not include the member; from the store the gateway synced.
+/// A current care-team member (Kipu user id) of some patient, that patient, another patient
+/// whose team does not include the member, and how many patients the member's teams cover;
+/// from the store the gateway synced.
 async fn care_team_fixture(gw: &Gateway) -> (String, String, String, usize) {
-    let dir = gw.dir.as_path();
-    let provider = sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
-    let db = store::Database::connect(&store::BackendConfig::Sqlite {
-        path: dir.join("store.db"),
-    })
-    .await
-    .unwrap();
-    let store = db
-        .open(Arc::new(provider), store::TtlPolicy::default())
-        .await
-        .unwrap();
-    let mut teams: Vec<(String, Vec<String>)> = Vec::new();
-    let today = chrono::Utc::now().date_naive().to_string();
-    for r in store.list_kind("ehr.care_team").await.unwrap() {
-        let v: serde_json::Value = serde_json::from_slice(r.value.expose()).unwrap();
-        let members = v["care_team"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .filter(|m| m["end_date"].as_str().is_none_or(|d| d >= today.as_str()))
-            .map(|m| m["user_id"].to_string())
-            .collect();
-        let patient = r
-            .patient
-            .map(|p| p.expose().clone())
-            .unwrap_or_else(|| v["patient_id"].as_str().unwrap().to_string());
-        teams.push((patient, members));
-    }
-    for (patient, members) in &teams {
-        for user in members {
-            if let Some((other, _)) = teams.iter().find(|(_, m)| !m.contains(user)) {
-                let in_scope = teams.iter().filter(|(_, m)| m.contains(user)).count();
-                return (user.clone(), patient.clone(), other.clone(), in_scope);
-            }
-        }
-    }
-    panic!("the synced store has no usable care team");
+    let teams = gateway::current_care_teams(&gateway::open_store(&gw.dir).await).await;
+    let (user, patient, other) = gateway::member_and_patients(&teams);
+    let in_scope = teams.iter().filter(|(_, m)| m.contains(&user)).count();
+    (user, patient, other, in_scope)
 }
 
 #[tokio::test]

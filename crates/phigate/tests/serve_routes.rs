@@ -89,20 +89,10 @@ impl Gateway {
         .collect()
     }
 
-    /// A care-team member (Kipu user id), a patient on their team and one that is not.
+    /// A care-team member (Kipu user id), a patient on their team and one that is not; an
+    /// admitted patient first, so the census row of the in-scope patient exists.
     async fn care_team_fixture(&self) -> (String, String, String) {
-        let dir = self.dir.as_path();
-        let provider =
-            sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
-        let db = store::Database::connect(&store::BackendConfig::Sqlite {
-            path: dir.join("store.db"),
-        })
-        .await
-        .unwrap();
-        let store = db
-            .open(Arc::new(provider), store::TtlPolicy::default())
-            .await
-            .unwrap();
+        let store = gateway::open_store(&self.dir).await;
         let today = chrono::Utc::now().date_naive().to_string();
         let mut admitted = BTreeSet::new();
         for r in store.list_kind("ehr.patient").await.unwrap() {
@@ -114,32 +104,9 @@ impl Gateway {
                 admitted.insert(r.id.expose().clone());
             }
         }
-        let mut teams: Vec<(String, Vec<String>)> = Vec::new();
-        for r in store.list_kind("ehr.care_team").await.unwrap() {
-            let v: serde_json::Value = serde_json::from_slice(r.value.expose()).unwrap();
-            let members = v["care_team"]
-                .as_array()
-                .unwrap()
-                .iter()
-                .filter(|m| m["end_date"].as_str().is_none_or(|d| d >= today.as_str()))
-                .map(|m| m["user_id"].to_string().trim_matches('"').to_string())
-                .collect();
-            let patient = r
-                .patient
-                .map(|p| p.expose().clone())
-                .unwrap_or_else(|| v["patient_id"].as_str().unwrap().to_string());
-            teams.push((patient, members));
-        }
-        // Prefer an admitted patient, so the census row of the in-scope patient exists.
+        let mut teams = gateway::current_care_teams(&store).await;
         teams.sort_by_key(|(p, _)| !admitted.contains(p));
-        for (patient, members) in &teams {
-            for user in members {
-                if let Some((other, _)) = teams.iter().find(|(_, m)| !m.contains(user)) {
-                    return (user.clone(), patient.clone(), other.clone());
-                }
-            }
-        }
-        panic!("the synced store has no usable care team");
+        gateway::member_and_patients(&teams)
     }
 }
 

@@ -292,21 +292,23 @@ pub fn now() -> i64 {
         .as_secs() as i64
 }
 
-/// A care-team member (Kipu user id) of some patient, that patient, and another patient whose
-/// team does not include the member, read from the SQLite store the gateway synced.
-pub async fn care_team_fixture(dir: &Path) -> (String, String, String) {
+/// The SQLite store of a data directory, opened with its development KEK.
+pub async fn open_store(dir: &Path) -> store::Store {
     let provider = sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
     let db = store::Database::connect(&store::BackendConfig::Sqlite {
         path: dir.join("store.db"),
     })
     .await
     .unwrap();
-    let store = db
-        .open(Arc::new(provider), store::TtlPolicy::default())
+    db.open(Arc::new(provider), store::TtlPolicy::default())
         .await
-        .unwrap();
-    let mut teams: Vec<(String, Vec<String>)> = Vec::new();
+        .unwrap()
+}
+
+/// Every synced care team: the patient and the Kipu user ids of its current members.
+pub async fn current_care_teams(store: &store::Store) -> Vec<(String, Vec<String>)> {
     let today = chrono::Utc::now().date_naive().to_string();
+    let mut teams = Vec::new();
     for r in store.list_kind("ehr.care_team").await.unwrap() {
         let v: serde_json::Value = serde_json::from_slice(r.value.expose()).unwrap();
         let members = v["care_team"]
@@ -314,7 +316,7 @@ pub async fn care_team_fixture(dir: &Path) -> (String, String, String) {
             .unwrap()
             .iter()
             .filter(|m| m["end_date"].as_str().is_none_or(|d| d >= today.as_str()))
-            .map(|m| m["user_id"].to_string())
+            .map(|m| m["user_id"].to_string().trim_matches('"').to_string())
             .collect();
         let patient = r
             .patient
@@ -322,7 +324,13 @@ pub async fn care_team_fixture(dir: &Path) -> (String, String, String) {
             .unwrap_or_else(|| v["patient_id"].as_str().unwrap().to_string());
         teams.push((patient, members));
     }
-    for (patient, members) in &teams {
+    teams
+}
+
+/// The first member of the first team (in `teams` order) with a patient outside their teams:
+/// (member, their patient, the other patient).
+pub fn member_and_patients(teams: &[(String, Vec<String>)]) -> (String, String, String) {
+    for (patient, members) in teams {
         for user in members {
             if let Some((other, _)) = teams.iter().find(|(_, m)| !m.contains(user)) {
                 return (user.clone(), patient.clone(), other.clone());
@@ -330,6 +338,12 @@ pub async fn care_team_fixture(dir: &Path) -> (String, String, String) {
         }
     }
     panic!("the synced store has no usable care team");
+}
+
+/// A care-team member (Kipu user id) of some patient, that patient, and another patient whose
+/// team does not include the member, read from the SQLite store the gateway synced.
+pub async fn care_team_fixture(dir: &Path) -> (String, String, String) {
+    member_and_patients(&current_care_teams(&open_store(dir).await).await)
 }
 
 /// The superuser URL of the test PostgreSQL server.
@@ -372,6 +386,12 @@ impl PgSchema {
         let rest = rest.rsplit_once('@').map_or(rest, |(_, r)| r);
         let url = format!("{scheme}://{name}:{password}@{rest}");
         Self { admin, name, url }
+    }
+
+    /// Runs `sql` as the superuser (to change what the role may do mid-test).
+    pub async fn execute_as_admin(&self, sql: &str) {
+        use sqlx::Executor as _;
+        self.admin.execute(sql).await.unwrap();
     }
 
     /// Drops the schema and the role (after every process using them has stopped).
