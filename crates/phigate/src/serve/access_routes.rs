@@ -27,7 +27,7 @@ use serde::{Deserialize, Serialize};
 
 use super::auth::access_failure;
 use super::authz::{care_team, patient_exists};
-use super::problem::Problem;
+use super::problem::{Problem, internal};
 use super::reqctx::{ConnInfo, Identity, Principal, RequestAudit};
 use super::state::AppState;
 
@@ -249,17 +249,11 @@ pub async fn break_glass(
     match patient_exists(&st, &b.patient_id).await {
         Ok(true) => {}
         Ok(false) => return Problem::for_status(StatusCode::NOT_FOUND).into_response(),
-        Err(e) => {
-            tracing::error!(error = %e, "store read failed");
-            return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
-        }
+        Err(e) => return internal("reading the store", &e),
     }
     let scope = match care_team(&st, &b.patient_id).await {
         Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "store read failed");
-            return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
-        }
+        Err(e) => return internal("reading the store", &e),
     };
     let conn = conn.map(|Extension(c)| c);
     match st

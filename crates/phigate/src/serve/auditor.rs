@@ -38,17 +38,12 @@ use axum::response::{IntoResponse as _, Response};
 use serde::Serialize;
 
 use super::admin::bad_request;
-use super::problem::Problem;
+use super::problem::{Problem, internal};
 use super::reqctx::{Principal, RequestAudit, role_names};
 use super::state::AppState;
 
 /// Most entries one export call returns.
 pub const MAX_EXPORT_ENTRIES: u64 = 10_000;
-
-fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "{what} failed");
-    Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
-}
 
 /// The purpose of an audit review: `X-Purpose-Of-Use` if given, else `HCOMPL`; and the
 /// reason's keyed hash if `X-Access-Reason` is given. The error is the detail of the 400.

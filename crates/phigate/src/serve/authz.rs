@@ -54,7 +54,7 @@ use axum::response::{IntoResponse as _, Response};
 use std::collections::HashMap;
 
 use super::patients::PATIENT_KIND;
-use super::problem::Problem;
+use super::problem::{Problem, internal};
 use super::reqctx::{ConnInfo, Identity, Principal, RequestAudit, role_names};
 use super::state::AppState;
 
@@ -547,10 +547,9 @@ pub async fn decide_for_patient(
     patient: &phi::Sensitive<String>,
     request_id: &str,
 ) -> Result<Decision, Response> {
-    let scope = care_team(st, patient).await.map_err(|e| {
-        tracing::error!(error = %e, "store read failed");
-        Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
-    })?;
+    let scope = care_team(st, patient)
+        .await
+        .map_err(|e| internal("reading the care team", &e))?;
     st.access
         .authorize(&AuthzRequest {
             principal,
@@ -590,11 +589,6 @@ pub fn decision_error(e: &AccessError, request_id: &str) -> Response {
         }
         other => super::auth::access_failure(other, request_id),
     }
-}
-
-fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "{what} failed");
-    Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
 }
 
 /// The authorize layer.

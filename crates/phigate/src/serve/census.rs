@@ -15,13 +15,12 @@ use std::sync::Arc;
 use audit::Outcome;
 use axum::Extension;
 use axum::extract::State;
-use axum::http::StatusCode;
 use axum::response::{IntoResponse as _, Response};
 use serde::Serialize;
 
 use super::authz::AccessPurpose;
 use super::patients::PATIENT_KIND;
-use super::problem::Problem;
+use super::problem::{Problem, internal};
 use super::reqctx::{Principal, RequestAudit};
 use super::state::AppState;
 
@@ -91,10 +90,7 @@ pub async fn census(
 ) -> Response {
     let records = match st.store.list_kind(PATIENT_KIND).await {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "store read failed");
-            return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
-        }
+        Err(e) => return internal("reading the store", &e),
     };
     let today = chrono::Utc::now().date_naive().to_string();
     let mut rows = Vec::new();

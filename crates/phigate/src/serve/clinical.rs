@@ -92,7 +92,7 @@ use serde_json::{Value, json};
 
 use super::authz::AccessPurpose;
 use super::patients::PATIENT_KIND;
-use super::problem::Problem;
+use super::problem::{Problem, internal};
 use super::reqctx::{Principal, RequestAudit, role_names};
 use super::state::AppState;
 
@@ -191,11 +191,6 @@ fn unprocessable(detail: impl Into<String>) -> Response {
         "invalid-parameter",
         detail,
     )
-}
-
-fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
-    tracing::error!(error = %e, "{what} failed");
-    Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
 }
 
 // ---------------------------------------------------------------- configuration

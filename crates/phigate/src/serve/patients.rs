@@ -15,7 +15,7 @@ use axum::http::{StatusCode, header};
 use axum::response::{IntoResponse as _, Response};
 
 use super::authz::AccessPurpose;
-use super::problem::Problem;
+use super::problem::{Problem, internal};
 use super::reqctx::{Principal, RequestAudit, role_names};
 use super::state::AppState;
 
@@ -94,10 +94,7 @@ pub async fn get_patient(
             );
             Problem::for_status(StatusCode::NOT_FOUND).into_response()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "store read failed");
-            Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
-        }
+        Err(e) => internal("reading the store", &e),
     }
 }
 
@@ -136,10 +133,7 @@ pub async fn get_patient_records(
     };
     let exists = match st.store.get(PATIENT_KIND, id.expose()).await {
         Ok(r) => r.is_some(),
-        Err(e) => {
-            tracing::error!(error = %e, "store read failed");
-            return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
-        }
+        Err(e) => return internal("reading the store", &e),
     };
     if !exists {
         record_access(
@@ -185,10 +179,7 @@ pub async fn get_patient_records(
             )
                 .into_response()
         }
-        Err(e) => {
-            tracing::error!(error = %e, "store read failed");
-            Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
-        }
+        Err(e) => internal("reading the store", &e),
     }
 }
 
@@ -211,10 +202,7 @@ pub async fn list_patients(
 ) -> Response {
     let records = match st.store.list_kind(PATIENT_KIND).await {
         Ok(r) => r,
-        Err(e) => {
-            tracing::error!(error = %e, "store read failed");
-            return Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response();
-        }
+        Err(e) => return internal("reading the store", &e),
     };
     let mut body = vec![b'['];
     let mut first = true;

@@ -126,6 +126,14 @@ pub struct Trusted;
 #[derive(Debug, Clone, Copy)]
 pub struct Answer;
 
+/// The 500 answer for a failure of the gateway's own machinery (store, audit log, encoding):
+/// logs `what` failed with the error, which carries no request data, and answers a problem
+/// without any detail.
+pub fn internal(what: &str, e: &dyn std::fmt::Display) -> Response {
+    tracing::error!(error = %e, "{what} failed");
+    Problem::for_status(StatusCode::INTERNAL_SERVER_ERROR).into_response()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
