@@ -23,87 +23,6 @@ fn start(extra_config: &str, env: &[(&str, &str)]) -> Gateway {
 
 /// What the clinical tests need beyond the shared harness.
 impl Gateway {
-    async fn events(&self, kind: &str) -> Vec<Value> {
-        let log = audit::AuditLog::open_read_only(&self.audit_storage())
-            .await
-            .unwrap();
-        log.query(&audit::QueryFilter {
-            kind: Some(kind.to_string()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(e, _)| e.to_json().unwrap()["event"].clone())
-        .collect()
-    }
-
-    fn audit_storage(&self) -> audit::Storage {
-        match &self.database_url() {
-            Some(url) => audit::Storage::Postgres {
-                url: url.clone().into(),
-                schema: None,
-            },
-            None => audit::Storage::Sqlite {
-                path: self.dir.as_path().join("audit.db"),
-            },
-        }
-    }
-
-    async fn store(&self) -> store::Store {
-        let dir = self.dir.as_path();
-        let provider =
-            sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
-        let backend = match &self.database_url() {
-            Some(url) => store::BackendConfig::Postgres {
-                url: url.clone().into(),
-                schema: None,
-            },
-            None => store::BackendConfig::Sqlite {
-                path: dir.join("store.db"),
-            },
-        };
-        let db = store::Database::connect(&backend).await.unwrap();
-        db.open(Arc::new(provider), store::TtlPolicy::default())
-            .await
-            .unwrap()
-    }
-
-    async fn access(&self) -> access::Access {
-        let dir = self.dir.as_path();
-        let keys = Arc::new(
-            audit::FileKeys::open_or_create(
-                &dir.join("audit-keys"),
-                "phigate-audit",
-                Arc::new(
-                    sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap(),
-                ),
-            )
-            .unwrap(),
-        );
-        let log = audit::AuditLog::open(audit::LogConfig::new(self.audit_storage()), keys.clone())
-            .await
-            .unwrap();
-        let backend = match &self.database_url() {
-            Some(url) => access::Backend::Postgres {
-                url: url.clone().into(),
-                schema: None,
-            },
-            None => access::Backend::Sqlite {
-                path: dir.join("access.db"),
-            },
-        };
-        let config = access::AccessConfig::new(
-            backend,
-            Arc::new(sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap()),
-            log,
-            keys,
-            "phigate",
-            "phigate-api",
-        );
-        access::Access::open(config).await.unwrap()
-    }
-
     /// A bearer token for `service:<service>` with `role`.
     async fn token(&self, service: &str, role: access::Role) -> String {
         let access = self.access().await;
@@ -331,7 +250,7 @@ async fn a_coco_client_calls_every_clinical_endpoint_and_gets_cocos_shapes() {
 
     // The inference event's output hash is the SHA-256 of the body without the trail.
     let inf: Vec<Value> = gw
-        .events("model_inference")
+        .audit_events("model_inference")
         .await
         .into_iter()
         .filter(|e| e["model_id"] == "care-gaps-ecqm")
@@ -352,7 +271,7 @@ async fn a_coco_client_calls_every_clinical_endpoint_and_gets_cocos_shapes() {
     let again = api.ok("/api/v1/care-gaps/patient/T-CLIN-1").await;
     assert_eq!(again["care_gaps"], cg["care_gaps"], "deterministic");
     let inf2: Vec<Value> = gw
-        .events("model_inference")
+        .audit_events("model_inference")
         .await
         .into_iter()
         .filter(|e| e["model_id"] == "care-gaps-ecqm")
@@ -568,7 +487,7 @@ async fn a_coco_client_calls_every_clinical_endpoint_and_gets_cocos_shapes() {
 
     // Every call was a PHI access with purpose and reason; no patient id anywhere in the log.
     let phi: Vec<Value> = gw
-        .events("phi_access")
+        .audit_events("phi_access")
         .await
         .into_iter()
         .filter(|e| e["principal"] == format!("service:kipu-user-{USER}").as_str())
@@ -587,7 +506,7 @@ async fn a_coco_client_calls_every_clinical_endpoint_and_gets_cocos_shapes() {
         assert!(!e.to_string().contains("T-CLIN-1"));
     }
     let models: std::collections::BTreeSet<String> = gw
-        .events("model_inference")
+        .audit_events("model_inference")
         .await
         .iter()
         .map(|e| e["model_id"].as_str().unwrap().to_string())
@@ -721,7 +640,7 @@ async fn out_of_scope_is_404_like_missing_and_roles_purpose_and_ids_are_enforced
     let body: Value = r.json().await.unwrap();
     assert!(body["detail"].as_str().unwrap().contains("patient_ids[1]"));
     assert!(!body.to_string().contains(&other));
-    let denied = gw.events("policy_denied").await;
+    let denied = gw.audit_events("policy_denied").await;
     assert!(denied.len() >= 4, "each refusal is audited: {denied:?}");
 
     // Malformed ids: 400 without echo.
@@ -843,7 +762,7 @@ async fn a_gap_closure_is_stored_audited_and_shows_as_closed() {
     assert!(!raw.windows(13).any(|w| w == b"done at visit"));
 
     let writes: Vec<Value> = gw
-        .events("phi_access")
+        .audit_events("phi_access")
         .await
         .into_iter()
         .filter(|e| e["resource_kind"] == "care_gap_closure")
@@ -944,7 +863,7 @@ async fn the_cost_guard_answers_429_with_cocos_sentences_and_exports_the_refusal
         "Daily budget $0.01 would be exceeded"
     );
     let served = gw
-        .events("phi_access")
+        .audit_events("phi_access")
         .await
         .into_iter()
         .filter(|e| e["outcome"] == "success")
@@ -1183,7 +1102,7 @@ async fn the_llm_provider_output_is_used_only_when_every_sentence_is_cited_and_d
         );
     }
     let events: Vec<Value> = gw
-        .events("model_inference")
+        .audit_events("model_inference")
         .await
         .into_iter()
         .filter(|e| e["model_id"] == "summary-llm")
@@ -1225,7 +1144,7 @@ async fn the_llm_provider_output_is_used_only_when_every_sentence_is_cited_and_d
         );
     }
     let audited = gw
-        .events("model_inference")
+        .audit_events("model_inference")
         .await
         .into_iter()
         .filter(|e| e["model_id"] == "summary-llm")
@@ -1306,7 +1225,7 @@ async fn on_postgresql_gaps_closures_and_their_audit_events_work_as_on_sqlite() 
                 .len(),
             1
         );
-        let inf = gw.events("model_inference").await;
+        let inf = gw.audit_events("model_inference").await;
         assert_eq!(
             inf.len(),
             4,
@@ -1317,7 +1236,7 @@ async fn on_postgresql_gaps_closures_and_their_audit_events_work_as_on_sqlite() 
             sha256(&without_trail(&before)).as_str()
         );
         let writes = gw
-            .events("phi_access")
+            .audit_events("phi_access")
             .await
             .into_iter()
             .filter(|e| e["resource_kind"] == "care_gap_closure" && e["outcome"] == "success")

@@ -40,7 +40,7 @@ async fn an_mtls_identity_is_exchanged_for_a_jwt_that_then_works_on_the_public_l
     assert_eq!(status, 200, "the service may list (its in-scope) patients");
 
     let auth: Vec<serde_json::Value> = gw
-        .sqlite_audit_entries("authentication")
+        .audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -164,7 +164,7 @@ async fn break_glass_grants_access_to_one_patient_that_ends_when_its_window_expi
         200,
         "the care team is unaffected"
     );
-    let events = gw.sqlite_audit_entries("break_glass").await;
+    let events = gw.audit_entries("break_glass").await;
     assert_eq!(events.len(), 1, "the emergency access was recorded");
 }
 

@@ -4,7 +4,6 @@ mod gateway;
 
 use std::path::Path;
 use std::process::Command;
-use std::sync::Arc;
 use std::time::Duration;
 
 use gateway::{Gateway, phigate};
@@ -111,7 +110,7 @@ async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_s
     let body = problem(resp).await;
     assert_eq!(body["type"], "urn:phigate:problem:not-found");
 
-    let auth = gw.sqlite_audit_entries("authentication").await;
+    let auth = gw.audit_entries("authentication").await;
     let json: Vec<serde_json::Value> = auth.iter().map(|e| e.to_json().unwrap()).collect();
     assert!(
         json.iter()
@@ -127,7 +126,7 @@ async fn the_mtls_listener_refuses_clients_without_a_certificate_and_names_the_s
             && e["event"]["failure_reason"] == "untrusted_certificate"),
         "the refused handshake is audited: {json:?}"
     );
-    let denied = gw.sqlite_audit_entries("policy_denied").await;
+    let denied = gw.audit_entries("policy_denied").await;
     assert_eq!(denied.len(), 1);
     assert_eq!(
         denied[0].to_json().unwrap()["event"]["rule"],
@@ -248,7 +247,7 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
     .await
     .unwrap()
     .0;
-    let at_start = gw.sqlite_audit_entries("authentication").await.len();
+    let at_start = gw.audit_entries("authentication").await.len();
     let mut ids = Vec::new();
     for _ in 0..3 {
         let resp = client
@@ -260,7 +259,7 @@ async fn each_protected_request_writes_its_audit_event_and_public_probes_write_n
         ids.push(resp.headers()["x-request-id"].to_str().unwrap().to_string());
     }
     let events: Vec<serde_json::Value> = gw
-        .sqlite_audit_entries("authentication")
+        .audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -667,7 +666,7 @@ async fn a_client_certificate_from_the_trusted_ca_without_a_service_san_is_refus
     );
 
     let failures = gw
-        .sqlite_audit_entries("authentication")
+        .audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -683,41 +682,6 @@ async fn a_client_certificate_from_the_trusted_ca_without_a_service_san_is_refus
 /// The gateway's own access service, opened from the test process on the same files (the
 /// access tables and the audit log serialize writers across processes). `clock` issues tokens
 /// at another time.
-async fn access_for(gw: &Gateway, audience: &str, clock: Option<i64>) -> access::Access {
-    let dir = gw.dir.as_path();
-    let provider = sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
-    let keys = Arc::new(
-        audit::FileKeys::open_or_create(
-            &dir.join("audit-keys"),
-            "phigate-audit",
-            Arc::new(sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap()),
-        )
-        .unwrap(),
-    );
-    let log = audit::AuditLog::open(
-        audit::LogConfig::new(audit::Storage::Sqlite {
-            path: dir.join("audit.db"),
-        }),
-        keys.clone(),
-    )
-    .await
-    .unwrap();
-    let mut config = access::AccessConfig::new(
-        access::Backend::Sqlite {
-            path: dir.join("access.db"),
-        },
-        Arc::new(provider),
-        log,
-        keys,
-        "phigate",
-        audience,
-    );
-    if let Some(t) = clock {
-        config.clock = Arc::new(access::ManualClock::new(t));
-    }
-    access::Access::open(config).await.unwrap()
-}
-
 async fn api_key(access: &access::Access, service: &str, role: access::Role) -> (String, String) {
     let k = access
         .create_api_key("admin:test", service, &[role], None)
@@ -785,7 +749,7 @@ async fn list_status(gw: &Gateway, bearer: &str) -> u16 {
 async fn forged_expired_alg_none_unknown_kid_and_wrong_aud_tokens_are_refused_and_a_real_one_is_accepted()
  {
     let gw = Gateway::start(ACCESS_CONFIG);
-    let access = access_for(&gw, "phigate-api", None).await;
+    let access = gw.access().await;
     let (_, key) = api_key(&access, "lab", access::Role::Service).await;
     let token = token_for(&gw, &key).await;
     assert_eq!(list_status(&gw, &token).await, 200, "a real token works");
@@ -843,13 +807,15 @@ async fn forged_expired_alg_none_unknown_kid_and_wrong_aud_tokens_are_refused_an
         audit::AuthMethod::ApiKey,
     )
     .unwrap();
-    let wrong_aud = access_for(&gw, "another-api", None)
+    let wrong_aud = gw
+        .access_as("another-api", None)
         .await
         .issue_token(&principal, None)
         .await
         .unwrap();
     // Properly signed, issued an hour ago: expired.
-    let expired = access_for(&gw, "phigate-api", Some(now() - 3600))
+    let expired = gw
+        .access_as("phigate-api", Some(now() - 3600))
         .await
         .issue_token(&principal, None)
         .await
@@ -878,7 +844,7 @@ async fn forged_expired_alg_none_unknown_kid_and_wrong_aud_tokens_are_refused_an
     }
     // Every attempt was audited, with its reason.
     let reasons: Vec<String> = gw
-        .sqlite_audit_entries("authentication")
+        .audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -894,7 +860,7 @@ async fn forged_expired_alg_none_unknown_kid_and_wrong_aud_tokens_are_refused_an
 #[tokio::test]
 async fn a_revoked_api_key_fails_at_once() {
     let gw = Gateway::start(ACCESS_CONFIG);
-    let access = access_for(&gw, "phigate-api", None).await;
+    let access = gw.access().await;
     let (id, key) = api_key(&access, "billing", access::Role::Service).await;
     assert_eq!(list_status(&gw, &key).await, 200);
     access.revoke_api_key("admin:test", &id).await.unwrap();
@@ -912,7 +878,7 @@ async fn a_revoked_api_key_fails_at_once() {
         .unwrap();
     assert_eq!(resp.status(), 401, "and cannot be exchanged for a token");
     let revoked = gw
-        .sqlite_audit_entries("authentication")
+        .audit_entries("authentication")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -925,7 +891,7 @@ async fn a_revoked_api_key_fails_at_once() {
 /// whose team does not include the member, and how many patients the member's teams cover;
 /// from the store the gateway synced.
 async fn care_team_fixture(gw: &Gateway) -> (String, String, String, usize) {
-    let teams = gateway::current_care_teams(&gateway::open_store(&gw.dir).await).await;
+    let teams = gateway::current_care_teams(&gw.store().await).await;
     let (user, patient, other) = gateway::member_and_patients(&teams);
     let in_scope = teams.iter().filter(|(_, m)| m.contains(&user)).count();
     (user, patient, other, in_scope)
@@ -936,7 +902,7 @@ async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read
  {
     let gw = Gateway::start(ACCESS_CONFIG);
     let (user, patient, other, in_scope) = care_team_fixture(&gw).await;
-    let access = access_for(&gw, "phigate-api", None).await;
+    let access = gw.access().await;
     let (_, key) = api_key(
         &access,
         &format!("kipu-user-{user}"),
@@ -963,7 +929,7 @@ async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read
     let record: serde_json::Value = ok.json().await.unwrap();
     assert!(record.is_object());
     let access_events: Vec<serde_json::Value> = gw
-        .sqlite_audit_entries("phi_access")
+        .audit_entries("phi_access")
         .await
         .iter()
         .map(|e| e.to_json().unwrap()["event"].clone())
@@ -992,7 +958,7 @@ async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read
         strip(problem(missing).await),
         "out of scope looks exactly like missing"
     );
-    let denied = gw.sqlite_audit_entries("policy_denied").await;
+    let denied = gw.audit_entries("policy_denied").await;
     assert!(!denied.is_empty(), "the cross-patient read is audited");
 
     let no_reason = get(&patient, false).await.unwrap();
@@ -1022,7 +988,7 @@ async fn a_clinician_on_the_care_team_reads_the_patient_and_a_cross_patient_read
 async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins_review() {
     let gw = Gateway::start(ACCESS_CONFIG);
     let (user, _, other, _) = care_team_fixture(&gw).await;
-    let access = access_for(&gw, "phigate-api", None).await;
+    let access = gw.access().await;
     let (_, key) = api_key(
         &access,
         &format!("kipu-user-{user}"),
@@ -1064,7 +1030,7 @@ async fn break_glass_grants_a_clinician_an_audited_time_limited_read_that_admins
         "60 minutes by default"
     );
     assert_eq!(read().await.unwrap().status(), 200, "emergency access");
-    let events = gw.sqlite_audit_entries("break_glass").await;
+    let events = gw.audit_entries("break_glass").await;
     assert_eq!(events.len(), 1);
     let text = events[0].to_json().unwrap().to_string();
     assert!(

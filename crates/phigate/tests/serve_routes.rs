@@ -12,7 +12,6 @@ mod gateway;
 
 use std::collections::BTreeSet;
 use std::path::Path;
-use std::sync::Arc;
 
 use gateway::{Gateway, now, phigate};
 
@@ -30,69 +29,10 @@ fn start() -> Gateway {
 
 /// What the route tests need beyond the shared harness.
 impl Gateway {
-    /// The gateway's own access service, opened from the test process on the same files.
-    async fn access(&self) -> access::Access {
-        let dir = self.dir.as_path();
-        let provider =
-            sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap();
-        let keys = self.audit_keys();
-        let log = audit::AuditLog::open(
-            audit::LogConfig::new(audit::Storage::Sqlite {
-                path: dir.join("audit.db"),
-            }),
-            keys.clone(),
-        )
-        .await
-        .unwrap();
-        access::Access::open(access::AccessConfig::new(
-            access::Backend::Sqlite {
-                path: dir.join("access.db"),
-            },
-            Arc::new(provider),
-            log,
-            keys,
-            "phigate",
-            "phigate-api",
-        ))
-        .await
-        .unwrap()
-    }
-
-    fn audit_keys(&self) -> Arc<audit::FileKeys> {
-        let dir = self.dir.as_path();
-        Arc::new(
-            audit::FileKeys::open_or_create(
-                &dir.join("audit-keys"),
-                "phigate-audit",
-                Arc::new(
-                    sealed::SoftwareKeyProvider::from_key_file(&dir.join("dev-kek.key")).unwrap(),
-                ),
-            )
-            .unwrap(),
-        )
-    }
-
-    async fn audit_events(&self, kind: &str) -> Vec<serde_json::Value> {
-        let log = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
-            path: self.dir.as_path().join("audit.db"),
-        })
-        .await
-        .unwrap();
-        log.query(&audit::QueryFilter {
-            kind: Some(kind.to_string()),
-            ..Default::default()
-        })
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|(e, _)| e.to_json().unwrap()["event"].clone())
-        .collect()
-    }
-
     /// A care-team member (Kipu user id), a patient on their team and one that is not; an
     /// admitted patient first, so the census row of the in-scope patient exists.
     async fn care_team_fixture(&self) -> (String, String, String) {
-        let store = gateway::open_store(&self.dir).await;
+        let store = self.store().await;
         let today = chrono::Utc::now().date_naive().to_string();
         let mut admitted = BTreeSet::new();
         for r in store.list_kind("ehr.patient").await.unwrap() {

@@ -265,13 +265,25 @@ impl Gateway {
         (resp.status().as_u16(), rid)
     }
 
-    /// The audit entries of `kind` in the SQLite audit log of the data directory.
-    pub async fn sqlite_audit_entries(&self, kind: &str) -> Vec<audit::Entry> {
-        let log = audit::AuditLog::open_read_only(&audit::Storage::Sqlite {
-            path: self.dir.join("audit.db"),
-        })
-        .await
-        .unwrap();
+    /// Where the gateway writes its audit log: PostgreSQL if it was given
+    /// `PHIGATE_DATABASE_URL`, else the SQLite file in the data directory.
+    pub fn audit_storage(&self) -> audit::Storage {
+        match self.database_url() {
+            Some(url) => audit::Storage::Postgres {
+                url: url.into(),
+                schema: None,
+            },
+            None => audit::Storage::Sqlite {
+                path: self.dir.join("audit.db"),
+            },
+        }
+    }
+
+    /// The audit entries of `kind` in the gateway's audit log.
+    pub async fn audit_entries(&self, kind: &str) -> Vec<audit::Entry> {
+        let log = audit::AuditLog::open_read_only(&self.audit_storage())
+            .await
+            .unwrap();
         log.query(&audit::QueryFilter {
             kind: Some(kind.to_string()),
             ..Default::default()
@@ -281,6 +293,83 @@ impl Gateway {
         .into_iter()
         .map(|(e, _)| e)
         .collect()
+    }
+
+    /// The `event` objects of the audit entries of `kind`.
+    pub async fn audit_events(&self, kind: &str) -> Vec<serde_json::Value> {
+        self.audit_entries(kind)
+            .await
+            .iter()
+            .map(|e| e.to_json().unwrap()["event"].clone())
+            .collect()
+    }
+
+    /// The gateway's audit keys (development KEK), as the gateway opened them.
+    pub fn audit_keys(&self) -> Arc<audit::FileKeys> {
+        Arc::new(
+            audit::FileKeys::open_or_create(
+                &self.dir.join("audit-keys"),
+                "phigate-audit",
+                Arc::new(self.kek()),
+            )
+            .unwrap(),
+        )
+    }
+
+    fn kek(&self) -> sealed::SoftwareKeyProvider {
+        sealed::SoftwareKeyProvider::from_key_file(&self.dir.join("dev-kek.key")).unwrap()
+    }
+
+    /// The gateway's access service opened from the test process on the same database and
+    /// audit log, issuing tokens for `audience`; `clock` pins its time (Unix seconds).
+    pub async fn access_as(&self, audience: &str, clock: Option<i64>) -> access::Access {
+        let keys = self.audit_keys();
+        let log = audit::AuditLog::open(audit::LogConfig::new(self.audit_storage()), keys.clone())
+            .await
+            .unwrap();
+        let backend = match self.database_url() {
+            Some(url) => access::Backend::Postgres {
+                url: url.into(),
+                schema: None,
+            },
+            None => access::Backend::Sqlite {
+                path: self.dir.join("access.db"),
+            },
+        };
+        let mut config = access::AccessConfig::new(
+            backend,
+            Arc::new(self.kek()),
+            log,
+            keys,
+            "phigate",
+            audience,
+        );
+        if let Some(t) = clock {
+            config.clock = Arc::new(access::ManualClock::new(t));
+        }
+        access::Access::open(config).await.unwrap()
+    }
+
+    /// The gateway's access service (audience `phigate-api`, real clock).
+    pub async fn access(&self) -> access::Access {
+        self.access_as("phigate-api", None).await
+    }
+
+    /// The gateway's store (PostgreSQL if it was given `PHIGATE_DATABASE_URL`, else the SQLite
+    /// file in the data directory), opened from the test process.
+    pub async fn store(&self) -> store::Store {
+        let Some(url) = self.database_url() else {
+            return open_store(&self.dir).await;
+        };
+        let db = store::Database::connect(&store::BackendConfig::Postgres {
+            url: url.into(),
+            schema: None,
+        })
+        .await
+        .unwrap();
+        db.open(Arc::new(self.kek()), store::TtlPolicy::default())
+            .await
+            .unwrap()
     }
 }
 
