@@ -193,6 +193,30 @@ fn unprocessable(detail: impl Into<String>) -> Response {
     )
 }
 
+/// The problems every clinical route over patient data may answer, for the OpenAPI document
+/// of each (never constructed: the handlers answer [`Problem`]s).
+#[derive(utoipa::IntoResponses)]
+#[allow(dead_code)]
+enum PatientDataProblems {
+    #[response(status = 400, description = "Malformed id, purpose or reason")]
+    BadRequest(Problem),
+    #[response(
+        status = 404,
+        description = "No such patient, or not in the caller's scope"
+    )]
+    NotFound(Problem),
+    #[response(
+        status = 422,
+        description = "Invalid parameter, unusable record or insufficient data"
+    )]
+    Unprocessable(Problem),
+    #[response(
+        status = 429,
+        description = "Cost guard refusal (CoCo's sentence in detail)"
+    )]
+    CostGuard(Problem),
+}
+
 // ---------------------------------------------------------------- configuration
 
 /// `[clinical]`: the cost guard and the optional LLM provider.
@@ -1238,10 +1262,7 @@ fn model_error(
            ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "CoCo `CareGapResponse`: open care gaps from the eCQM rules (closed ones too with include_closed=true)"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn care_gaps_patient(
     State(c): State<Arc<Clinical>>,
     Path(path): Path<Params>,
@@ -1353,10 +1374,7 @@ pub async fn care_gaps_patient(
     params(("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "CoCo `CareGapSummary` over 1-1000 patients (body `PatientCohort`)"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn care_gaps_cohort(
     State(c): State<Arc<Clinical>>,
     Extension(principal): Extension<Principal>,
@@ -1456,10 +1474,7 @@ fn valid_gap_id(id: &str) -> bool {
            ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "Close a detected gap (stored sealed, audited)"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn close_gap(
     State(c): State<Arc<Clinical>>,
     Path(path): Path<Params>,
@@ -1681,10 +1696,7 @@ fn predict_one(
            ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "CoCo `ReadmissionPrediction` from LACE and HOSPITAL over the index stay"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn predict(
     State(c): State<Arc<Clinical>>,
     Path(path): Path<Params>,
@@ -1796,10 +1808,7 @@ pub async fn predict(
     params(("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "CoCo `BatchPredictionResponse` for 1-500 patients"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn predict_batch(
     State(c): State<Arc<Clinical>>,
     Extension(principal): Extension<Principal>,
@@ -2158,10 +2167,7 @@ fn summary_query(
            ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "CoCo `ClinicalSummaryResponse`: cited extractive summary (LLM-rewritten and checked when configured)"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn summarize_patient(
     State(c): State<Arc<Clinical>>,
     Path(path): Path<Params>,
@@ -2197,10 +2203,7 @@ pub async fn summarize_patient(
     params(("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "Summary for a `SummarizationRequest` body"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn summarize_custom(
     State(c): State<Arc<Clinical>>,
     Extension(principal): Extension<Principal>,
@@ -2278,10 +2281,7 @@ pub async fn summarize_custom(
            ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "Problem-focused summary for one ICD-10-CM code"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn summarize_problem(
     State(c): State<Arc<Clinical>>,
     Path(path): Path<Params>,
@@ -2325,10 +2325,7 @@ const RECIPIENTS: &[&str] = &["pcp", "specialist", "snf", "home_health"];
            ("X-Purpose-Of-Use" = String, Header, description = "HL7 PurposeOfUse code, e.g. TREAT"),
            ("X-Access-Reason" = String, Header, description = "Why the data is needed (1-500 characters)")),
     responses((status = 200, description = "Care-transition summary"),
-              (status = 400, description = "Malformed id, purpose or reason", body = Problem),
-              (status = 404, description = "No such patient, or not in the caller's scope", body = Problem),
-              (status = 422, description = "Invalid parameter, unusable record or insufficient data", body = Problem),
-              (status = 429, description = "Cost guard refusal (CoCo's sentence in detail)", body = Problem)))]
+              PatientDataProblems))]
 pub async fn summarize_transition(
     State(c): State<Arc<Clinical>>,
     Path(path): Path<Params>,
