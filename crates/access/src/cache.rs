@@ -20,6 +20,10 @@
 //!   writer replaces before and after committing (the same host shares the file). Every cached
 //!   operation reads it first (one small file read, no thread hop).
 //!
+//! Inside [`crate::request_scope`] (the gateway wraps every request in it) only the first
+//! cached operation of a request reads the generation; the request's later ones reuse that
+//! epoch, unless the request itself changed something through [`crate::Access`].
+//!
 //! An instance that sees a value other than the last one it saw starts a new **epoch**: every
 //! epoch-bound cache entry from before is ignored. An entry loaded while the generation moved
 //! on is tagged with the epoch it was loaded in and never used in a later one, so a load that

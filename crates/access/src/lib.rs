@@ -231,6 +231,26 @@ impl std::fmt::Debug for Access {
     }
 }
 
+tokio::task_local! {
+    /// The epoch of the request being served, and the [`Access`] it belongs to.
+    static REQUEST_EPOCH: std::cell::Cell<Option<(usize, u64)>>;
+}
+
+/// Runs one request with one generation check: the first [`Access::epoch`] inside `request`
+/// reads the generation, later ones reuse its epoch (a governed request used to read it three
+/// times: token, decision, care team).
+///
+/// The staleness bound of [`crate::cache`] is unchanged: a change that returned before the
+/// request started is in force for the whole request. A change made by another instance while
+/// the request runs applies from its next request, which is also what the three separate
+/// checks gave for any check already passed. A change made through `Access` inside the request
+/// ends the reuse, so the request's own later checks see it.
+pub async fn request_scope<F: std::future::Future>(request: F) -> F::Output {
+    REQUEST_EPOCH
+        .scope(std::cell::Cell::new(None), request)
+        .await
+}
+
 /// Records a change made outside this crate that access decisions depend on (care-team records
 /// written by a sync), for a process that has no [`Access`] open: every gateway instance on
 /// `backend` starts a new cache epoch at its next request. On SQLite this writes the generation
@@ -309,8 +329,19 @@ impl Access {
     /// small file read on SQLite) and returns a number that changes whenever anything the
     /// caches depend on changed on any instance since the last call. Servers tag their own
     /// derived caches (care teams) with it; see [`crate::cache`].
+    ///
+    /// Inside [`request_scope`] the generation is checked once, by the first call, and later
+    /// calls of the same request reuse that epoch until the request itself changes something.
     pub async fn epoch(&self) -> Result<u64> {
-        self.inner.caches.sync(&self.inner.pool).await
+        let me = Arc::as_ptr(&self.inner) as usize;
+        if let Ok(Some((owner, epoch))) = REQUEST_EPOCH.try_with(std::cell::Cell::get)
+            && owner == me
+        {
+            return Ok(epoch);
+        }
+        let epoch = self.inner.caches.sync(&self.inner.pool).await?;
+        let _outside_a_request = REQUEST_EPOCH.try_with(|memo| memo.set(Some((me, epoch))));
+        Ok(epoch)
     }
 
     /// Records a change made outside this crate that decisions depend on (care-team records
@@ -329,6 +360,8 @@ impl Access {
     /// committing a change; see [`crate::cache`]). Nothing to do on PostgreSQL, where the
     /// change's transaction increments the generation row.
     pub(crate) fn touch_generation(&self) -> Result<()> {
+        // This request changed something: its next check reads the generation again.
+        let _outside_a_request = REQUEST_EPOCH.try_with(|memo| memo.set(None));
         match self.inner.caches.source() {
             cache::GenerationSource::File(path) => cache::write_generation_file(path),
             cache::GenerationSource::Row => Ok(()),

@@ -61,6 +61,8 @@ on_both_backends!(
     cached_grants_follow_grants_and_revocations_made_on_another_instance,
     an_external_change_starts_a_new_epoch_on_every_instance,
     verify_token_writes_no_audit_event_and_validate_token_writes_one,
+    a_request_scope_checks_the_generation_once_and_sees_changes_from_the_next_request,
+    a_change_made_inside_a_request_scope_is_seen_by_the_same_requests_later_checks,
 );
 
 async fn a_cached_token_is_refused_at_once_when_another_instance_revokes_it(pg: bool) {
@@ -266,4 +268,59 @@ async fn a_deleted_generation_file_is_reopened_and_changes_still_start_a_new_epo
         second,
         "later changes to the recreated file are seen too"
     );
+}
+
+/// `request_scope` reuses the first epoch of a request; a change another instance makes while
+/// the request runs applies from the next request on (the documented staleness bound).
+async fn a_request_scope_checks_the_generation_once_and_sees_changes_from_the_next_request(
+    pg: bool,
+) {
+    let w = World::new(pg).await;
+    let a = w.open().await;
+    let b = w.second_instance().await;
+    let t = a.issue_token(&service(), None).await.unwrap();
+    access::request_scope(async {
+        let first = b.epoch().await.unwrap();
+        b.validate_token(&t.token, &meta()).await.unwrap();
+        a.revoke_token("admin:ops", &t.jti).await.unwrap();
+        assert_eq!(
+            b.epoch().await.unwrap(),
+            first,
+            "one generation check per request"
+        );
+    })
+    .await;
+    access::request_scope(async {
+        assert_eq!(
+            token_error(b.validate_token(&t.token, &meta()).await),
+            TokenError::Revoked,
+            "the next request sees the revocation"
+        );
+    })
+    .await;
+    // Outside any request scope every call checks the generation, as before.
+    let outside = b.epoch().await.unwrap();
+    a.note_external_change().await.unwrap();
+    assert_ne!(b.epoch().await.unwrap(), outside);
+}
+
+/// A request that changes something through its own instance (an admin revoking a token) must
+/// not keep using the epoch from before its change.
+async fn a_change_made_inside_a_request_scope_is_seen_by_the_same_requests_later_checks(
+    pg: bool,
+) {
+    let w = World::new(pg).await;
+    let a = w.open().await;
+    let t = a.issue_token(&service(), None).await.unwrap();
+    access::request_scope(async {
+        let before = a.epoch().await.unwrap();
+        a.validate_token(&t.token, &meta()).await.unwrap();
+        a.revoke_token("admin:ops", &t.jti).await.unwrap();
+        assert_ne!(a.epoch().await.unwrap(), before);
+        assert_eq!(
+            token_error(a.validate_token(&t.token, &meta()).await),
+            TokenError::Revoked
+        );
+    })
+    .await;
 }

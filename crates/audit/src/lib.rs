@@ -82,6 +82,7 @@ mod log;
 pub mod merkle;
 mod pages;
 mod search;
+mod sqlite_append;
 mod store;
 pub mod verify;
 

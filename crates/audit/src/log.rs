@@ -15,6 +15,7 @@ use crate::event::{Entry, Event, KeyedHash, SealedDetail, leaf_bytes};
 use crate::keys::CheckpointSigner;
 use crate::merkle::{self, CompactRange, Hash, MemoryTree};
 use crate::search;
+use crate::sqlite_append::{NewEntry, SqliteAppender};
 use crate::store::{self, Db, Layout, Storage};
 
 /// Entries are kept at least this long; nothing in this crate deletes entries at all, and
@@ -212,7 +213,7 @@ impl AuditLog {
             gate: gate.clone(),
             appenders: appenders.clone(),
             max_linger: config.max_linger,
-            db: db.clone(),
+            sink: BatchSink::new(&config.storage, &db)?,
             origin: origin.clone(),
             signer: signer.clone(),
             checkpoint_interval_us: i64::try_from(config.checkpoint_interval.as_micros())
@@ -723,7 +724,7 @@ pub(crate) fn to_i64(v: u64) -> Result<i64, AuditError> {
     i64::try_from(v).map_err(|_| AuditError::OutOfRange("value exceeds 2^63 - 1".into()))
 }
 
-fn now_us() -> i64 {
+pub(crate) fn now_us() -> i64 {
     Utc::now().timestamp_micros()
 }
 
@@ -732,7 +733,7 @@ pub(crate) struct Head {
     pub(crate) last_checkpoint_us: i64,
 }
 
-fn decode_head((size, compact, last): (i64, Vec<u8>, i64)) -> Result<Head, AuditError> {
+pub(crate) fn decode_head((size, compact, last): (i64, Vec<u8>, i64)) -> Result<Head, AuditError> {
     let compact = CompactRange::from_bytes(&compact)
         .ok_or_else(|| AuditError::Corrupt("tree head is malformed".into()))?;
     if to_i64(compact.size())? != size {
@@ -756,7 +757,7 @@ pub(crate) async fn read_head(db: &Db) -> Result<Head, AuditError> {
     decode_head(row)
 }
 
-fn sign_checkpoint(
+pub(crate) fn sign_checkpoint(
     origin: &str,
     compact: &CompactRange,
     now_us: i64,
@@ -788,11 +789,34 @@ struct Writer {
     committed: watch::Sender<u64>,
     appenders: Arc<Appenders>,
     max_linger: Duration,
-    db: Db,
+    sink: BatchSink,
     origin: String,
     signer: Arc<dyn CheckpointSigner>,
     checkpoint_interval_us: i64,
     max_batch: usize,
+}
+
+/// Where the writer commits its batches.
+enum BatchSink {
+    /// On a blocking thread through the writer's own connection (see
+    /// [`crate::sqlite_append`]).
+    Sqlite(SqliteAppender),
+    /// Through the sqlx pool.
+    Postgres(sqlx::PgPool),
+}
+
+impl BatchSink {
+    fn new(storage: &Storage, db: &Db) -> Result<Self, AuditError> {
+        match (storage, db) {
+            (Storage::Sqlite { path }, Db::Sqlite(_)) => {
+                Ok(Self::Sqlite(SqliteAppender::open(path)?))
+            }
+            (Storage::Postgres { .. }, Db::Postgres(pool)) => Ok(Self::Postgres(pool.clone())),
+            _ => Err(AuditError::Config(
+                "the audit storage and its connection disagree",
+            )),
+        }
+    }
 }
 
 struct Row {
@@ -833,7 +857,11 @@ impl Writer {
                     () = tokio::time::sleep_until(deadline) => break,
                 }
             }
-            match self.write_batch(&batch).await {
+            let written = match &self.sink {
+                BatchSink::Sqlite(appender) => self.write_batch_sqlite(appender, &mut batch).await,
+                BatchSink::Postgres(pool) => self.write_batch_postgres(pool, &batch).await,
+            };
+            match written {
                 Ok(start) => {
                     let end = start + batch.len() as u64;
                     for (i, p) in batch.drain(..).enumerate() {
@@ -852,89 +880,103 @@ impl Writer {
         }
     }
 
-    /// Writes one batch in one transaction; returns the first index.
-    async fn write_batch(&self, batch: &[Pending]) -> Result<u64, AuditError> {
+    /// Writes one batch in one transaction on the SQLite appender's blocking thread; returns
+    /// the first index. The batch is lent to that thread and given back with the result.
+    async fn write_batch_sqlite(
+        &self,
+        appender: &SqliteAppender,
+        batch: &mut Vec<Pending>,
+    ) -> Result<u64, AuditError> {
+        let _gate = self.gate.lock().await;
+        let lent = std::mem::take(batch);
+        let appender = appender.clone();
+        let origin = self.origin.clone();
+        let signer = self.signer.clone();
+        let interval = self.checkpoint_interval_us;
+        let (lent, result) = tokio::task::spawn_blocking(move || {
+            let entries: Vec<NewEntry<'_>> = lent
+                .iter()
+                .map(|p| NewEntry {
+                    event: &p.event,
+                    detail: p.detail.as_ref(),
+                })
+                .collect();
+            let result = appender.append(&entries, &origin, signer.as_ref(), interval);
+            drop(entries);
+            (lent, result)
+        })
+        .await
+        // A panicked or cancelled append dropped the batch, and with it the callers' reply
+        // channels: each of them gets `WriterStopped`, and nothing was acknowledged.
+        .map_err(|_| AuditError::WriteFailed("the append thread stopped".into()))?;
+        *batch = lent;
+        result
+    }
+
+    /// Writes one batch in one transaction through the PostgreSQL pool; returns the first
+    /// index. `FOR UPDATE` on the head row serializes writers of every process.
+    async fn write_batch_postgres(
+        &self,
+        pool: &sqlx::PgPool,
+        batch: &[Pending],
+    ) -> Result<u64, AuditError> {
         let ctx = "appending a batch";
-        // Held until the transaction has committed (or failed).
-        let _gate = match &self.db {
-            Db::Sqlite(_) => Some(self.gate.lock().await),
-            Db::Postgres(_) => None,
-        };
-        macro_rules! write_in_tx {
-            ($db:ty, $tx:expr, $head_sql:expr, $ckpt_sql:expr, $update_sql:expr) => {{
-                let mut tx = $tx;
-                let mut head = decode_head(
-                    sqlx::query_as::<_, (i64, Vec<u8>, i64)>($head_sql)
-                        .fetch_one(&mut *tx)
-                        .await
-                        .map_err(storage(ctx))?,
-                )?;
-                let start = head.compact.size();
-                let now = now_us().max(0);
-                let time = Utc.timestamp_micros(now).single().unwrap_or_default();
-                let time_text = crate::event::format_time(&time);
-                let mut rows = Vec::with_capacity(batch.len());
-                for (i, p) in batch.iter().enumerate() {
-                    let leaf =
-                        leaf_bytes(start + i as u64, &time_text, &p.event, p.detail.as_ref());
-                    let hash = merkle::leaf_hash(&leaf);
-                    head.compact.push(hash);
-                    rows.push(Row { leaf, hash });
-                }
-                for (chunk_no, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
-                    let mut qb: QueryBuilder<'_, $db> =
-                        QueryBuilder::new("INSERT INTO audit_entries (idx, leaf, leaf_hash) ");
-                    let base = start + (chunk_no * INSERT_CHUNK) as u64;
-                    qb.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
-                        b.push_bind((base + i as u64) as i64)
-                            .push_bind(row.leaf.as_slice())
-                            .push_bind(&row.hash[..]);
-                    });
-                    qb.build().execute(&mut *tx).await.map_err(storage(ctx))?;
-                }
-                let mut last_checkpoint = head.last_checkpoint_us;
-                if now.saturating_sub(last_checkpoint) >= self.checkpoint_interval_us {
-                    let note =
-                        sign_checkpoint(&self.origin, &head.compact, now, self.signer.as_ref())?;
-                    sqlx::query($ckpt_sql)
-                        .bind(to_i64(head.compact.size())?)
-                        .bind(now)
-                        .bind(note)
-                        .execute(&mut *tx)
-                        .await
-                        .map_err(storage(ctx))?;
-                    last_checkpoint = now;
-                }
-                sqlx::query($update_sql)
-                    .bind(to_i64(head.compact.size())?)
-                    .bind(head.compact.to_bytes())
-                    .bind(last_checkpoint)
-                    .execute(&mut *tx)
-                    .await
-                    .map_err(storage(ctx))?;
-                tx.commit().await.map_err(storage(ctx))?;
-                Ok(start)
-            }};
-        }
-        match &self.db {
-            Db::Sqlite(pool) => write_in_tx!(
-                sqlx::Sqlite,
-                pool.begin_with("BEGIN IMMEDIATE")
-                    .await
-                    .map_err(storage(ctx))?,
-                "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1",
-                "INSERT INTO audit_checkpoints (tree_size, time_us, note) VALUES (?, ?, ?) \
-                 ON CONFLICT (tree_size) DO NOTHING",
-                "UPDATE audit_tree_head SET size = ?, compact = ?, last_checkpoint_us = ? WHERE id = 1"
-            ),
-            Db::Postgres(pool) => write_in_tx!(
-                sqlx::Postgres,
-                pool.begin().await.map_err(storage(ctx))?,
+        let mut tx = pool.begin().await.map_err(storage(ctx))?;
+        let mut head = decode_head(
+            sqlx::query_as::<_, (i64, Vec<u8>, i64)>(
                 "SELECT size, compact, last_checkpoint_us FROM audit_tree_head WHERE id = 1 FOR UPDATE",
+            )
+            .fetch_one(&mut *tx)
+            .await
+            .map_err(storage(ctx))?,
+        )?;
+        let start = head.compact.size();
+        let now = now_us().max(0);
+        let time = Utc.timestamp_micros(now).single().unwrap_or_default();
+        let time_text = crate::event::format_time(&time);
+        let mut rows = Vec::with_capacity(batch.len());
+        for (i, p) in batch.iter().enumerate() {
+            let leaf = leaf_bytes(start + i as u64, &time_text, &p.event, p.detail.as_ref());
+            let hash = merkle::leaf_hash(&leaf);
+            head.compact.push(hash);
+            rows.push(Row { leaf, hash });
+        }
+        for (chunk_no, chunk) in rows.chunks(INSERT_CHUNK).enumerate() {
+            let mut qb: QueryBuilder<'_, sqlx::Postgres> =
+                QueryBuilder::new("INSERT INTO audit_entries (idx, leaf, leaf_hash) ");
+            let base = start + (chunk_no * INSERT_CHUNK) as u64;
+            qb.push_values(chunk.iter().enumerate(), |mut b, (i, row)| {
+                b.push_bind((base + i as u64) as i64)
+                    .push_bind(row.leaf.as_slice())
+                    .push_bind(&row.hash[..]);
+            });
+            qb.build().execute(&mut *tx).await.map_err(storage(ctx))?;
+        }
+        let mut last_checkpoint = head.last_checkpoint_us;
+        if now.saturating_sub(last_checkpoint) >= self.checkpoint_interval_us {
+            let note = sign_checkpoint(&self.origin, &head.compact, now, self.signer.as_ref())?;
+            sqlx::query(
                 "INSERT INTO audit_checkpoints (tree_size, time_us, note) VALUES ($1, $2, $3) \
                  ON CONFLICT (tree_size) DO NOTHING",
-                "UPDATE audit_tree_head SET size = $1, compact = $2, last_checkpoint_us = $3 WHERE id = 1"
-            ),
+            )
+            .bind(to_i64(head.compact.size())?)
+            .bind(now)
+            .bind(note)
+            .execute(&mut *tx)
+            .await
+            .map_err(storage(ctx))?;
+            last_checkpoint = now;
         }
+        sqlx::query(
+            "UPDATE audit_tree_head SET size = $1, compact = $2, last_checkpoint_us = $3 WHERE id = 1",
+        )
+        .bind(to_i64(head.compact.size())?)
+        .bind(head.compact.to_bytes())
+        .bind(last_checkpoint)
+        .execute(&mut *tx)
+        .await
+        .map_err(storage(ctx))?;
+        tx.commit().await.map_err(storage(ctx))?;
+        Ok(start)
     }
 }

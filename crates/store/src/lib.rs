@@ -53,6 +53,7 @@ mod backup;
 mod codec;
 mod db;
 mod error;
+mod point_read;
 
 use std::collections::{BTreeMap, HashMap};
 use std::fmt;
@@ -254,14 +255,21 @@ fn version_u32(v: i64) -> Result<u32> {
 #[derive(Debug, Clone)]
 pub struct Database {
     pool: Pool,
+    /// Set on SQLite: [`Store::get`] reads through it (see [`point_read`]).
+    point_reads: Option<Arc<point_read::SqlitePointReads>>,
 }
 
 impl Database {
     /// Connects and migrates.
     pub async fn connect(config: &BackendConfig) -> Result<Self> {
-        Ok(Self {
-            pool: Pool::connect(config).await?,
-        })
+        let pool = Pool::connect(config).await?;
+        let point_reads = match config {
+            BackendConfig::Sqlite { path } => {
+                Some(Arc::new(point_read::SqlitePointReads::new(path)))
+            }
+            BackendConfig::Postgres { .. } => None,
+        };
+        Ok(Self { pool, point_reads })
     }
 
     /// Backend name.
@@ -604,15 +612,18 @@ impl Store {
         check_kind(kind)?;
         let key_hmac = self.key_hmac(kind, id);
         let now = self.now();
-        let row: Option<(i64, i64, Option<i64>, Vec<u8>)> = with_pool!(self.pool(), p => {
-            sqlx::query_as::<_, (i64, i64, Option<i64>, Vec<u8>)>(
-                "SELECT created_at, updated_at, expires_at, sealed FROM records WHERE kind = $1 AND key_hmac = $2",
-            )
-            .bind(kind)
-            .bind(&key_hmac)
-            .fetch_optional(p)
-            .await?
-        });
+        let row = match (&self.inner.db.point_reads, self.pool()) {
+            (Some(reads), _) => reads.record(kind, &key_hmac)?,
+            (None, pool) => with_pool!(pool, p => {
+                sqlx::query_as::<_, point_read::PointRow>(
+                    "SELECT created_at, updated_at, expires_at, sealed FROM records WHERE kind = $1 AND key_hmac = $2",
+                )
+                .bind(kind)
+                .bind(&key_hmac)
+                .fetch_optional(p)
+                .await?
+            }),
+        };
         let Some((created, updated, expires, sealed)) = row else {
             return Ok(None);
         };

@@ -80,6 +80,13 @@ use tower_http::timeout::TimeoutLayer;
 
 use state::AppState;
 
+async fn one_access_epoch(
+    request: axum::extract::Request,
+    next: axum::middleware::Next,
+) -> axum::response::Response {
+    access::request_scope(next.run(request)).await
+}
+
 fn cors_layer(origins: &[String]) -> Option<CorsLayer> {
     if origins.is_empty() {
         return None;
@@ -207,6 +214,8 @@ pub fn app(st: Arc<AppState>) -> Router {
             axum::http::StatusCode::REQUEST_TIMEOUT,
             Duration::from_secs(server.request_timeout_secs),
         ))
+        // one access-generation check per request (revocation: see `access::request_scope`)
+        .layer(from_fn(one_access_epoch))
         // 1. authenticate: who is asking (never refuses by itself)
         .layer(from_fn_with_state(st.clone(), auth::authenticate))
         // 2. rate limit: per source address, per principal, stricter for /auth/*
