@@ -361,7 +361,12 @@ impl Access {
     /// change's transaction increments the generation row.
     pub(crate) fn touch_generation(&self) -> Result<()> {
         // This request changed something: its next check reads the generation again.
-        let _outside_a_request = REQUEST_EPOCH.try_with(|memo| memo.set(None));
+        let me = Arc::as_ptr(&self.inner) as usize;
+        let _outside_a_request = REQUEST_EPOCH.try_with(|memo| {
+            if memo.get().is_some_and(|(owner, _)| owner == me) {
+                memo.set(None);
+            }
+        });
         match self.inner.caches.source() {
             cache::GenerationSource::File(path) => cache::write_generation_file(path),
             cache::GenerationSource::Row => Ok(()),

@@ -306,9 +306,7 @@ async fn a_request_scope_checks_the_generation_once_and_sees_changes_from_the_ne
 
 /// A request that changes something through its own instance (an admin revoking a token) must
 /// not keep using the epoch from before its change.
-async fn a_change_made_inside_a_request_scope_is_seen_by_the_same_requests_later_checks(
-    pg: bool,
-) {
+async fn a_change_made_inside_a_request_scope_is_seen_by_the_same_requests_later_checks(pg: bool) {
     let w = World::new(pg).await;
     let a = w.open().await;
     let t = a.issue_token(&service(), None).await.unwrap();

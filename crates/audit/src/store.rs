@@ -16,6 +16,9 @@
 //!   serializes writers (`FOR UPDATE` on PostgreSQL, `BEGIN IMMEDIATE` on SQLite) and holds
 //!   the right edge of the tree, so a batch never reads old leaves.
 //!
+//! On SQLite the appends themselves do not go through the sqlx pool opened here but through
+//! the writer's own connection to the same file (see `crate::sqlite_append`).
+//!
 //! Triggers refuse `UPDATE` and `DELETE` (and `TRUNCATE` on PostgreSQL) on entries, search
 //! rows and checkpoints. Someone with enough privilege can drop them; verification catches
 //! that.
