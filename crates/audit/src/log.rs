@@ -724,8 +724,16 @@ pub(crate) fn to_i64(v: u64) -> Result<i64, AuditError> {
     i64::try_from(v).map_err(|_| AuditError::OutOfRange("value exceeds 2^63 - 1".into()))
 }
 
-pub(crate) fn now_us() -> i64 {
+fn now_us() -> i64 {
     Utc::now().timestamp_micros()
+}
+
+/// The commit time of a batch: microseconds since the epoch, and the text that every leaf
+/// of the batch carries.
+pub(crate) fn batch_time() -> (i64, String) {
+    let now = now_us().max(0);
+    let time = Utc.timestamp_micros(now).single().unwrap_or_default();
+    (now, crate::event::format_time(&time))
 }
 
 pub(crate) struct Head {
@@ -931,9 +939,7 @@ impl Writer {
             .map_err(storage(ctx))?,
         )?;
         let start = head.compact.size();
-        let now = now_us().max(0);
-        let time = Utc.timestamp_micros(now).single().unwrap_or_default();
-        let time_text = crate::event::format_time(&time);
+        let (now, time_text) = batch_time();
         let mut rows = Vec::with_capacity(batch.len());
         for (i, p) in batch.iter().enumerate() {
             let leaf = leaf_bytes(start + i as u64, &time_text, &p.event, p.detail.as_ref());

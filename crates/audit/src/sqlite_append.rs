@@ -19,13 +19,12 @@
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use chrono::{TimeZone as _, Utc};
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
 use crate::error::AuditError;
 use crate::event::leaf_bytes;
 use crate::keys::CheckpointSigner;
-use crate::log::{Head, decode_head, now_us, sign_checkpoint, to_i64};
+use crate::log::{Head, batch_time, decode_head, sign_checkpoint, to_i64};
 use crate::merkle;
 
 /// One entry to append: its canonical event bytes and sealed detail.
@@ -123,9 +122,7 @@ impl SqliteAppender {
             .map_err(storage(ctx))?,
         )?;
         let start = head.compact.size();
-        let now = now_us().max(0);
-        let time = Utc.timestamp_micros(now).single().unwrap_or_default();
-        let time_text = crate::event::format_time(&time);
+        let (now, time_text) = batch_time();
         {
             let mut insert = tx
                 .prepare_cached(
