@@ -612,9 +612,9 @@ impl Store {
         check_kind(kind)?;
         let key_hmac = self.key_hmac(kind, id);
         let now = self.now();
-        let row = match (&self.inner.db.point_reads, self.pool()) {
-            (Some(reads), _) => reads.record(kind, &key_hmac)?,
-            (None, pool) => with_pool!(pool, p => {
+        let row = match &self.inner.db.point_reads {
+            Some(reads) => reads.record(kind, &key_hmac)?,
+            None => with_pool!(self.pool(), p => {
                 sqlx::query_as::<_, point_read::PointRow>(
                     "SELECT created_at, updated_at, expires_at, sealed FROM records WHERE kind = $1 AND key_hmac = $2",
                 )
