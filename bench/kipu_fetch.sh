@@ -6,7 +6,8 @@
 # Usage: bench/kipu_fetch.sh
 #   env: PATIENTS=5000 BENCH_CONCURRENCY=8 BENCH_PER=100 BENCH_RUNS=3 BENCH_PIN=1
 #        BENCH_SKIP_BUILD=1 uses the release binaries already in target/
-# Needs: cargo, python3 with venv, GNU time at /usr/bin/time, network access to PyPI once,
+#        BENCH_CEILING=1 (default when wrk is installed) also measures the simulator's ceiling
+# Needs: cargo, python3 with venv, GNU time at /usr/bin/time, curl, network access to PyPI once,
 #        taskset (util-linux) when BENCH_PIN=1 and the machine has at least 2 CPUs.
 #
 # Same work on both sides: same simulator process, same page size, same number of requests in
@@ -14,6 +15,14 @@
 # kipu-python is used with flatten=False (raw JSON, no pandas), and pages by hand since it
 # cannot. Its base_url is the simulator's http://127.0.0.1 URL: kipu-python accepts plain http
 # to any host; phigate accepts it only for loopback.
+#
+# The simulator's ceiling (BENCH_CEILING=1): after the clients, wrk (a C load generator that
+# costs next to nothing per request) sends one pre-signed vital-signs request, pinned like the
+# clients, with the same number of connections, for a few seconds. Its requests/s bound how
+# fast any client could finish the pass against this simulator on this machine, and so the
+# best ratio any client could reach against kipu-python's median. The same wrk run against a
+# bare axum "hello" over plain HTTP/1.1 (`bench_tls_hello --plain`, pinned where the simulator
+# is) shows the ceiling of any hyper-based server on that one CPU.
 #
 # Fairness:
 # * One unmeasured warm-up pass runs first, so the simulator (which caches the serialized
@@ -53,6 +62,7 @@ if [[ "${BENCH_SKIP_BUILD:-0}" != 1 ]]; then
     echo "== building phigate and the benchmark client (release)" >&2
     cargo build --release -p phigate --bin phigate >&2
     cargo build --release -p kipu --example fetch_census_vitals >&2
+    cargo build --release -p phigate --example bench_tls_hello >&2
 fi
 
 if [[ ! -x "$VENV/bin/python" ]]; then
@@ -119,11 +129,40 @@ if [[ "$P_REC" != "$K_REC" ]]; then
     exit 1
 fi
 
+CEILING_RPS=0; HELLO_RPS=0
+if [[ "${BENCH_CEILING:-1}" == 1 ]] && command -v wrk >/dev/null; then
+    # One patient's vital signs, signed now (the simulator accepts a Date within 15 minutes);
+    # the same request every time, served from the simulator's cache like the clients' are.
+    FIRST_ID=$(./target/release/phigate kipu get patients_census --param page=1 --param per=1 |
+        python3 -c 'import json,sys; print(json.load(sys.stdin)["patients"][0]["casefile_id"])')
+    ENCODED_ID=$(python3 -c 'import sys, urllib.parse; print(urllib.parse.quote(sys.argv[1], safe=""))' "$FIRST_ID")
+    URI="/api/patients/$ENCODED_ID/vital_signs?page=1&per=$BENCH_PER&app_id=$KIPU_APP_ID"
+    NOW=$(LC_ALL=C date -u '+%a, %d %b %Y %H:%M:%S GMT')
+    ./target/release/phigate kipu sign --method GET --uri "$URI" --date "$NOW" \
+        --version "$KIPU_API_VERSION" >"$WORK/signed"
+    HEADERS=()
+    while IFS= read -r line; do HEADERS+=(-H "$line"); done < <(grep -E '^(Authorization|Date|Accept): ' "$WORK/signed")
+    STATUS=$(curl -s -o /dev/null -w '%{http_code}' "${HEADERS[@]}" "$KIPU_BASE_URL$URI")
+    [[ "$STATUS" == 200 ]] || { echo "the pre-signed request was answered $STATUS" >&2; exit 1; }
+    echo "== simulator ceiling: wrk, one pre-signed request, $BENCH_CONCURRENCY connections, 5 s" >&2
+    "${CLIENT_CPU[@]}" wrk -t1 -c"$BENCH_CONCURRENCY" -d5s "${HEADERS[@]}" "$KIPU_BASE_URL$URI" >"$WORK/wrk.out"
+    grep -q 'Non-2xx' "$WORK/wrk.out" && { cat "$WORK/wrk.out" >&2; echo "wrk got errors" >&2; exit 1; }
+    CEILING_RPS=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/wrk.out")
+    "${SIM_CPU[@]}" ./target/release/examples/bench_tls_hello --plain 127.0.0.1:0 >"$WORK/hello.out" &
+    HELLO_PID=$!
+    for _ in $(seq 1 50); do grep -q '^listening' "$WORK/hello.out" && break; sleep 0.1; done
+    HELLO_ADDR=$(awk '/^listening/ {print $2}' "$WORK/hello.out")
+    echo "== bare hyper hello ceiling: wrk, $BENCH_CONCURRENCY connections, 5 s" >&2
+    "${CLIENT_CPU[@]}" wrk -t1 -c"$BENCH_CONCURRENCY" -d5s "http://$HELLO_ADDR/" >"$WORK/hello-wrk.out"
+    kill "$HELLO_PID"; wait "$HELLO_PID" 2>/dev/null || true
+    HELLO_RPS=$(awk '/^Requests\/sec:/ {print $2}' "$WORK/hello-wrk.out")
+fi
+
 python3 - "$P_REC" "$P_SEC" "$P_RSS" "$K_REC" "$K_SEC" "$K_RSS" "$PATIENTS" "$PIN" "$RUNS" \
-    "$P_CPU" "$P_SIM" "$K_CPU" "$K_SIM" <<'PY'
+    "$P_CPU" "$P_SIM" "$K_CPU" "$K_SIM" "$CEILING_RPS" "$HELLO_RPS" <<'PY'
 import sys
 p_rec, p_sec, p_rss, k_rec, k_sec, k_rss, patients, pin, runs = sys.argv[1:10]
-p_cpu, p_sim, k_cpu, k_sim = map(float, sys.argv[10:])
+p_cpu, p_sim, k_cpu, k_sim, ceiling, hello = map(float, sys.argv[10:])
 p_rate, k_rate = int(p_rec) / float(p_sec), int(k_rec) / float(k_sec)
 p_mib, k_mib = int(p_rss) / 1024, int(k_rss) / 1024
 print(f"patients: {patients}, records per client: {p_rec}, median of {runs} runs each, "
@@ -134,4 +173,14 @@ print(f"{'phigate':<14}{float(p_sec):>10.2f}{p_rate:>14.0f}{p_mib:>15.1f}{p_cpu:
 print(f"{'kipu-python':<14}{float(k_sec):>10.2f}{k_rate:>14.0f}{k_mib:>15.1f}{k_cpu:>15.2f}{k_sim:>18.2f}")
 print(f"throughput ratio (phigate / kipu-python): {p_rate / k_rate:.1f}x  (target >= 20x)")
 print(f"peak memory ratio (phigate / kipu-python): {p_mib / k_mib:.3f}  (target <= 0.2)")
+if ceiling > 0:
+    requests = int(patients) + -(-int(patients) // int(__import__("os").environ["BENCH_PER"]))
+    floor = requests / ceiling
+    print(f"simulator ceiling (wrk, one pre-signed request): {ceiling:.0f} requests/s; "
+          f"the pass's {requests} requests take at least {floor:.3f} s with a client that costs "
+          f"nothing, so no client can beat kipu-python by more than {float(k_sec) / floor:.1f}x here")
+if hello > 0:
+    print(f"bare hyper hello ceiling (wrk, plain HTTP/1.1, same CPU as the simulator): "
+          f"{hello:.0f} requests/s; any hyper-based server needs at least "
+          f"{requests / hello:.3f} s for the pass: at most {float(k_sec) * hello / requests:.1f}x")
 PY

@@ -3,6 +3,9 @@
 //! authentication, rate limiting, authorization, scrubbing or audit.
 //!
 //! Usage: `bench_tls_hello <cert.pem> <key.pem> <addr>`; prints `listening <addr>` when ready.
+//! `bench_tls_hello --plain <addr>` serves the same app over plain HTTP/1.1 on one
+//! current-thread runtime: the floor of any hyper-based server on one CPU, which
+//! `bench/kipu_fetch.sh` compares the Kipu simulator with.
 
 use std::sync::Arc;
 
@@ -11,11 +14,52 @@ use rustls_pki_types::pem::PemObject as _;
 use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use tower::ServiceExt as _;
 
-#[tokio::main]
-async fn main() -> Result<(), Box<dyn std::error::Error>> {
+fn main() -> Result<(), Box<dyn std::error::Error>> {
     let args: Vec<String> = std::env::args().collect();
-    let [_, cert, key, addr] = args.as_slice() else {
-        return Err("usage: bench_tls_hello <cert.pem> <key.pem> <addr>".into());
+    if let [_, flag, addr] = args.as_slice()
+        && flag == "--plain"
+    {
+        return tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()?
+            .block_on(plain(addr));
+    }
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()?
+        .block_on(tls(&args))
+}
+
+fn hello() -> axum::Router {
+    axum::Router::new().route("/", axum::routing::get(|| async { "hello" }))
+}
+
+async fn plain(addr: &str) -> Result<(), Box<dyn std::error::Error>> {
+    let app = hello();
+    let listener = tokio::net::TcpListener::bind(addr).await?;
+    println!("listening {}", listener.local_addr()?);
+    loop {
+        let (tcp, _) = listener.accept().await?;
+        let _ = tcp.set_nodelay(true);
+        let app = app.clone();
+        tokio::spawn(async move {
+            let svc =
+                hyper::service::service_fn(move |req: hyper::Request<hyper::body::Incoming>| {
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                });
+            let _ = hyper::server::conn::http1::Builder::new()
+                .serve_connection(TokioIo::new(tcp), svc)
+                .await;
+        });
+    }
+}
+
+async fn tls(args: &[String]) -> Result<(), Box<dyn std::error::Error>> {
+    let [_, cert, key, addr] = args else {
+        return Err(
+            "usage: bench_tls_hello <cert.pem> <key.pem> <addr> | bench_tls_hello --plain <addr>"
+                .into(),
+        );
     };
     let certs = CertificateDer::pem_file_iter(cert)?.collect::<Result<Vec<_>, _>>()?;
     let key = PrivateKeyDer::from_pem_file(key)?;
@@ -26,7 +70,7 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         .with_single_cert(certs, key)?;
     config.alpn_protocols = vec![b"h2".to_vec(), b"http/1.1".to_vec()];
     let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let app = axum::Router::new().route("/", axum::routing::get(|| async { "hello" }));
+    let app = hello();
     let listener = tokio::net::TcpListener::bind(addr.as_str()).await?;
     println!("listening {}", listener.local_addr()?);
     loop {
