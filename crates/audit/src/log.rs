@@ -15,7 +15,7 @@ use crate::event::{Entry, Event, KeyedHash, SealedDetail, leaf_bytes};
 use crate::keys::CheckpointSigner;
 use crate::merkle::{self, CompactRange, Hash, MemoryTree};
 use crate::search;
-use crate::sqlite_append::{NewEntry, SqliteAppender};
+use crate::sqlite_append::{self, NewEntry, SqliteAppender, SqliteCheckpointer};
 use crate::store::{self, Db, Layout, Storage};
 
 /// Entries are kept at least this long; nothing in this crate deletes entries at all, and
@@ -25,6 +25,10 @@ pub const RETENTION_YEARS: u32 = 7;
 
 /// Rows per multi-row `INSERT` (3 parameters each; SQLite's limit is 32766, PostgreSQL's 65535).
 const INSERT_CHUNK: usize = 1024;
+
+/// On SQLite, the WAL is checkpointed in the background at most this often while appends
+/// commit (see [`crate::sqlite_append`]).
+const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// Leaf hashes per range when loading a large backlog into the proof tree in parallel.
 const LOAD_RANGE: u64 = 1 << 16;
@@ -144,6 +148,8 @@ struct Inner {
     search_batch: usize,
     /// Taken around every SQLite write transaction of this process (see [`WriteGate`]).
     gate: WriteGate,
+    /// The search copy; `None` when opened read-only.
+    copier: Option<search::Copier>,
     sender: Option<mpsc::Sender<Pending>>,
     appenders: Arc<Appenders>,
     signer: Option<Arc<dyn CheckpointSigner>>,
@@ -201,8 +207,17 @@ impl AuditLog {
         let head_size = read_head(&db).await?.compact.size();
         let (committed, head_rx) = watch::channel(head_size);
         let gate = WriteGate::default();
+        let copier = search::Copier::new(&config.storage, &db)?;
+        if let Storage::Sqlite { path } = &config.storage {
+            tokio::spawn(sqlite_append::run_checkpointer(
+                SqliteCheckpointer::open(path)?,
+                head_rx.clone(),
+                WAL_CHECKPOINT_EVERY,
+            ));
+        }
         tokio::spawn(search::run_indexer(
             db.clone(),
+            copier.clone(),
             gate.clone(),
             head_rx,
             config.search_batch,
@@ -228,6 +243,7 @@ impl AuditLog {
                 layout,
                 search_batch: config.search_batch,
                 gate,
+                copier: Some(copier),
                 sender: Some(sender),
                 appenders,
                 signer: Some(signer),
@@ -246,6 +262,7 @@ impl AuditLog {
                 layout,
                 search_batch: LogConfig::new(storage_cfg.clone()).search_batch,
                 gate: WriteGate::default(),
+                copier: None,
                 sender: None,
                 appenders: Arc::default(),
                 signer: None,
@@ -263,6 +280,12 @@ impl AuditLog {
         &self.inner.db
     }
 
+    /// The search copy of a log opened for writing.
+    #[cfg(test)]
+    pub(crate) fn copier(&self) -> Option<&search::Copier> {
+        self.inner.copier.as_ref()
+    }
+
     pub(crate) fn layout(&self) -> Layout {
         self.inner.layout
     }
@@ -272,10 +295,10 @@ impl AuditLog {
     /// Query results are the same before and after (see [`AuditLog::query`]); this only
     /// makes later queries cheaper. Needs a log opened for writing.
     pub async fn catch_up_search(&self) -> Result<u64, AuditError> {
-        if self.inner.sender.is_none() {
+        let Some(copier) = &self.inner.copier else {
             return Err(AuditError::ReadOnly);
-        }
-        search::catch_up(self.db(), &self.inner.gate, self.inner.search_batch).await
+        };
+        search::catch_up(copier, &self.inner.gate, self.inner.search_batch).await
     }
 
     /// Appends an event and returns its index once the entry is durable (committed). On any
@@ -647,10 +670,10 @@ impl AuditLog {
 
     /// Copies the pending search columns (best effort), then closes the connection pool.
     pub async fn close(self) {
-        if self.inner.sender.is_some()
+        if let Some(copier) = &self.inner.copier
             && self.inner.layout == Layout::V2
             && let Err(e) =
-                search::catch_up(self.db(), &self.inner.gate, self.inner.search_batch).await
+                search::catch_up(copier, &self.inner.gate, self.inner.search_batch).await
         {
             tracing::debug!(error = %e, "search columns left for the next writer to copy");
         }

@@ -7,6 +7,9 @@
 //! waiting or when no append has committed for 50 ms ([`crate::LogConfig`] has both), in
 //! transactions of 1,000 rows, so the four search indexes are updated in sorted runs instead
 //! of inside every fsync'd append, and an append never waits behind more than one run.
+//! On SQLite the copy runs on its own connection on blocking threads and commits without an
+//! fsync of its own (why that is safe: [`crate::sqlite_append`]); on PostgreSQL it goes
+//! through the pool.
 //!
 //! The copied range is always a prefix of the log: the watermark is `MAX(idx) + 1` of the
 //! search table. Queries read indexed rows below the watermark and the leaves at or above it
@@ -28,7 +31,8 @@ use tokio::sync::watch;
 
 use crate::error::{AuditError, storage};
 use crate::log::{WriteGate, to_i64};
-use crate::store::{Db, Layout};
+use crate::sqlite_append::SqliteSearchCopier;
+use crate::store::{Db, Layout, Storage};
 
 /// Rows per multi-row `INSERT` into the search table (5 parameters each), and per
 /// transaction.
@@ -80,46 +84,66 @@ pub(crate) struct Copied {
     pub(crate) stalled: bool,
 }
 
-struct SearchRow {
-    idx: i64,
-    time_us: i64,
-    kind: String,
-    principal: Option<String>,
-    patient: Option<String>,
+/// One row of `audit_search`.
+pub(crate) struct SearchRow {
+    pub(crate) idx: i64,
+    pub(crate) time_us: i64,
+    pub(crate) kind: String,
+    pub(crate) principal: Option<String>,
+    pub(crate) patient: Option<String>,
+}
+
+/// Where the writing process's search copy reads leaves and writes rows.
+#[derive(Clone, Debug)]
+pub(crate) enum Copier {
+    /// On blocking threads through the copy's own connection (see [`crate::sqlite_append`]).
+    Sqlite(SqliteSearchCopier),
+    /// Through the sqlx pool.
+    Postgres(sqlx::PgPool),
+}
+
+impl Copier {
+    pub(crate) fn new(storage: &Storage, db: &Db) -> Result<Self, AuditError> {
+        match (storage, db) {
+            (Storage::Sqlite { path }, Db::Sqlite(_)) => {
+                Ok(Self::Sqlite(SqliteSearchCopier::open(path)?))
+            }
+            (Storage::Postgres { .. }, Db::Postgres(pool)) => Ok(Self::Postgres(pool.clone())),
+            _ => Err(AuditError::Config(
+                "the audit storage and its connection disagree",
+            )),
+        }
+    }
 }
 
 /// Copies the search columns of up to `limit` entries from the watermark on, in
 /// transactions of [`INSERT_CHUNK`] rows.
 pub(crate) async fn copy_batch(
-    db: &Db,
+    copier: &Copier,
     gate: &WriteGate,
     limit: usize,
 ) -> Result<Copied, AuditError> {
     let ctx = "copying search columns";
-    let from = watermark(db, Layout::V2).await?;
-    let lower = to_i64(from)?;
-    let limit_i = i64::try_from(limit).unwrap_or(i64::MAX);
-    let rows: Vec<(i64, Vec<u8>)> = match db {
-        Db::Sqlite(p) => {
-            sqlx::query_as(
-                "SELECT idx, leaf FROM audit_entries WHERE idx >= ? ORDER BY idx LIMIT ?",
-            )
-            .bind(lower)
-            .bind(limit_i)
-            .fetch_all(p)
-            .await
+    let (from, rows) = match copier {
+        Copier::Sqlite(c) => {
+            let c = c.clone();
+            tokio::task::spawn_blocking(move || c.pending(limit))
+                .await
+                .map_err(|_| stopped(ctx))??
         }
-        Db::Postgres(p) => {
-            sqlx::query_as(
+        Copier::Postgres(p) => {
+            let from = watermark(&Db::Postgres(p.clone()), Layout::V2).await?;
+            let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
                 "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
             )
-            .bind(lower)
-            .bind(limit_i)
+            .bind(to_i64(from)?)
+            .bind(i64::try_from(limit).unwrap_or(i64::MAX))
             .fetch_all(p)
             .await
+            .map_err(storage(ctx))?;
+            (from, rows)
         }
-    }
-    .map_err(storage(ctx))?;
+    };
     let mut out = Vec::with_capacity(rows.len());
     let mut stalled = false;
     for (i, (idx, leaf)) in rows.iter().enumerate() {
@@ -132,61 +156,54 @@ pub(crate) async fn copy_batch(
             }
         }
     }
-    if out.is_empty() {
-        return Ok(Copied {
-            watermark: from,
-            rows: 0,
-            stalled,
-        });
-    }
+    drop(rows);
+    let copied = out.len() as u64;
     // One transaction per chunk, taking the write gate for each: appends wait for at most
-    // one chunk's insert (a few milliseconds), not for the whole batch, whose four index
-    // updates took around 100 ms on a small VM and showed as the gateway's tail latency. The
-    // chunks commit in order, so the copied range stays a prefix of the log.
-    macro_rules! insert_chunk {
-        ($db:ty, $tx:expr, $chunk:expr) => {{
-            let mut tx = $tx;
-            let mut qb: QueryBuilder<'_, $db> = QueryBuilder::new(
-                "INSERT INTO audit_search (idx, time_us, kind, principal, patient) ",
-            );
-            qb.push_values($chunk, |mut b, r| {
-                b.push_bind(r.idx)
-                    .push_bind(r.time_us)
-                    .push_bind(r.kind.as_str())
-                    .push_bind(r.principal.as_deref())
-                    .push_bind(r.patient.as_deref());
-            });
-            qb.push(" ON CONFLICT (idx) DO NOTHING");
-            qb.build().execute(&mut *tx).await.map_err(storage(ctx))?;
-            tx.commit().await.map_err(storage(ctx))?;
-        }};
-    }
-    for chunk in out.chunks(INSERT_CHUNK) {
-        match db {
-            Db::Sqlite(p) => {
+    // one chunk's insert, not for the whole batch, whose four index updates took around
+    // 100 ms on a small VM and showed as the gateway's tail latency. The chunks commit in
+    // order, so the copied range stays a prefix of the log.
+    while !out.is_empty() {
+        let rest = out.split_off(out.len().min(INSERT_CHUNK));
+        let chunk = std::mem::replace(&mut out, rest);
+        match copier {
+            Copier::Sqlite(c) => {
                 let _gate = gate.lock().await;
-                insert_chunk!(
-                    sqlx::Sqlite,
-                    p.begin_with("BEGIN IMMEDIATE")
-                        .await
-                        .map_err(storage(ctx))?,
-                    chunk
-                )
+                let c = c.clone();
+                tokio::task::spawn_blocking(move || c.insert(&chunk))
+                    .await
+                    .map_err(|_| stopped(ctx))??;
             }
-            Db::Postgres(p) => {
-                insert_chunk!(
-                    sqlx::Postgres,
-                    p.begin().await.map_err(storage(ctx))?,
-                    chunk
-                )
+            Copier::Postgres(p) => {
+                let mut tx = p.begin().await.map_err(storage(ctx))?;
+                let mut qb: QueryBuilder<'_, sqlx::Postgres> = QueryBuilder::new(
+                    "INSERT INTO audit_search (idx, time_us, kind, principal, patient) ",
+                );
+                qb.push_values(&chunk, |mut b, r| {
+                    b.push_bind(r.idx)
+                        .push_bind(r.time_us)
+                        .push_bind(r.kind.as_str())
+                        .push_bind(r.principal.as_deref())
+                        .push_bind(r.patient.as_deref());
+                });
+                qb.push(" ON CONFLICT (idx) DO NOTHING");
+                qb.build().execute(&mut *tx).await.map_err(storage(ctx))?;
+                tx.commit().await.map_err(storage(ctx))?;
             }
         }
     }
     Ok(Copied {
-        watermark: from + out.len() as u64,
-        rows: out.len() as u64,
+        watermark: from + copied,
+        rows: copied,
         stalled,
     })
+}
+
+/// The error for a blocking copy thread that panicked or was cancelled.
+fn stopped(context: &'static str) -> AuditError {
+    AuditError::Storage {
+        context,
+        detail: "the copy thread stopped".into(),
+    }
 }
 
 /// The search row of the entry at `position`, or `None` if it is not in place or not an
@@ -211,9 +228,13 @@ fn search_row(position: u64, idx: i64, leaf: &[u8]) -> Option<SearchRow> {
 
 /// Copies until the search table holds every entry (or an entry stops the copy). Returns
 /// the watermark.
-pub(crate) async fn catch_up(db: &Db, gate: &WriteGate, batch: usize) -> Result<u64, AuditError> {
+pub(crate) async fn catch_up(
+    copier: &Copier,
+    gate: &WriteGate,
+    batch: usize,
+) -> Result<u64, AuditError> {
     loop {
-        let copied = copy_batch(db, gate, batch).await?;
+        let copied = copy_batch(copier, gate, batch).await?;
         if copied.rows == 0 || copied.stalled {
             return Ok(copied.watermark);
         }
@@ -224,6 +245,7 @@ pub(crate) async fn catch_up(db: &Db, gate: &WriteGate, batch: usize) -> Result<
 /// announced on `head` for `idle`; catches up and stops when the writer is gone.
 pub(crate) async fn run_indexer(
     db: Db,
+    copier: Copier,
     gate: WriteGate,
     mut head: watch::Receiver<u64>,
     batch: usize,
@@ -253,7 +275,7 @@ pub(crate) async fn run_indexer(
             }
             continue;
         }
-        match copy_batch(&db, &gate, batch).await {
+        match copy_batch(&copier, &gate, batch).await {
             Ok(done) if done.stalled => {
                 tracing::warn!(
                     at = done.watermark,

@@ -1,13 +1,15 @@
-//! The SQLite append path: one batch, one `BEGIN IMMEDIATE` transaction, on a connection
-//! that runs statements on the thread that calls it.
+//! The SQLite write paths of the writing process: appends (one batch, one `BEGIN IMMEDIATE`
+//! transaction) and the search copy, each on its own connection that runs statements on the
+//! thread that calls it.
 //!
 //! Why not sqlx here: sqlx's SQLite driver gives every connection its own worker thread and
 //! sends it each statement over a channel, so a batch of five statements costs ten thread
 //! hand-offs, which on a small VM were most of the gateway's CPU (`docs/benchmarks.md`,
 //! "Profile of the governed path"). The writer task hands the whole batch to one blocking
 //! thread instead, which runs it here on a [`rusqlite`] connection opened on the same file.
-//! Everything else (schema, migrations, the search copy, queries, verification, manual
-//! checkpoints) stays on sqlx; both link the same SQLite library.
+//! The search copy ([`SqliteSearchCopier`]) works the same way for the same reason. Everything
+//! else (schema, migrations, queries, verification, manual checkpoints) stays on sqlx; both
+//! link the same SQLite library.
 //!
 //! Invariants, the same as the sqlx path it replaces for SQLite:
 //! * the head row is read inside the write transaction, so a batch starts where the last
@@ -15,6 +17,19 @@
 //! * `synchronous=FULL` on this connection: the commit returns after the WAL is on disk, and
 //!   only then does the writer acknowledge the batch's callers;
 //! * the caller holds the process's write gate for the whole transaction.
+//!
+//! WAL checkpoints (copying committed pages from the WAL into the database file, with an
+//! fsync) run on a third connection, [`SqliteCheckpointer`], in the background: a `PASSIVE`
+//! checkpoint takes no lock that an append needs, so no request waits for one. SQLite's
+//! automatic checkpoint is off on the two write connections, because it runs inside the
+//! commit that crosses its threshold, that is, while appends wait.
+//!
+//! The search copy's connection commits with `synchronous=NORMAL` (no fsync per commit) on
+//! purpose: its rows are derived from entries that were fsync'd before it read them, and the
+//! WAL keeps commits in order, so a power loss can only roll back a suffix of copied rows,
+//! which leaves the copied range a prefix of the log and is copied again by the next writer
+//! (see [`crate::search`]). Skipping the fsync shortens the time each chunk holds the write
+//! gate, which appends wait behind.
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -26,6 +41,7 @@ use crate::event::leaf_bytes;
 use crate::keys::CheckpointSigner;
 use crate::log::{Head, batch_time, decode_head, sign_checkpoint, to_i64};
 use crate::merkle;
+use crate::search::SearchRow;
 
 /// One entry to append: its canonical event bytes and sealed detail.
 pub(crate) struct NewEntry<'a> {
@@ -47,7 +63,7 @@ impl std::fmt::Debug for SqliteAppender {
 
 /// Sanitizes a rusqlite error the way [`crate::error::sanitize`] does sqlx's: SQLite's
 /// messages name tables and constraints, never row values.
-fn storage(context: &'static str) -> impl Fn(rusqlite::Error) -> AuditError {
+pub(crate) fn storage(context: &'static str) -> impl Fn(rusqlite::Error) -> AuditError {
     move |e| AuditError::Storage {
         context,
         detail: match &e {
@@ -71,27 +87,11 @@ impl SqliteAppender {
     /// Opens the file that [`crate::store::connect`] has created and migrated (it is never
     /// created here).
     pub(crate) fn open(path: &Path) -> Result<Self, AuditError> {
-        let ctx = "opening the SQLite audit database for appends";
-        let conn = Connection::open_with_flags(
+        let conn = open_connection(
             path,
-            OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
-        )
-        .map_err(storage(ctx))?;
-        // WAL is a property of the file (set when it was created); the others are per
-        // connection and must match the sqlx pool's.
-        conn.execute_batch(
-            "PRAGMA synchronous = FULL; PRAGMA foreign_keys = ON; PRAGMA busy_timeout = 30000;",
-        )
-        .map_err(storage(ctx))?;
-        let mode: String = conn
-            .query_row("PRAGMA journal_mode", [], |row| row.get(0))
-            .map_err(storage(ctx))?;
-        if !mode.eq_ignore_ascii_case("wal") {
-            return Err(AuditError::Storage {
-                context: ctx,
-                detail: "the audit database is not in WAL mode".into(),
-            });
-        }
+            Synchronous::Full,
+            "opening the SQLite audit database for appends",
+        )?;
         Ok(Self {
             conn: Arc::new(Mutex::new(conn)),
         })
@@ -160,5 +160,181 @@ impl SqliteAppender {
         .map_err(storage(ctx))?;
         tx.commit().map_err(storage(ctx))?;
         Ok(start)
+    }
+}
+
+/// How a connection's commits reach the disk (`PRAGMA synchronous`).
+#[derive(Clone, Copy)]
+enum Synchronous {
+    /// Every commit fsyncs the WAL: for entries, which are acknowledged after the commit.
+    Full,
+    /// Only checkpoints fsync: for the search copy (see the module docs).
+    Normal,
+}
+
+/// Opens a read-write connection to the existing WAL-mode audit database `path`.
+fn open_connection(
+    path: &Path,
+    synchronous: Synchronous,
+    ctx: &'static str,
+) -> Result<Connection, AuditError> {
+    let conn = Connection::open_with_flags(
+        path,
+        OpenFlags::SQLITE_OPEN_READ_WRITE | OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )
+    .map_err(storage(ctx))?;
+    // WAL is a property of the file (set when it was created); the others are per
+    // connection and must match the sqlx pool's.
+    let synchronous = match synchronous {
+        Synchronous::Full => "FULL",
+        Synchronous::Normal => "NORMAL",
+    };
+    // No automatic checkpoints on the write connections: SQLite would run one inside the
+    // `COMMIT` that crosses the threshold, while this process's write gate is held and the
+    // batch's callers wait; [`SqliteCheckpointer`] runs them on its own connection instead.
+    conn.execute_batch(&format!(
+        "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
+         PRAGMA busy_timeout = 30000; PRAGMA wal_autocheckpoint = 0;"
+    ))
+    .map_err(storage(ctx))?;
+    let mode: String = conn
+        .query_row("PRAGMA journal_mode", [], |row| row.get(0))
+        .map_err(storage(ctx))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Err(AuditError::Storage {
+            context: ctx,
+            detail: "the audit database is not in WAL mode".into(),
+        });
+    }
+    Ok(conn)
+}
+
+/// The search copy's own connection to a SQLite audit database (see [`crate::search`]).
+#[derive(Clone)]
+pub(crate) struct SqliteSearchCopier {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl std::fmt::Debug for SqliteSearchCopier {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SqliteSearchCopier").finish_non_exhaustive()
+    }
+}
+
+impl SqliteSearchCopier {
+    /// Opens the file that [`crate::store::connect`] has created and migrated.
+    pub(crate) fn open(path: &Path) -> Result<Self, AuditError> {
+        let conn = open_connection(
+            path,
+            Synchronous::Normal,
+            "opening the SQLite audit database for the search copy",
+        )?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// The search watermark and up to `limit` committed leaves from it on, read in one
+    /// snapshot. Blocks: call it from a blocking thread.
+    pub(crate) fn pending(&self, limit: usize) -> Result<(u64, Vec<(i64, Vec<u8>)>), AuditError> {
+        let ctx = "copying search columns";
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn.transaction().map_err(storage(ctx))?;
+        let from: i64 = tx
+            .prepare_cached("SELECT COALESCE(MAX(idx) + 1, 0) FROM audit_search")
+            .and_then(|mut s| s.query_row([], |r| r.get(0)))
+            .map_err(storage(ctx))?;
+        let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+        let leaves = tx
+            .prepare_cached(
+                "SELECT idx, leaf FROM audit_entries WHERE idx >= ?1 ORDER BY idx LIMIT ?2",
+            )
+            .and_then(|mut s| {
+                s.query_map(params![from, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
+                    .collect::<Result<Vec<(i64, Vec<u8>)>, _>>()
+            })
+            .map_err(storage(ctx))?;
+        tx.commit().map_err(storage(ctx))?;
+        Ok((from.max(0) as u64, leaves))
+    }
+
+    /// Inserts `rows` in one `BEGIN IMMEDIATE` transaction. The caller holds the process's
+    /// write gate. Blocks: call it from a blocking thread.
+    pub(crate) fn insert(&self, rows: &[SearchRow]) -> Result<(), AuditError> {
+        let ctx = "copying search columns";
+        let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(storage(ctx))?;
+        {
+            let mut insert = tx
+                .prepare_cached(
+                    "INSERT INTO audit_search (idx, time_us, kind, principal, patient) \
+                     VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT (idx) DO NOTHING",
+                )
+                .map_err(storage(ctx))?;
+            for r in rows {
+                insert
+                    .execute(params![r.idx, r.time_us, r.kind, r.principal, r.patient])
+                    .map_err(storage(ctx))?;
+            }
+        }
+        tx.commit().map_err(storage(ctx))
+    }
+}
+
+/// Runs WAL checkpoints of a SQLite audit database on its own connection.
+#[derive(Clone)]
+pub(crate) struct SqliteCheckpointer {
+    conn: Arc<Mutex<Connection>>,
+}
+
+impl SqliteCheckpointer {
+    /// Opens the file that [`crate::store::connect`] has created and migrated.
+    pub(crate) fn open(path: &Path) -> Result<Self, AuditError> {
+        let conn = open_connection(
+            path,
+            Synchronous::Full,
+            "opening the SQLite audit database for checkpoints",
+        )?;
+        Ok(Self {
+            conn: Arc::new(Mutex::new(conn)),
+        })
+    }
+
+    /// Copies what it can of the WAL into the database file without waiting for readers or
+    /// writers (`PRAGMA wal_checkpoint(PASSIVE)`); returns the frames in the WAL and how many
+    /// of them are checkpointed. Blocks: call it from a blocking thread.
+    pub(crate) fn checkpoint(&self) -> Result<(i64, i64), AuditError> {
+        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
+        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
+            Ok((r.get(1)?, r.get(2)?))
+        })
+        .map_err(storage("checkpointing the WAL"))
+    }
+}
+
+/// The checkpoint task of a SQLite log: after commits, at most one `PASSIVE` checkpoint per
+/// `every`; a last one when the writer is gone.
+pub(crate) async fn run_checkpointer(
+    checkpointer: SqliteCheckpointer,
+    mut committed: tokio::sync::watch::Receiver<u64>,
+    every: std::time::Duration,
+) {
+    loop {
+        let writer_gone = committed.changed().await.is_err();
+        if !writer_gone {
+            // Commits that arrive meanwhile are covered by this checkpoint.
+            tokio::time::sleep(every).await;
+        }
+        let c = checkpointer.clone();
+        match tokio::task::spawn_blocking(move || c.checkpoint()).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry"),
+            Err(_) => return,
+        }
+        if writer_gone {
+            return;
+        }
     }
 }

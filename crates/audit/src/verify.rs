@@ -769,7 +769,7 @@ mod tests {
         futures::future::try_join_all(appends).await.unwrap();
         // Half copied, half not.
         crate::search::copy_batch(
-            log.db(),
+            log.copier().unwrap(),
             &crate::log::WriteGate::default(),
             (n / 2) as usize,
         )

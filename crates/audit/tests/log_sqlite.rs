@@ -659,3 +659,46 @@ fn opening_a_missing_log_read_only_says_so_and_creates_nothing() {
     assert!(matches!(err, AuditError::NotFound(_)), "{err}");
     assert!(!path.exists());
 }
+
+/// SQLite's own checkpoint would run inside the commit that crosses its threshold, while the
+/// batch's callers wait; the log turns it off on its write connections and checkpoints in the
+/// background instead, so committed pages still reach the database file while the log is open.
+#[test]
+fn committed_entries_reach_the_database_file_through_the_background_checkpointer() {
+    let dir = tempfile::tempdir().unwrap();
+    let keys = keys(dir.path());
+    let db_file = dir.path().join("audit.db");
+    runtime().block_on(async {
+        let log = AuditLog::open(sqlite_config(dir.path(), NEVER), keys.clone())
+            .await
+            .unwrap();
+        let before = std::fs::metadata(&db_file).unwrap().len();
+        for round in 0..20u64 {
+            let appends = (0..100).map(|i| {
+                log.append(phi_read(
+                    keys.as_ref(),
+                    "user:alice",
+                    "P-1",
+                    round * 100 + i,
+                ))
+            });
+            futures::future::try_join_all(appends).await.unwrap();
+        }
+        // 2,000 entries of several hundred bytes each: about a megabyte that only a
+        // checkpoint moves out of the WAL.
+        let mut after = before;
+        for _ in 0..200 {
+            after = std::fs::metadata(&db_file).unwrap().len();
+            if after >= before + 512 * 1024 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(
+            after >= before + 512 * 1024,
+            "database file grew from {before} to {after} bytes: the WAL was not checkpointed"
+        );
+        assert_eq!(log.tree_head().await.unwrap().0, 2000);
+        log.close().await;
+    });
+}
