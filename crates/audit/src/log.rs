@@ -15,7 +15,7 @@ use crate::event::{Entry, Event, KeyedHash, SealedDetail, leaf_bytes};
 use crate::keys::CheckpointSigner;
 use crate::merkle::{self, CompactRange, Hash, MemoryTree};
 use crate::search;
-use crate::sqlite_append::{self, NewEntry, SqliteAppender, SqliteCheckpointer};
+use crate::sqlite_append::{NewEntry, SqliteAppender};
 use crate::store::{self, Db, Layout, Storage};
 
 /// Entries are kept at least this long; nothing in this crate deletes entries at all, and
@@ -25,10 +25,6 @@ pub const RETENTION_YEARS: u32 = 7;
 
 /// Rows per multi-row `INSERT` (3 parameters each; SQLite's limit is 32766, PostgreSQL's 65535).
 const INSERT_CHUNK: usize = 1024;
-
-/// On SQLite, the WAL is checkpointed in the background at most this often while appends
-/// commit (see [`crate::sqlite_append`]).
-const WAL_CHECKPOINT_EVERY: Duration = Duration::from_millis(200);
 
 /// Leaf hashes per range when loading a large backlog into the proof tree in parallel.
 const LOAD_RANGE: u64 = 1 << 16;
@@ -208,13 +204,6 @@ impl AuditLog {
         let (committed, head_rx) = watch::channel(head_size);
         let gate = WriteGate::default();
         let copier = search::Copier::new(&config.storage, &db)?;
-        if let Storage::Sqlite { path } = &config.storage {
-            tokio::spawn(sqlite_append::run_checkpointer(
-                SqliteCheckpointer::open(path)?,
-                head_rx.clone(),
-                WAL_CHECKPOINT_EVERY,
-            ));
-        }
         tokio::spawn(search::run_indexer(
             db.clone(),
             copier.clone(),

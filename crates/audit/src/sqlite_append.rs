@@ -18,12 +18,6 @@
 //!   only then does the writer acknowledge the batch's callers;
 //! * the caller holds the process's write gate for the whole transaction.
 //!
-//! WAL checkpoints (copying committed pages from the WAL into the database file, with an
-//! fsync) run on a third connection, [`SqliteCheckpointer`], in the background: a `PASSIVE`
-//! checkpoint takes no lock that an append needs, so no request waits for one. SQLite's
-//! automatic checkpoint is off on the two write connections, because it runs inside the
-//! commit that crosses its threshold, that is, while appends wait.
-//!
 //! The search copy's connection commits with `synchronous=NORMAL` (no fsync per commit) on
 //! purpose: its rows are derived from entries that were fsync'd before it read them, and the
 //! WAL keeps commits in order, so a power loss can only roll back a suffix of copied rows,
@@ -189,12 +183,9 @@ fn open_connection(
         Synchronous::Full => "FULL",
         Synchronous::Normal => "NORMAL",
     };
-    // No automatic checkpoints on the write connections: SQLite would run one inside the
-    // `COMMIT` that crosses the threshold, while this process's write gate is held and the
-    // batch's callers wait; [`SqliteCheckpointer`] runs them on its own connection instead.
     conn.execute_batch(&format!(
         "PRAGMA synchronous = {synchronous}; PRAGMA foreign_keys = ON; \
-         PRAGMA busy_timeout = 30000; PRAGMA wal_autocheckpoint = 0;"
+         PRAGMA busy_timeout = 30000;"
     ))
     .map_err(storage(ctx))?;
     let mode: String = conn
@@ -280,61 +271,5 @@ impl SqliteSearchCopier {
             }
         }
         tx.commit().map_err(storage(ctx))
-    }
-}
-
-/// Runs WAL checkpoints of a SQLite audit database on its own connection.
-#[derive(Clone)]
-pub(crate) struct SqliteCheckpointer {
-    conn: Arc<Mutex<Connection>>,
-}
-
-impl SqliteCheckpointer {
-    /// Opens the file that [`crate::store::connect`] has created and migrated.
-    pub(crate) fn open(path: &Path) -> Result<Self, AuditError> {
-        let conn = open_connection(
-            path,
-            Synchronous::Full,
-            "opening the SQLite audit database for checkpoints",
-        )?;
-        Ok(Self {
-            conn: Arc::new(Mutex::new(conn)),
-        })
-    }
-
-    /// Copies what it can of the WAL into the database file without waiting for readers or
-    /// writers (`PRAGMA wal_checkpoint(PASSIVE)`); returns the frames in the WAL and how many
-    /// of them are checkpointed. Blocks: call it from a blocking thread.
-    pub(crate) fn checkpoint(&self) -> Result<(i64, i64), AuditError> {
-        let conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
-        conn.query_row("PRAGMA wal_checkpoint(PASSIVE)", [], |r| {
-            Ok((r.get(1)?, r.get(2)?))
-        })
-        .map_err(storage("checkpointing the WAL"))
-    }
-}
-
-/// The checkpoint task of a SQLite log: after commits, at most one `PASSIVE` checkpoint per
-/// `every`; a last one when the writer is gone.
-pub(crate) async fn run_checkpointer(
-    checkpointer: SqliteCheckpointer,
-    mut committed: tokio::sync::watch::Receiver<u64>,
-    every: std::time::Duration,
-) {
-    loop {
-        let writer_gone = committed.changed().await.is_err();
-        if !writer_gone {
-            // Commits that arrive meanwhile are covered by this checkpoint.
-            tokio::time::sleep(every).await;
-        }
-        let c = checkpointer.clone();
-        match tokio::task::spawn_blocking(move || c.checkpoint()).await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => tracing::warn!(error = %e, "audit WAL checkpoint failed; will retry"),
-            Err(_) => return,
-        }
-        if writer_gone {
-            return;
-        }
     }
 }
