@@ -57,7 +57,7 @@ impl std::fmt::Debug for SqliteAppender {
 
 /// Sanitizes a rusqlite error the way [`crate::error::sanitize`] does sqlx's: SQLite's
 /// messages name tables and constraints, never row values.
-pub(crate) fn storage(context: &'static str) -> impl Fn(rusqlite::Error) -> AuditError {
+fn storage(context: &'static str) -> impl Fn(rusqlite::Error) -> AuditError {
     move |e| AuditError::Storage {
         context,
         detail: match &e {
