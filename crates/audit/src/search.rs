@@ -84,6 +84,9 @@ pub(crate) struct Copied {
     pub(crate) stalled: bool,
 }
 
+/// Committed entries as `(idx, leaf)`, in index order.
+pub(crate) type Leaves = Vec<(i64, Vec<u8>)>;
+
 /// One row of `audit_search`.
 pub(crate) struct SearchRow {
     pub(crate) idx: i64,
@@ -133,7 +136,7 @@ pub(crate) async fn copy_batch(
         }
         Copier::Postgres(p) => {
             let from = watermark(&Db::Postgres(p.clone()), Layout::V2).await?;
-            let rows: Vec<(i64, Vec<u8>)> = sqlx::query_as(
+            let rows: Leaves = sqlx::query_as(
                 "SELECT idx, leaf FROM audit_entries WHERE idx >= $1 ORDER BY idx LIMIT $2",
             )
             .bind(to_i64(from)?)

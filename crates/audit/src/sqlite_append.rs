@@ -35,7 +35,7 @@ use crate::event::leaf_bytes;
 use crate::keys::CheckpointSigner;
 use crate::log::{Head, batch_time, decode_head, sign_checkpoint, to_i64};
 use crate::merkle;
-use crate::search::SearchRow;
+use crate::search::{Leaves, SearchRow};
 
 /// One entry to append: its canonical event bytes and sealed detail.
 pub(crate) struct NewEntry<'a> {
@@ -227,7 +227,7 @@ impl SqliteSearchCopier {
 
     /// The search watermark and up to `limit` committed leaves from it on, read in one
     /// snapshot. Blocks: call it from a blocking thread.
-    pub(crate) fn pending(&self, limit: usize) -> Result<(u64, Vec<(i64, Vec<u8>)>), AuditError> {
+    pub(crate) fn pending(&self, limit: usize) -> Result<(u64, Leaves), AuditError> {
         let ctx = "copying search columns";
         let mut conn = self.conn.lock().unwrap_or_else(|p| p.into_inner());
         let tx = conn.transaction().map_err(storage(ctx))?;
@@ -242,7 +242,7 @@ impl SqliteSearchCopier {
             )
             .and_then(|mut s| {
                 s.query_map(params![from, limit], |r| Ok((r.get(0)?, r.get(1)?)))?
-                    .collect::<Result<Vec<(i64, Vec<u8>)>, _>>()
+                    .collect::<Result<Leaves, _>>()
             })
             .map_err(storage(ctx))?;
         tx.commit().map_err(storage(ctx))?;
