@@ -16,7 +16,7 @@ use crate::keys::CheckpointSigner;
 use crate::merkle::{self, CompactRange, Hash, MemoryTree};
 use crate::search;
 use crate::sqlite_append::{NewEntry, SqliteAppender};
-use crate::store::{self, Db, Layout, Storage};
+use crate::store::{self, Db, Layout, Storage, WriteBackend};
 
 /// Entries are kept at least this long; nothing in this crate deletes entries at all, and
 /// the storage triggers refuse deletes. Any future archival must respect this floor
@@ -827,15 +827,10 @@ enum BatchSink {
 
 impl BatchSink {
     fn new(storage: &Storage, db: &Db) -> Result<Self, AuditError> {
-        match (storage, db) {
-            (Storage::Sqlite { path }, Db::Sqlite(_)) => {
-                Ok(Self::Sqlite(SqliteAppender::open(path)?))
-            }
-            (Storage::Postgres { .. }, Db::Postgres(pool)) => Ok(Self::Postgres(pool.clone())),
-            _ => Err(AuditError::Config(
-                "the audit storage and its connection disagree",
-            )),
-        }
+        Ok(match db.write_backend(storage)? {
+            WriteBackend::Sqlite(path) => Self::Sqlite(SqliteAppender::open(path)?),
+            WriteBackend::Postgres(pool) => Self::Postgres(pool.clone()),
+        })
     }
 }
 

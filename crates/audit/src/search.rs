@@ -32,7 +32,7 @@ use tokio::sync::watch;
 use crate::error::{AuditError, storage};
 use crate::log::{WriteGate, to_i64};
 use crate::sqlite_append::SqliteSearchCopier;
-use crate::store::{Db, Layout, Storage};
+use crate::store::{Db, Layout, Storage, WriteBackend};
 
 /// Rows per transaction of the search copy (and per multi-row `INSERT` on PostgreSQL, 5
 /// parameters each). An append waits for at most one such transaction: with 256 rows the
@@ -110,15 +110,10 @@ pub(crate) enum Copier {
 
 impl Copier {
     pub(crate) fn new(storage: &Storage, db: &Db) -> Result<Self, AuditError> {
-        match (storage, db) {
-            (Storage::Sqlite { path }, Db::Sqlite(_)) => {
-                Ok(Self::Sqlite(SqliteSearchCopier::open(path)?))
-            }
-            (Storage::Postgres { .. }, Db::Postgres(pool)) => Ok(Self::Postgres(pool.clone())),
-            _ => Err(AuditError::Config(
-                "the audit storage and its connection disagree",
-            )),
-        }
+        Ok(match db.write_backend(storage)? {
+            WriteBackend::Sqlite(path) => Self::Sqlite(SqliteSearchCopier::open(path)?),
+            WriteBackend::Postgres(pool) => Self::Postgres(pool.clone()),
+        })
     }
 }
 

@@ -69,7 +69,28 @@ pub(crate) enum Db {
     Postgres(PgPool),
 }
 
+/// What the write paths of a log opened for writing (appends, search copy) are built on: the
+/// SQLite file, to which each opens its own connection, or the PostgreSQL pool.
+pub(crate) enum WriteBackend<'a> {
+    Sqlite(&'a Path),
+    Postgres(&'a PgPool),
+}
+
 impl Db {
+    /// The write backend of this connection, opened from `storage`.
+    pub(crate) fn write_backend<'a>(
+        &'a self,
+        storage: &'a Storage,
+    ) -> Result<WriteBackend<'a>, AuditError> {
+        match (storage, self) {
+            (Storage::Sqlite { path }, Db::Sqlite(_)) => Ok(WriteBackend::Sqlite(path)),
+            (Storage::Postgres { .. }, Db::Postgres(pool)) => Ok(WriteBackend::Postgres(pool)),
+            _ => Err(AuditError::Config(
+                "the audit storage and its connection disagree",
+            )),
+        }
+    }
+
     /// True once the pool was closed ([`crate::AuditLog::close`]).
     pub(crate) fn is_closed(&self) -> bool {
         match self {
